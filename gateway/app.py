@@ -1,0 +1,138 @@
+"""App wiring: config and mapping in, an aiohttp application out."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from gateway import deadline, khoros, logs
+from gateway.cache import AsyncTTLCache
+from gateway.config import Config, Secret
+from gateway.errors import DeadlineExceeded, GatewayError, NotFound, Unauthorized
+from gateway.mapping.engine import Engine
+from gateway.mapping.spec import MappingSpec, load_mapping
+from gateway.upstream import Upstream
+
+CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+UPSTREAM: web.AppKey[Upstream] = web.AppKey("upstream", Upstream)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def authorized(header: str | None, keys: tuple[Secret, ...]) -> bool:
+    """The header is a configured key, or ``Bearer <key>``. Every key is compared, in
+    constant time, so timing tells nothing about which part was wrong."""
+    if not header:
+        return False
+    given = header.encode()
+    bearer = header[7:].strip().encode() if header[:7].lower() == "bearer " else b""
+    ok = False
+    for key in keys:
+        secret = key.reveal().encode()
+        ok |= hmac.compare_digest(given, secret) | hmac.compare_digest(bearer, secret)
+    return ok
+
+
+_OPERATIONS = {handler: operation for _, _, handler, operation in khoros.ROUTES}
+
+
+def _operation(request: web.Request) -> str | None:
+    return _OPERATIONS.get(request.match_info.handler)
+
+
+@web.middleware
+async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamResponse:
+    """Request id, auth, budget, error bodies and the request's log line, in one place."""
+    config = request.app[CONFIG]
+    given_id = request.headers.get("X-Request-Id", "")
+    request_id = given_id if _REQUEST_ID.match(given_id) else uuid.uuid4().hex
+    operation = _operation(request)
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    seconds = config.meta_budget if operation == "meta" else config.default_budget
+    response: web.StreamResponse
+    try:
+        if operation is None:
+            response = await handler(request)
+        else:
+            if not authorized(request.headers.get("Authorization"), config.api_keys):
+                raise Unauthorized()
+            with deadline.budget(seconds, config.margin):
+                try:
+                    async with asyncio.timeout(seconds):
+                        response = await handler(request)
+                except TimeoutError:
+                    raise DeadlineExceeded(detail="request budget ran out") from None
+    except GatewayError as exc:
+        response = _error(exc, request_id)
+    except web.HTTPNotFound:
+        response = _error(NotFound("No such endpoint."), request_id)
+    except web.HTTPMethodNotAllowed as exc:
+        response = _error(GatewayError("Method not allowed."), request_id)
+        response.set_status(405)
+        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+    except Exception:
+        logs.get().exception("unhandled_error", operation=operation)
+        response = _error(GatewayError(), request_id)
+    response.headers["X-Request-Id"] = request_id
+    route = request.match_info.route.resource
+    logs.get().info(
+        "request",
+        operation=operation,
+        method=request.method,
+        route=route.canonical if route is not None else None,
+        status=response.status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        company_id=request.headers.get("x-sf-company-id"),
+        initiative=request.headers.get("x-sf-initiative"),
+    )
+    structlog.contextvars.unbind_contextvars("request_id")
+    return response
+
+
+def _error(exc: GatewayError, request_id: str) -> web.Response:
+    if exc.detail or exc.status >= 500:
+        logs.get().warning("request_failed", error=exc.error, status=exc.status, detail=exc.detail)
+    return web.json_response(exc.body(request_id), status=exc.status, headers=exc.headers)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Application:
+    mapping = mapping or load_mapping(config.mapping_file)
+    app = web.Application(middlewares=[_serve])
+    upstream = Upstream(
+        config.upstream_url,
+        mapping,
+        config.credentials,
+        attempt_timeout=config.attempt_timeout,
+        max_connections=config.max_connections,
+    )
+    field_cache: AsyncTTLCache[tuple] = AsyncTTLCache(  # type: ignore[type-arg]
+        "field_definitions", ttl=config.field_cache_ttl, max_entries=config.field_cache_size
+    )
+    app[CONFIG] = config
+    app[UPSTREAM] = upstream
+    app[khoros.ENGINE] = Engine(
+        mapping, upstream, field_cache, settings=config.settings, upstream_url=config.upstream_url
+    )
+    base = config.base_path.rstrip("/")
+    for method, path, handler, _ in khoros.ROUTES:
+        app.router.add_route(method, base + path, handler)
+    app.router.add_get("/healthz", healthz)
+
+    async def upstream_session(app: web.Application) -> AsyncIterator[None]:
+        await upstream.start()
+        yield
+        await upstream.close()
+
+    app.cleanup_ctx.append(upstream_session)
+    return app

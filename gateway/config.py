@@ -1,0 +1,115 @@
+"""The gateway's config: read once, validated against ``schema/config.yaml``, defaults filled in
+here and nowhere else. Secrets come from the environment through ``${VAR}`` and are held in
+``Secret``, which never shows its value in a repr, a log line or a traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway import yamlfile
+from gateway.errors import ConfigError
+
+
+class Secret:
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+DEFAULTS: dict[str, Any] = {
+    "server": {"host": "127.0.0.1", "port": 8080, "base_path": "/api/v1"},
+    "upstream": {"credentials": {}, "attempt_timeout_seconds": 5.0, "max_connections": 50},
+    # Khoros allows 20 s for meta and 8 s for the rest; answer inside a share of that.
+    "deadlines": {"meta_seconds": 20.0, "default_seconds": 8.0, "share": 0.9, "margin_seconds": 0.1},
+    "cache": {"field_definitions": {"ttl_seconds": 300, "max_entries": 16}},
+    "logging": {"level": "info", "format": "json"},
+    "settings": {"public_comments": False},
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    file: str
+    host: str
+    port: int
+    base_path: str
+    api_keys: tuple[Secret, ...]
+    upstream_url: str
+    mapping_file: Path
+    credentials: Mapping[str, Secret]
+    attempt_timeout: float
+    max_connections: int
+    meta_budget: float
+    default_budget: float
+    margin: float
+    field_cache_ttl: float
+    field_cache_size: int
+    log_level: str
+    log_format: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _merged(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(defaults)
+    for key, value in given.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+    doc = yamlfile.load(path, env=env)
+    if not isinstance(doc.data, dict):
+        raise ConfigError(doc.file, 1, "", "the config must be a mapping of keys")
+    yamlfile.validate(doc, yamlfile.schema("config"))
+    c = _merged(DEFAULTS, doc.data)
+    keys = c["auth"]["api_keys"]
+    keys = keys.split(",") if isinstance(keys, str) else keys
+    api_keys = tuple(Secret(k.strip()) for k in keys if k.strip())
+    if not api_keys:
+        raise doc.error(("auth", "api_keys"), "no API key is set (GATEWAY_API_KEYS is empty?)")
+    try:
+        port = int(c["server"]["port"])
+    except ValueError:
+        raise doc.error(("server", "port"), "must be a port number") from None
+    mapping = Path(c["upstream"]["mapping"])
+    if not mapping.is_absolute():
+        mapping = Path(path).parent / mapping
+    share = c["deadlines"]["share"]
+    return Config(
+        file=str(path),
+        host=c["server"]["host"],
+        port=port,
+        base_path=c["server"]["base_path"],
+        api_keys=api_keys,
+        upstream_url=c["upstream"]["base_url"].rstrip("/"),
+        mapping_file=mapping,
+        credentials={k: Secret(v or "") for k, v in c["upstream"]["credentials"].items()},
+        attempt_timeout=float(c["upstream"]["attempt_timeout_seconds"]),
+        max_connections=int(c["upstream"]["max_connections"]),
+        meta_budget=c["deadlines"]["meta_seconds"] * share,
+        default_budget=c["deadlines"]["default_seconds"] * share,
+        margin=float(c["deadlines"]["margin_seconds"]),
+        field_cache_ttl=float(c["cache"]["field_definitions"]["ttl_seconds"]),
+        field_cache_size=int(c["cache"]["field_definitions"]["max_entries"]),
+        log_level=c["logging"]["level"],
+        log_format=c["logging"]["format"],
+        settings=c["settings"],
+    )

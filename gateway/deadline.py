@@ -1,0 +1,46 @@
+"""Per-request budgets. Every upstream attempt takes its timeout from what is left, so the
+gateway answers (504 at worst) before the caller's own limit, even when the upstream hangs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from gateway.errors import DeadlineExceeded
+
+
+class Deadline:
+    __slots__ = ("end", "margin", "seconds")
+
+    def __init__(self, seconds: float, margin: float) -> None:
+        self.seconds = seconds
+        self.margin = margin
+        self.end = asyncio.get_running_loop().time() + seconds
+
+    def remaining(self) -> float:
+        return self.end - asyncio.get_running_loop().time()
+
+    def attempt_timeout(self, cap: float) -> float:
+        """The timeout for one upstream attempt: the cap, or less when the budget is short."""
+        left = self.remaining() - self.margin
+        if left <= 0:
+            raise DeadlineExceeded(detail="budget spent before the upstream call")
+        return min(cap, left)
+
+
+_current: ContextVar[Deadline | None] = ContextVar("deadline", default=None)
+
+
+def current() -> Deadline | None:
+    return _current.get()
+
+
+@contextmanager
+def budget(seconds: float, margin: float) -> Iterator[Deadline]:
+    token = _current.set(Deadline(seconds, margin))
+    try:
+        yield _current.get()  # type: ignore[misc]
+    finally:
+        _current.reset(token)

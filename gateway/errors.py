@@ -1,0 +1,134 @@
+"""Every error the gateway raises, in one tree, and the one place they become response bodies.
+
+    GatewayError                      any failure a caller may see
+    ├── ClientError                   the caller sent something we will not serve (4xx)
+    │   ├── BadRequest                400  malformed JSON, wrong types, unknown fields
+    │   ├── Unauthorized              401  missing or wrong API key
+    │   ├── NotFound                  404  unknown record, unknown meta type
+    │   └── ValidationFailed          422  the upstream refused a value
+    └── UpstreamError                 the upstream CRM could not give an answer (5xx)
+        ├── BadGateway                502  5xx, reset, refused, garbage body, our credentials refused
+        ├── UpstreamUnavailable       503  rate limited past the budget, circuit open
+        └── DeadlineExceeded          504  the request's budget ran out
+
+    ConfigError                       a config or mapping file is invalid (start-up, not HTTP)
+
+Bodies follow the Khoros spec: ``{"error", "message"}`` plus ``fields`` on 400 and 422. The
+``message`` is shown to an agent, so it is short, human and carries the tracking id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One field's problem, named as the caller knows the field."""
+
+    name: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "errorMessage": self.message}
+
+
+class GatewayError(Exception):
+    status = 500
+    error = "InternalError"
+    default_message = "Something went wrong in the CRM gateway."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        fields: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.fields = fields or []
+        self.headers = headers or {}
+        # For the operator's log only; never sent to the caller.
+        self.detail = detail
+        super().__init__(self.message)
+
+    def body(self, tracking_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "error": self.error,
+            "message": f"{self.message} (tracking id: {tracking_id})",
+        }
+        if self.status in (400, 422):
+            body["fields"] = [f.to_json() for f in self.fields]
+        return body
+
+
+class ClientError(GatewayError):
+    status = 400
+
+
+class BadRequest(ClientError):
+    status = 400
+    error = "BadRequest"
+    default_message = "The request is not valid."
+
+
+class Unauthorized(ClientError):
+    status = 401
+    error = "Unauthorized"
+    default_message = "The API key is missing or not valid."
+
+
+class NotFound(ClientError):
+    status = 404
+    error = "NotFound"
+    default_message = "No record exists with the given id."
+
+
+class ValidationFailed(ClientError):
+    status = 422
+    error = "ValidationError"
+    default_message = "The CRM did not accept some of the values."
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    error = "UpstreamError"
+    default_message = "The CRM could not be reached. Please try again."
+
+
+class BadGateway(UpstreamError):
+    status = 502
+    error = "BadGateway"
+    default_message = "The CRM gave an unexpected answer. Please try again."
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    error = "ServiceUnavailable"
+    default_message = "The CRM is busy. Please try again in a moment."
+
+
+class DeadlineExceeded(UpstreamError):
+    status = 504
+    error = "Timeout"
+    default_message = "The CRM did not answer in time. Please try again."
+
+
+@dataclass
+class ConfigError(Exception):
+    """An invalid config or mapping file: names the file, the line and the key."""
+
+    file: str
+    line: int | None
+    key: str
+    problem: str
+    more: list[ConfigError] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join(e.one_line() for e in [self, *self.more])
+
+    def one_line(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key or '(top level)'}: {self.problem}"

@@ -1,0 +1,353 @@
+"""Runs the mapping's operations against the upstream: render each step's request, call, read
+the answer, map records back. Knows the caller's API shapes, never a CRM."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from gateway import logs
+from gateway.cache import AsyncTTLCache
+from gateway.errors import (
+    BadGateway,
+    FieldError,
+    NotFound,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
+from gateway.mapping import fields as fm
+from gateway.mapping.spec import (
+    FieldSpec,
+    MappingSpec,
+    ObjectSpec,
+    Operation,
+    Request,
+    Step,
+    discovered_field,
+    with_fields,
+)
+from gateway.upstream import Response, Upstream
+
+CORE_META = {
+    "customer": [("id", "ID"), ("uri", "Link")],
+    "case": [("id", "ID"), ("linkUrl", "Link")],
+}
+
+
+class Engine:
+    def __init__(
+        self,
+        mapping: MappingSpec,
+        upstream: Upstream,
+        field_cache: AsyncTTLCache[tuple[FieldSpec, ...]],
+        *,
+        settings: Mapping[str, Any],
+        upstream_url: str,
+    ) -> None:
+        self.mapping = mapping
+        self.upstream = upstream
+        self.field_cache = field_cache
+        self.base_ctx = {"settings": dict(settings), "upstream_url": upstream_url}
+        self.log = logs.get()
+
+    # -- objects and meta ------------------------------------------------------------------
+
+    async def object(self, kind: str) -> ObjectSpec:
+        """The object's fields: the mapping's own plus the upstream's custom fields (cached)."""
+        obj = self.mapping.objects[kind]
+        if obj.custom_fields is None:
+            return obj
+        extra = await self.field_cache.get(kind, lambda: self._discover(obj))
+        return with_fields(obj, extra)
+
+    async def _discover(self, obj: ObjectSpec) -> tuple[FieldSpec, ...]:
+        spec = obj.custom_fields
+        assert spec is not None
+        data = await self._call(spec.request, self.base_ctx, not_found=None, kind=obj.kind)
+        taken = {f.name for f in obj.fields}
+        found = []
+        for item in spec.items(data) or []:
+            f = discovered_field(spec, item) if isinstance(item, Mapping) else None
+            if f is not None and f.name not in taken:
+                taken.add(f.name)
+                found.append(f)
+        return tuple(found)
+
+    async def meta(self, kind: str) -> dict[str, Any]:
+        obj = await self.object(kind)
+        out = [
+            {"name": n, "label": label, "type": "text", "searchable": False}
+            for n, label in CORE_META[kind]
+        ]
+        for f in obj.fields:
+            if not f.meta:
+                continue
+            entry: dict[str, Any] = {
+                "name": f.name,
+                "label": f.label,
+                "type": f.type,
+                "searchable": f.searchable and kind == "customer",
+            }
+            if f.type == "single_sel_list":
+                entry["listValues"] = [{"name": n, "value": v} for n, v in f.options]
+            out.append(entry)
+        return {"name": kind, "fields": out}
+
+    # -- customers -------------------------------------------------------------------------
+
+    async def find_customer(self, id: str) -> dict[str, Any]:
+        return await self._one("find_customer", "customer", {"id": id})
+
+    async def search_customers(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        obj = await self.object("customer")
+        return await self._search(obj, fm.search_pairs(obj.fields, body))
+
+    async def bestmatch(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        obj = await self.object("customer")
+        by_name = {f.name: f for f in obj.fields}
+        searches = []
+        for s in self.mapping.strategies:
+            values = s.values({"body": body})
+            values = [values] if isinstance(values, str) else list(values or [])
+            for v in values:
+                if isinstance(v, str | int) and str(v).strip():
+                    searches.append(self._search(obj, [(by_name[s.field], str(v))], s.match))
+        # Concurrently, inside the one budget; any failure fails the whole answer, because an
+        # empty best match makes the agent create a duplicate customer.
+        results = await asyncio.gather(*searches)
+        seen: set[str] = set()
+        best = []
+        for found in results:
+            for c in found:
+                if c["id"] not in seen:
+                    seen.add(c["id"])
+                    best.append(c)
+        return best
+
+    async def _search(
+        self, obj: ObjectSpec, pairs: list[tuple[FieldSpec, str]], match: str | None = None
+    ) -> list[dict[str, Any]]:
+        terms = fm.search_terms(pairs, self.base_ctx)
+        records, data, ctx = await self._records("search_customers", {"terms": terms})
+        out, seen = [], set()
+        for r in records:
+            joined = fm.join(obj, r, data)
+            if fm.matches(joined, pairs, match):
+                c = fm.to_object(obj, joined, ctx)
+                if c["id"] not in seen:
+                    seen.add(c["id"])
+                    out.append(c)
+        return out
+
+    async def create_customer(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        obj = await self.object("customer")
+        return await self._one("create_customer", "customer", {"changes": _changes(obj, body)})
+
+    async def update_customer(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        obj = await self.object("customer")
+        changes = _changes(obj, body)
+        return await self._one("update_customer", "customer", {"id": id, "changes": changes})
+
+    # -- cases -----------------------------------------------------------------------------
+
+    async def find_cases(self, customer_id: str) -> list[dict[str, Any]]:
+        obj = await self.object("case")
+        records, data, ctx = await self._records("find_cases", {"id": customer_id}, kind="case")
+        return [fm.to_object(obj, fm.join(obj, r, data), ctx) for r in records]
+
+    async def find_case(self, id: str) -> dict[str, Any]:
+        return await self._one("find_case", "case", {"id": id})
+
+    async def create_case(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        obj = await self.object("case")
+        interactions = body.get("interactions") or []
+        ctx = {
+            "body": body,
+            "changes": _changes(obj, _custom(body)),
+            "idempotency_key": idempotency_key(body),
+            **self._comment(interactions),
+        }
+        return await self._one("create_case", "case", ctx)
+
+    async def update_case(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        obj = await self.object("case")
+        interactions = body.get("interactions") or []
+        ctx = {
+            "id": id,
+            "body": body,
+            "changes": _changes(obj, _custom(body)),
+            **self._comment(interactions),
+        }
+        return await self._one("update_case", "case", ctx)
+
+    def _comment(self, interactions: list[Mapping[str, Any]]) -> dict[str, Any]:
+        """The comment for the interactions not yet on the record, each once."""
+        spec = self.mapping.interactions
+        rendered: dict[str, str] = {}
+        for i in interactions:
+            marker = str(spec.marker({"i": i}))
+            if marker not in rendered:
+                rendered[marker] = str(spec.template({"i": i, "marker": marker}))
+        text = spec.separator.join(rendered.values())
+        return {"interactions": rendered, "comment": text or None}
+
+    def _drop_existing(self, ctx: dict[str, Any], texts: Any) -> None:
+        have = [t for t in texts if isinstance(t, str)] if isinstance(texts, list) else []
+        rendered = {m: t for m, t in ctx.get("interactions", {}).items() if not _on(m, have)}
+        text = self.mapping.interactions.separator.join(rendered.values())
+        ctx.update(interactions=rendered, comment=text or None)
+
+    # -- running operations ----------------------------------------------------------------
+
+    async def _one(self, name: str, kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
+        obj = await self.object(kind)
+        op = self.mapping.operations[name]
+        ctx = await self._run(op, {**self.base_ctx, **given}, kind)
+        record = op.result({"steps": ctx["steps"]})
+        if not isinstance(record, Mapping):
+            raise BadGateway(detail=f"{name}: the result expression found no record")
+        data = {"steps": ctx["steps"]}
+        return fm.to_object(obj, fm.join(obj, record, data), ctx)
+
+    async def _records(
+        self, name: str, given: Mapping[str, Any], kind: str = "customer"
+    ) -> tuple[list[Mapping[str, Any]], dict[str, Any], dict[str, Any]]:
+        op = self.mapping.operations[name]
+        ctx = await self._run(op, {**self.base_ctx, **given}, kind)
+        data = {"steps": ctx["steps"]}
+        found = op.result(data)
+        if found is not None and not isinstance(found, list):
+            raise BadGateway(detail=f"{name}: the result expression found no list")
+        return [r for r in found or [] if isinstance(r, Mapping)], data, ctx
+
+    async def _run(self, op: Operation, ctx: dict[str, Any], kind: str) -> dict[str, Any]:
+        steps: dict[str, Any] = {}
+        ctx["steps"] = steps
+        for step in op.steps:
+            if step.when is not None and not step.when(ctx):
+                continue
+            steps[step.name] = await self._step(step, ctx, kind)
+            if step.existing_interactions is not None:
+                self._drop_existing(ctx, step.existing_interactions(steps[step.name]))
+        return ctx
+
+    async def _step(self, step: Step, ctx: dict[str, Any], kind: str) -> Any:
+        if step.for_each is None:
+            return await self._call(step.request, ctx, not_found=step.not_found, kind=kind)
+        items = step.for_each(ctx) or []
+        return [
+            await self._call(step.request, {**ctx, "item": item}, not_found=step.not_found, kind=kind)
+            for item in items
+        ]
+
+    async def _call(
+        self, req: Request, ctx: Mapping[str, Any], *, not_found: str | None, kind: str
+    ) -> Any:
+        query = {k: str(v) for k, v in req.query(ctx).items() if v is not None}
+        headers = {k: str(v) for k, v in req.headers(ctx).items() if v}
+        body = req.body(ctx) if req.body is not None else None
+        resp = await self.upstream.request(
+            req.method,
+            str(req.path(ctx)),
+            route=req.path.source,
+            query=query,
+            headers=headers,
+            body=body,
+        )
+        if resp.ok:
+            if resp.data is None and resp.text:
+                raise BadGateway(detail=f"{req.method} {req.path.source}: body is not JSON")
+            return resp.data
+        raise await self._error(resp, req, not_found, kind)
+
+    async def _error(
+        self, resp: Response, req: Request, not_found: str | None, kind: str
+    ) -> Exception:
+        where = f"{req.method} {req.path.source} -> {resp.status}"
+        spec = self.mapping.errors
+        payload = resp.data if resp.data is not None else {}
+        upstream_type = spec.type(payload) if spec.type else None
+        if resp.status == 404 and not_found:
+            return NotFound(f"No {not_found} exists with the given id.", detail=where)
+        if resp.status in (401, 403):
+            self.log.error(
+                "upstream_refused_credentials",
+                status=resp.status,
+                request=f"{req.method} {req.path.source}",
+                upstream_error=str(upstream_type),
+                action="check the upstream credentials in the environment",
+            )
+            return BadGateway("The CRM refused the gateway's credentials.", detail=where)
+        if resp.status == 429:
+            retry = resp.headers.get("Retry-After")
+            return UpstreamUnavailable(headers={"Retry-After": retry} if retry else {}, detail=where)
+        if resp.status in (400, 409, 422):
+            obj = await self.object(kind)
+            fields, loose = self._field_errors(payload, obj)
+            message = spec.message(payload) if spec.message else None
+            if fields or loose or resp.status == 422:
+                text = "The CRM did not accept the values."
+                if loose:
+                    text += " " + " ".join(loose)
+                elif not fields and isinstance(message, str):
+                    text += f" {message}"
+                return ValidationFailed(text, fields=fields, detail=f"{where} {upstream_type}")
+        return BadGateway(detail=f"{where} {upstream_type}")
+
+    def _field_errors(self, payload: Any, obj: ObjectSpec) -> tuple[list[FieldError], list[str]]:
+        """Upstream validation details under the caller's field names; the rest as text."""
+        spec = self.mapping.errors
+        details = spec.fields(payload) if spec.fields else None
+        if not isinstance(details, Mapping):
+            return [], []
+        by_key: dict[str, str] = {}
+        for f in obj.fields:
+            for k in f.error_keys:
+                by_key.setdefault(k, f.name)
+        fields, loose = [], []
+        for key, entries in details.items():
+            for entry in entries if isinstance(entries, list) else [entries]:
+                message = entry
+                named_key: Any = None
+                if isinstance(entry, Mapping):
+                    message = spec.field_message(entry) if spec.field_message else None
+                    named_key = spec.field_key(entry) if spec.field_key else None
+                text = str(message or "is not valid")
+                name = by_key.get(str(named_key)) if named_key is not None else None
+                name = name or by_key.get(str(key))
+                if name:
+                    fields.append(FieldError(name, text))
+                else:
+                    loose.append(text)
+        return fields, loose
+
+
+def _changes(obj: ObjectSpec, body: Mapping[str, Any]) -> dict[str, Any]:
+    return fm.to_changes(obj.fields, body)
+
+
+def _custom(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A case body without its structural keys: what is left are the case's fields."""
+    skip = {"customerId", "customId", "interactions"}
+    return {k: v for k, v in body.items() if k not in skip}
+
+
+def _on(marker: str, texts: list[str]) -> bool:
+    return bool(marker) and any(marker in t for t in texts)
+
+
+def idempotency_key(body: Mapping[str, Any]) -> str:
+    """Same customer, title and interactions: same key, so a repeat returns the same record."""
+    identity = [
+        str(body.get("customerId", "")),
+        str(body.get("title", "")),
+        sorted(
+            f"{i.get('service', '')}:{i.get('serviceId', '')}"
+            for i in body.get("interactions") or []
+        ),
+    ]
+    digest = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+    return f"crm-gateway-{digest[:40]}"

@@ -1,0 +1,125 @@
+"""The two expression languages of a mapping, compiled once at load.
+
+- JMESPath reads values out of upstream JSON (``read``, ``record``, ``items``, ...).
+- Jinja, in its immutable sandbox, builds values: a string with ``{{ }}`` is a template; a string
+  that is a single ``{{ expr }}`` keeps the expression's type (a dict stays a dict); keys such as
+  ``when`` and ``for_each`` are bare expressions. Templates cannot reach attributes that start
+  with ``_``, files or the environment, and cannot mutate what they are given.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jinja2
+import jmespath
+import jmespath.exceptions
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from gateway.mapping import codecs
+
+
+class ExprError(ValueError):
+    """An expression that does not compile; the loader adds file, line and key."""
+
+
+def _quote(value: Any) -> str:
+    """A search value that cannot change the meaning of the query it is put in.
+
+    Quotes, backslashes, wildcards and control characters become spaces, then the value is
+    wrapped in double quotes, where ``type:``, a leading ``-`` and ``:`` are plain text. Results
+    are re-checked against the record anyway, so a value changed here can only match less.
+    """
+    text = re.sub(r'["\\*\x00-\x1f\x7f]', " ", str(value if value is not None else ""))
+    return '"' + " ".join(text.split()) + '"'
+
+
+def _without(value: Any, *keys: str) -> Any:
+    if isinstance(value, Mapping):
+        return {k: v for k, v in value.items() if k not in keys}
+    return value
+
+
+_env = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
+_env.filters.update(quote=_quote, without=_without, digits=codecs.digits)
+_WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
+
+
+def _plain(value: Any) -> Any:
+    return None if isinstance(value, jinja2.Undefined) else value
+
+
+class Template:
+    """A compiled string: constant, template, or single expression keeping its type."""
+
+    __slots__ = ("_fn", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._fn: Callable[[Mapping[str, Any]], Any]
+        try:
+            whole = _WHOLE.match(source)
+            if whole and "{{" not in whole.group(1) and "{%" not in source:
+                expr = _env.compile_expression(whole.group(1), undefined_to_none=True)
+                self._fn = lambda ctx: _plain(expr(**ctx))
+            elif "{{" in source or "{%" in source:
+                tmpl = _env.from_string(source)
+                self._fn = lambda ctx: tmpl.render(**ctx)
+            else:
+                self._fn = lambda ctx: source
+        except jinja2.TemplateSyntaxError as exc:
+            raise ExprError(f"template does not compile: {exc.message}") from None
+
+    def __call__(self, ctx: Mapping[str, Any]) -> Any:
+        return self._fn(ctx)
+
+
+class Expression:
+    """A bare Jinja expression (``when``, ``for_each``, ``values``)."""
+
+    __slots__ = ("_fn", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            self._fn = _env.compile_expression(source, undefined_to_none=True)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ExprError(f"expression does not compile: {exc.message}") from None
+
+    def __call__(self, ctx: Mapping[str, Any]) -> Any:
+        return _plain(self._fn(**ctx))
+
+
+class Path:
+    """A compiled JMESPath expression."""
+
+    __slots__ = ("_expr", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            self._expr = jmespath.compile(source)
+        except jmespath.exceptions.JMESPathError as exc:
+            raise ExprError(f"JMESPath does not compile: {exc}") from None
+
+    def __call__(self, data: Any) -> Any:
+        try:
+            return self._expr.search(data)
+        except jmespath.exceptions.JMESPathError:
+            # A type error on unexpected upstream data reads as "no value", never as a crash.
+            return None
+
+
+def compile_tree(value: Any) -> Callable[[Mapping[str, Any]], Any]:
+    """Compile a YAML structure whose strings are templates into a function of the context."""
+    if isinstance(value, dict):
+        parts = {str(k): compile_tree(v) for k, v in value.items()}
+        return lambda ctx: {k: fn(ctx) for k, fn in parts.items()}
+    if isinstance(value, list):
+        items = [compile_tree(v) for v in value]
+        return lambda ctx: [fn(ctx) for fn in items]
+    if isinstance(value, str):
+        return Template(value)
+    return lambda ctx: value

@@ -1,0 +1,146 @@
+"""Field maps in both directions, as pure functions: upstream records to caller objects, caller
+bodies to upstream changes, search terms and the re-check of search results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from gateway.errors import BadRequest, FieldError, ValidationFailed
+from gateway.mapping.codecs import CODECS, MATCHES
+from gateway.mapping.spec import FieldSpec, ListWrite, ObjectSpec
+
+_EMPTY = (None, "", [], {})
+
+
+def join(obj: ObjectSpec, record: Mapping[str, Any], data: Any) -> dict[str, Any]:
+    """The record with each declared join attached under its name."""
+    out = dict(record)
+    for name, j in obj.joins.items():
+        key = j.equals(record)
+        source = j.source(data) or []
+        found = [x for x in source if isinstance(x, Mapping) and x.get(j.where) == key]
+        out[name] = (found[0] if found else None) if j.one else found
+    return out
+
+
+def read_value(f: FieldSpec, record: Mapping[str, Any]) -> Any:
+    value = f.read(record)
+    if value in _EMPTY:
+        return None
+    if f.map:
+        value = f.map.get(str(value), value)
+    return CODECS[f.codec][0](value)
+
+
+def to_object(
+    obj: ObjectSpec, record: Mapping[str, Any], ctx: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The caller's object for one upstream record: core properties, then populated fields."""
+    url = str(obj.url({**ctx, "record": record}))
+    out: dict[str, Any] = {"id": CODECS["string"][0](obj.id(record))}
+    if obj.kind == "customer":
+        out.update(url=url, uri=url)
+    else:
+        out.update(url=url, linkUrl=url)
+    for f in obj.fields:
+        value = read_value(f, record)
+        if value is not None:
+            out[f.name] = value
+        elif obj.kind == "case" and f.name in ("number", "customerId", "title", "description"):
+            out[f.name] = ""  # required keys of the case object
+    return out
+
+
+def _type_ok(f: FieldSpec, value: Any) -> bool:
+    if value is None:
+        return True
+    if f.type == "checkbox":
+        return isinstance(value, bool) or str(value).lower() in ("true", "false")
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+def to_changes(fields: Iterable[FieldSpec], body: Mapping[str, Any]) -> dict[str, Any]:
+    """Upstream-shaped changes for the caller's fields in ``body``.
+
+    Raises BadRequest (400) for unknown or read-only fields and wrong JSON types, and
+    ValidationFailed (422) for values of the right type that the field does not accept.
+    """
+    by_name = {f.name: f for f in fields}
+    bad: list[FieldError] = []
+    invalid: list[FieldError] = []
+    changes: dict[str, Any] = {}
+    for key, value in body.items():
+        f = by_name.get(key)
+        if f is None:
+            bad.append(FieldError(key, "Unknown field."))
+        elif f.write is None:
+            bad.append(FieldError(key, "This field cannot be changed."))
+        elif not _type_ok(f, value):
+            want = "true or false" if f.type == "checkbox" else "text"
+            bad.append(FieldError(key, f"Must be {want}."))
+        else:
+            try:
+                _put(changes, f.write, _out_value(f, value))
+            except ValueError as exc:
+                invalid.append(FieldError(key, f"{f.label} {exc}."))
+    if bad:
+        raise BadRequest("Some fields are not valid.", fields=bad)
+    if invalid:
+        raise ValidationFailed("Some values are not valid.", fields=invalid)
+    return changes
+
+
+def _out_value(f: FieldSpec, value: Any) -> Any:
+    if value is None or (value == "" and f.codec != "string"):
+        return None
+    if f.options and str(value) not in {v for _, v in f.options}:
+        raise ValueError("must be one of: " + ", ".join(v for _, v in f.options))
+    if f.map_out:
+        value = f.map_out.get(str(value), value)
+    return CODECS[f.codec][1](value)
+
+
+def _put(changes: dict[str, Any], where: str | ListWrite, value: Any) -> None:
+    if isinstance(where, ListWrite):
+        changes.setdefault(where.list, []).append({**where.item, "value": value})
+        return
+    *parents, leaf = where.split(".")
+    node = changes
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def search_pairs(fields: Iterable[FieldSpec], body: Mapping[str, Any]) -> list[tuple[FieldSpec, str]]:
+    """Validate a search body: searchable fields with non-empty text values."""
+    by_name = {f.name: f for f in fields if f.searchable}
+    pairs, bad = [], []
+    for key, value in body.items():
+        f = by_name.get(key)
+        if f is None:
+            bad.append(FieldError(key, "Not a searchable field."))
+        elif isinstance(value, bool) or not isinstance(value, str | int | float):
+            bad.append(FieldError(key, "Must be text."))
+        elif str(value).strip():
+            pairs.append((f, str(value).strip()))
+    if bad:
+        raise BadRequest("Some search fields are not valid.", fields=bad)
+    if not pairs:
+        raise BadRequest("Give at least one searchable field with a value.")
+    return pairs
+
+
+def search_terms(pairs: Iterable[tuple[FieldSpec, str]], ctx: Mapping[str, Any]) -> list[str]:
+    return [str(f.search({**ctx, "value": v})) for f, v in pairs if f.search]
+
+
+def matches(
+    record: Mapping[str, Any], pairs: Iterable[tuple[FieldSpec, str]], match: str | None = None
+) -> bool:
+    """Does the record hold every searched value? Upstream search is fuzzy and lags writes."""
+    for f, wanted in pairs:
+        have = read_value(f, record)
+        if have is None or not MATCHES[match or f.match](have, wanted):
+            return False
+    return True

@@ -1,0 +1,386 @@
+"""A mapping file, validated and compiled once at load into plain typed objects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path as FilePath
+from typing import Any
+
+from gateway import yamlfile
+from gateway.errors import ConfigError
+from gateway.mapping.expr import Expression, ExprError, Path, Template, compile_tree
+from gateway.yamlfile import PathKey, YamlDoc
+
+Tree = Callable[[Mapping[str, Any]], Any]
+
+KHOROS_OPERATIONS = (
+    "find_customer",
+    "search_customers",
+    "create_customer",
+    "update_customer",
+    "find_cases",
+    "create_case",
+    "find_case",
+    "update_case",
+)
+CASE_FIELDS = ("number", "customerId", "title", "description", "created", "lastUpdated", "status")
+RESERVED = {"customer": {"id", "url", "uri"}, "case": {"id", "url", "linkUrl", "interactions"}}
+
+
+@dataclass(frozen=True)
+class ListWrite:
+    """Write a value as one item of a list: ``{list: custom_fields, item: {id: 7}}``."""
+
+    list: str
+    item: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    label: str
+    read: Path
+    type: str = "text"
+    write: str | ListWrite | None = None
+    codec: str = "string"
+    searchable: bool = False
+    search: Tree | None = None
+    match: str = "exact"
+    map: Mapping[str, str] = field(default_factory=dict)
+    map_out: Mapping[str, str] = field(default_factory=dict)
+    options: tuple[tuple[str, str], ...] = ()
+    error_key: str | None = None
+    meta: bool = True
+
+    @property
+    def error_keys(self) -> set[str]:
+        keys = {self.name}
+        if self.error_key:
+            keys.add(self.error_key)
+        if isinstance(self.write, str):
+            keys.add(self.write.split(".")[-1])
+        return keys
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: Template
+    query: Tree
+    headers: Tree
+    body: Tree | None
+
+
+@dataclass(frozen=True)
+class CustomFields:
+    """How upstream custom field definitions become fields."""
+
+    request: Request
+    items: Path
+    type: Template
+    field: Mapping[str, Any]
+    types: Mapping[str, Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class Join:
+    source: Path
+    where: str
+    equals: Path
+    one: bool
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    kind: str
+    id: Path
+    url: Template
+    fields: tuple[FieldSpec, ...]
+    joins: Mapping[str, Join]
+    custom_fields: CustomFields | None
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    request: Request
+    when: Expression | None
+    for_each: Expression | None
+    not_found: str | None
+    existing_interactions: Path | None
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    steps: tuple[Step, ...]
+    result: Path
+    many: bool
+
+
+@dataclass(frozen=True)
+class Strategy:
+    field: str
+    values: Expression
+    match: str | None
+
+
+@dataclass(frozen=True)
+class AuthRule:
+    when: Expression
+    headers: Tree
+    basic: tuple[Template, Template] | None
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    type: Path | None
+    message: Path | None
+    fields: Path | None
+    field_message: Path | None
+    field_key: Path | None
+
+
+@dataclass(frozen=True)
+class Interactions:
+    marker: Template
+    template: Template
+    separator: str
+
+
+@dataclass(frozen=True)
+class MappingSpec:
+    file: str
+    name: str
+    auth: tuple[AuthRule, ...]
+    headers: Tree
+    errors: ErrorSpec
+    objects: Mapping[str, ObjectSpec]
+    interactions: Interactions
+    operations: Mapping[str, Operation]
+    strategies: tuple[Strategy, ...]
+
+
+class _Compiler:
+    """Compiles one YamlDoc; every compile error is reported at its key."""
+
+    def __init__(self, doc: YamlDoc) -> None:
+        self.doc = doc
+
+    def _at(self, path: PathKey, make: Callable[[], Any]) -> Any:
+        try:
+            return make()
+        except ExprError as exc:
+            raise self.doc.error(path, str(exc)) from None
+
+    def template(self, value: str, path: PathKey) -> Template:
+        return self._at(path, lambda: Template(value))  # type: ignore[no-any-return]
+
+    def expression(self, value: str, path: PathKey) -> Expression:
+        return self._at(path, lambda: Expression(value))  # type: ignore[no-any-return]
+
+    def jmespath(self, value: str, path: PathKey) -> Path:
+        return self._at(path, lambda: Path(value))  # type: ignore[no-any-return]
+
+    def tree(self, value: Any, path: PathKey) -> Tree:
+        return self._at(path, lambda: compile_tree(value))  # type: ignore[no-any-return]
+
+    def request(self, raw: Mapping[str, Any], path: PathKey) -> Request:
+        body = raw.get("body")
+        return Request(
+            method=raw["method"],
+            path=self.template(raw["path"], (*path, "path")),
+            query=self.tree(raw.get("query", {}), (*path, "query")),
+            headers=self.tree(raw.get("headers", {}), (*path, "headers")),
+            body=None if body is None else self.tree(body, (*path, "body")),
+        )
+
+    def field(self, raw: Mapping[str, Any], path: PathKey) -> FieldSpec:
+        write = raw.get("write")
+        if isinstance(write, dict):
+            write = ListWrite(write["list"], write["item"])
+        search = raw.get("search")
+        options = raw.get("options") or []
+        if raw.get("searchable") and not search:
+            raise self.doc.error((*path, "search"), "a searchable field needs a search template")
+        return FieldSpec(
+            name=raw["name"],
+            label=raw.get("label", raw["name"]),
+            read=self.jmespath(raw["read"], (*path, "read")),
+            type=raw.get("type", "text"),
+            write=write,
+            codec=raw.get("codec", "string"),
+            searchable=bool(raw.get("searchable", False)),
+            search=None if search is None else self.template(search, (*path, "search")),
+            match=raw.get("match", "exact"),
+            map=raw.get("map", {}),
+            map_out=raw.get("map_out") or {v: k for k, v in raw.get("map", {}).items()},
+            options=tuple((str(o["name"]), str(o["value"])) for o in options),
+            error_key=raw.get("error_key"),
+            meta=raw.get("meta", True),
+        )
+
+    def obj(self, kind: str, raw: Mapping[str, Any]) -> ObjectSpec:
+        path: PathKey = ("objects", kind)
+        fields = tuple(self.field(f, (*path, "fields", i)) for i, f in enumerate(raw["fields"]))
+        seen: set[str] = set()
+        for i, f in enumerate(fields):
+            where = (*path, "fields", i, "name")
+            if f.name in seen:
+                raise self.doc.error(where, f"field '{f.name}' is defined twice")
+            if f.name in RESERVED[kind]:
+                raise self.doc.error(where, f"'{f.name}' is a core property; set it with `{kind}`")
+            seen.add(f.name)
+        if kind == "case":
+            missing = [n for n in CASE_FIELDS if n not in seen]
+            if missing:
+                raise self.doc.error((*path, "fields"), f"case needs fields {', '.join(missing)}")
+        joins = {
+            name: Join(
+                source=self.jmespath(j["from"], (*path, "join", name, "from")),
+                where=j["where"],
+                equals=self.jmespath(j["equals"], (*path, "join", name, "equals")),
+                one=bool(j.get("one", False)),
+            )
+            for name, j in (raw.get("join") or {}).items()
+        }
+        custom = raw.get("custom_fields")
+        cpath = (*path, "custom_fields")
+        return ObjectSpec(
+            kind=kind,
+            id=self.jmespath(raw["id"], (*path, "id")),
+            url=self.template(raw["url"], (*path, "url")),
+            fields=fields,
+            joins=joins,
+            custom_fields=None
+            if custom is None
+            else CustomFields(
+                request=self.request(custom["request"], (*cpath, "request")),
+                items=self.jmespath(custom["items"], (*cpath, "items")),
+                type=self.template(custom["type"], (*cpath, "type")),
+                field=self._checked_field_template(custom["field"], (*cpath, "field")),
+                types=custom["types"],
+            ),
+        )
+
+    def _checked_field_template(self, raw: Mapping[str, Any], path: PathKey) -> Mapping[str, Any]:
+        # Compile once here so a broken template fails at load, not at the first discovery.
+        self.tree({k: v for k, v in raw.items() if k != "options"}, path)
+        if "options" in raw:
+            self.jmespath(raw["options"], (*path, "options"))
+        return raw
+
+    def operation(self, name: str, raw: Mapping[str, Any]) -> Operation:
+        path: PathKey = ("operations", name)
+        steps = []
+        names: set[str] = set()
+        for i, s in enumerate(raw["steps"]):
+            sp = (*path, "steps", i)
+            if s["name"] in names:
+                raise self.doc.error((*sp, "name"), f"step '{s['name']}' is defined twice")
+            names.add(s["name"])
+            steps.append(
+                Step(
+                    name=s["name"],
+                    request=self.request(s["request"], (*sp, "request")),
+                    when=self.expression(s["when"], (*sp, "when")) if "when" in s else None,
+                    for_each=self.expression(s["for_each"], (*sp, "for_each"))
+                    if "for_each" in s
+                    else None,
+                    not_found=s.get("not_found"),
+                    existing_interactions=self.jmespath(
+                        s["existing_interactions"], (*sp, "existing_interactions")
+                    )
+                    if "existing_interactions" in s
+                    else None,
+                )
+            )
+        (key, expr), *_ = raw["result"].items()
+        many = key == "records"
+        if many != (name in ("search_customers", "find_cases")):
+            want = "records" if not many else "record"
+            raise self.doc.error((*path, "result", key), f"this operation needs `{want}`")
+        return Operation(name, tuple(steps), self.jmespath(expr, (*path, "result", key)), many)
+
+
+def load_mapping(file: str | FilePath) -> MappingSpec:
+    doc = yamlfile.load(file)
+    yamlfile.validate(doc, yamlfile.schema("mapping"))
+    c = _Compiler(doc)
+    raw = doc.data
+    objects = {kind: c.obj(kind, raw["objects"][kind]) for kind in ("customer", "case")}
+    customer_fields = {f.name for f in objects["customer"].fields}
+    strategies = []
+    for i, s in enumerate(raw["operations"]["bestmatch"]["strategies"]):
+        sp: PathKey = ("operations", "bestmatch", "strategies", i)
+        if s["field"] not in customer_fields:
+            raise doc.error((*sp, "field"), f"no customer field named '{s['field']}'")
+        strategies.append(
+            Strategy(s["field"], c.expression(s["values"], (*sp, "values")), s.get("match"))
+        )
+    errors = raw.get("errors", {})
+    inter = raw.get("interactions") or {"marker": "", "template": "{{ i.body }}"}
+    auth = tuple(
+        AuthRule(
+            when=c.expression(r["when"], ("auth", i, "when")),
+            headers=c.tree(r.get("headers", {}), ("auth", i, "headers")),
+            basic=(
+                c.template(r["basic"]["username"], ("auth", i, "basic", "username")),
+                c.template(r["basic"]["password"], ("auth", i, "basic", "password")),
+            )
+            if "basic" in r
+            else None,
+        )
+        for i, r in enumerate(raw.get("auth", []))
+    )
+    return MappingSpec(
+        file=str(file),
+        name=raw["name"],
+        auth=auth,
+        headers=c.tree(raw.get("headers", {}), ("headers",)),
+        errors=ErrorSpec(
+            *(
+                c.jmespath(errors[k], ("errors", k)) if k in errors else None
+                for k in ("type", "message", "fields", "field_message", "field_key")
+            )
+        ),
+        objects=objects,
+        interactions=Interactions(
+            marker=c.template(inter["marker"], ("interactions", "marker")),
+            template=c.template(inter["template"], ("interactions", "template")),
+            separator=inter.get("separator", "\n\n"),
+        ),
+        operations={n: c.operation(n, raw["operations"][n]) for n in KHOROS_OPERATIONS},
+        strategies=tuple(strategies),
+    )
+
+
+def discovered_field(spec: CustomFields, item: Mapping[str, Any]) -> FieldSpec | None:
+    """The field an upstream custom field definition becomes, or None for a type we skip."""
+    ctx = {"item": item}
+    kind = spec.types.get(str(spec.type(ctx)))
+    if kind is None:
+        return None
+    raw = {k: v for k, v in spec.field.items() if k not in ("options", "search")}
+    made = compile_tree(raw)(ctx)
+    write = made.get("write")
+    options = Path(spec.field["options"])(item) if "options" in spec.field else None
+    search = Template(spec.field["search"]) if "search" in spec.field else None
+    return FieldSpec(
+        name=str(made["name"]),
+        label=str(made.get("label") or made["name"]),
+        read=Path(str(made["read"])),
+        type=kind["type"],
+        write=ListWrite(write["list"], write["item"]) if isinstance(write, dict) else write,
+        codec=kind.get("codec", "string"),
+        searchable=bool(made.get("searchable", False)),
+        # `value` is known only per search: bind the definition and render then.
+        search=None if search is None else (lambda c: search({**c, "item": item})),
+        options=tuple((str(o["name"]), str(o["value"])) for o in options or []),
+        error_key=str(made["error_key"]) if made.get("error_key") is not None else None,
+    )
+
+
+def with_fields(obj: ObjectSpec, extra: tuple[FieldSpec, ...]) -> ObjectSpec:
+    return replace(obj, fields=obj.fields + extra)

@@ -1,0 +1,240 @@
+"""A Zendesk-compatible HTTP server for the endpoints the mapping uses. `make run` and the
+integration tests put the gateway in front of it; `faults` lets tests make it slow or fail."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from gateway.sandbox.search import compile_query
+from gateway.sandbox.store import Store, ZendeskError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Faults:
+    """Test levers: a delay before every answer, or a status for paths under a prefix."""
+
+    delay: float = 0.0
+    status: int | None = None
+    path_prefix: str = "/api/v2/"
+    retry_after: str | None = None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    email: str = "demo@example.com"
+    api_token: str = "sandbox-token"
+    oauth_token: str = "sandbox-oauth-token"
+
+    def accepts(self, header: str | None) -> bool:
+        if not header:
+            return False
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer":
+            return value == self.oauth_token
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(value).decode()
+            except ValueError:
+                return False
+            return decoded == f"{self.email}/token:{self.api_token}"
+        return False
+
+
+STORE: web.AppKey[Store] = web.AppKey("store", Store)
+FAULTS: web.AppKey[Faults] = web.AppKey("faults", Faults)
+CREDENTIALS: web.AppKey[Credentials] = web.AppKey("credentials", Credentials)
+CALLS: web.AppKey[list[str]] = web.AppKey("calls", list)
+
+
+def _answer(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers)
+
+
+@web.middleware
+async def _zendesk(request: web.Request, handler: Handler) -> web.StreamResponse:
+    app = request.app
+    app[CALLS].append(f"{request.method} {request.path}")
+    faults = app[FAULTS]
+    if faults.delay:
+        await asyncio.sleep(faults.delay)
+    if faults.status and request.path.startswith(faults.path_prefix):
+        headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
+        if faults.status == 429:
+            return web.Response(status=429, text="Too Many Requests", headers=headers)
+        return _answer({"error": "ServerError", "description": "injected"}, faults.status, headers)
+    if not app[CREDENTIALS].accepts(request.headers.get("Authorization")):
+        return _answer({"error": "Couldn't authenticate you"}, 401)
+    try:
+        return await handler(request)
+    except ZendeskError as exc:
+        return _answer(exc.body, exc.status, exc.headers)
+    except web.HTTPNotFound:
+        return _answer({"error": "InvalidEndpoint", "description": "Not found"}, 404)
+
+
+def _int(request: web.Request, name: str) -> int:
+    raw = request.match_info[name].removesuffix(".json")
+    if not raw.isdigit():
+        raise ZendeskError(404, {"error": "RecordNotFound", "description": "Not found"})
+    return int(raw)
+
+
+async def _json(request: web.Request, key: str) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        raise ZendeskError(400, {"error": "InvalidJSON", "description": "Malformed JSON"}) from None
+    if not isinstance(body, dict) or not isinstance(body.get(key), dict):
+        raise ZendeskError(400, {"error": "InvalidJSON", "description": f"Missing {key}"})
+    return body[key]
+
+
+def _page(request: web.Request, items: list[Any]) -> tuple[list[Any], str | None]:
+    per_page = min(max(int(request.query.get("per_page", "100") or 100), 1), 100)
+    page = max(int(request.query.get("page", "1") or 1), 1)
+    chunk = items[(page - 1) * per_page : page * per_page]
+    more = len(items) > page * per_page
+    return chunk, str(request.url.update_query(page=page + 1)) if more else None
+
+
+def _sideloads(request: web.Request, store: Store, users: list[dict[str, Any]]) -> dict:
+    include = set(request.query.get("include", "").split(","))
+    out: dict[str, Any] = {}
+    if "identities" in include:
+        out["identities"] = [i for u in users for i in store.user_identities(u["id"])]
+    if "organizations" in include:
+        ids = {u.get("organization_id") for u in users}
+        out["organizations"] = [o for o in store.organizations.values() if o["id"] in ids]
+    return out
+
+
+async def show_user(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    user = store.user(_int(request, "id"))
+    return _answer({"user": user, **_sideloads(request, store, [user])})
+
+
+async def search_users(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    if "external_id" in request.query:
+        wanted = request.query["external_id"].casefold()
+        found = [u for u in store.users.values() if str(u.get("external_id")).casefold() == wanted]
+    else:
+        matches = compile_query(request.query.get("query", ""))
+        found = [
+            u for u in store.users.values()
+            if store.searchable(u["id"]) and matches(store.search_doc(u))
+        ]
+    page, next_page = _page(request, found[:1000])
+    body = {"users": page, "next_page": next_page, "previous_page": None, "count": len(found)}
+    return _answer({**body, **_sideloads(request, store, page)})
+
+
+async def create_user(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    user = store.create_user(await _json(request, "user"))
+    return _answer({"user": user}, 201, {"Location": user["url"]})
+
+
+async def update_user(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    return _answer({"user": store.update_user(_int(request, "id"), await _json(request, "user"))})
+
+
+async def list_identities(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    user = store.user(_int(request, "id"))
+    return _answer({"identities": store.user_identities(user["id"]), "next_page": None,
+                    "previous_page": None, "count": len(store.user_identities(user["id"]))})
+
+
+async def create_identity(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    user = store.user(_int(request, "id"))
+    data = await _json(request, "identity")
+    identity = store.add_identity(user["id"], str(data.get("type")), str(data.get("value")))
+    return _answer({"identity": identity}, 201)
+
+
+async def user_fields(request: web.Request) -> web.Response:
+    fields = request.app[STORE].user_fields
+    return _answer({"user_fields": fields, "next_page": None, "previous_page": None,
+                    "count": len(fields)})
+
+
+async def ticket_fields(request: web.Request) -> web.Response:
+    fields = request.app[STORE].ticket_fields
+    return _answer({"ticket_fields": fields, "next_page": None, "previous_page": None,
+                    "count": len(fields)})
+
+
+async def requested_tickets(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    user = store.user(_int(request, "id"))
+    found = [t for t in store.tickets.values() if t["requester_id"] == user["id"]]
+    found.sort(key=lambda t: (t["updated_at"], t["id"]),
+               reverse=request.query.get("sort_order", "asc") == "desc")
+    page, next_page = _page(request, found)
+    return _answer({"tickets": page, "next_page": next_page, "previous_page": None,
+                    "count": len(found)})
+
+
+async def create_ticket(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    key = request.headers.get("Idempotency-Key")
+    body, lookup = store.create_ticket(await _json(request, "ticket"), key)
+    headers = {"Location": body["ticket"]["url"]}
+    if lookup:
+        headers["x-idempotency-lookup"] = lookup
+    return _answer(body, 201, headers)
+
+
+async def show_ticket(request: web.Request) -> web.Response:
+    return _answer({"ticket": request.app[STORE].ticket(_int(request, "id"))})
+
+
+async def update_ticket(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    return _answer(store.update_ticket(_int(request, "id"), await _json(request, "ticket")))
+
+
+async def ticket_comments(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    ticket = store.ticket(_int(request, "id"))
+    page, next_page = _page(request, store.comments[ticket["id"]])
+    return _answer({"comments": page, "next_page": next_page, "previous_page": None,
+                    "count": len(store.comments[ticket["id"]])})
+
+
+def create_sandbox(
+    store: Store, *, credentials: Credentials | None = None, faults: Faults | None = None
+) -> web.Application:
+    app = web.Application(middlewares=[_zendesk])
+    app[STORE] = store
+    app[FAULTS] = faults or Faults()
+    app[CREDENTIALS] = credentials or Credentials()
+    app[CALLS] = []
+    r = app.router
+    r.add_get("/api/v2/users/search{ext:(\\.json)?}", search_users)
+    r.add_get("/api/v2/users/{id}", show_user)
+    r.add_post("/api/v2/users{ext:(\\.json)?}", create_user)
+    r.add_put("/api/v2/users/{id}", update_user)
+    r.add_get("/api/v2/users/{id}/identities{ext:(\\.json)?}", list_identities)
+    r.add_post("/api/v2/users/{id}/identities{ext:(\\.json)?}", create_identity)
+    r.add_get("/api/v2/users/{id}/tickets/requested{ext:(\\.json)?}", requested_tickets)
+    r.add_get("/api/v2/user_fields{ext:(\\.json)?}", user_fields)
+    r.add_get("/api/v2/ticket_fields{ext:(\\.json)?}", ticket_fields)
+    r.add_post("/api/v2/tickets{ext:(\\.json)?}", create_ticket)
+    r.add_get("/api/v2/tickets/{id}", show_ticket)
+    r.add_put("/api/v2/tickets/{id}", update_ticket)
+    r.add_get("/api/v2/tickets/{id}/comments{ext:(\\.json)?}", ticket_comments)
+    return app

@@ -1,0 +1,131 @@
+"""Load YAML with the line of every key, expand ``${VAR}`` from the environment, and validate
+against a JSON schema, so every problem can be reported as ``file:line: key: what is wrong``."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from gateway.errors import ConfigError
+
+PathKey = tuple[str | int, ...]
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class YamlDoc:
+    """A parsed file: its data and where each key stands in it."""
+
+    file: str
+    data: Any
+    lines: dict[PathKey, int]
+
+    def line(self, path: PathKey) -> int | None:
+        # Walk up until a key with a known line: a list item's scalar has none of its own.
+        while path and path not in self.lines:
+            path = path[:-1]
+        return self.lines.get(path)
+
+    def error(self, path: PathKey, problem: str) -> ConfigError:
+        return ConfigError(self.file, self.line(path), dotted(path), problem)
+
+
+def dotted(path: PathKey) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> YamlDoc:
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(file, None, "", f"cannot read the file: {exc.strerror}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(file, line, "", f"not valid YAML: {problem}") from None
+    lines: dict[PathKey, int] = {}
+    if node is not None:
+        _record_lines(node, (), lines)
+    doc = YamlDoc(file, data, lines)
+    return YamlDoc(file, _expand(doc, data, (), os.environ if env is None else env), lines)
+
+
+def _record_lines(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            sub = (*path, str(key_node.value))
+            lines[sub] = key_node.start_mark.line + 1
+            _record_lines(value_node, sub, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = item.start_mark.line + 1
+            _record_lines(item, (*path, i), lines)
+
+
+def _expand(doc: YamlDoc, value: Any, path: PathKey, env: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(doc, v, (*path, str(k)), env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(doc, v, (*path, i), env) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise doc.error(path, f"environment variable {name} is not set")
+
+        return _ENV.sub(sub, value)
+    return value
+
+
+def validate(doc: YamlDoc, schema: Mapping[str, Any]) -> None:
+    """Check ``doc`` against ``schema``; raise one ConfigError carrying every problem."""
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = [
+        _to_config_error(doc, e)
+        for e in sorted(validator.iter_errors(doc.data), key=lambda e: list(map(str, e.path)))
+    ]
+    if problems:
+        first, *rest = problems
+        first.more = rest
+        raise first
+
+
+def _to_config_error(doc: YamlDoc, err: jsonschema.ValidationError) -> ConfigError:
+    path: PathKey = tuple(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = list(err.schema.get("properties", {}))
+        unknown = [k for k in err.instance if k not in allowed]
+        key = unknown[0] if unknown else ""
+        hint = difflib.get_close_matches(key, allowed, n=1)
+        problem = "unknown key" + (f"; did you mean '{hint[0]}'?" if hint else "")
+        return doc.error((*path, key), problem)
+    if err.validator == "required":
+        return doc.error(path, err.message.replace("'", "", 2))
+    return doc.error(path, err.message)
+
+
+def schema(name: str) -> dict[str, Any]:
+    """A JSON schema shipped in ``gateway/schema/``, written in YAML."""
+    text = (Path(__file__).parent / "schema" / f"{name}.yaml").read_text(encoding="utf-8")
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
