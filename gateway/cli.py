@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -35,7 +36,7 @@ async def _serve(config: Config, sandbox_port: int | None = None) -> None:
         await sandbox.setup()
         await web.TCPSite(sandbox, "127.0.0.1", sandbox_port).start()
         runners.append(sandbox)
-    runner = web.AppRunner(create_app(config), access_log=None)
+    runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=config.meta_budget)
     await runner.setup()
     await web.TCPSite(runner, config.host, config.port).start()
     runners.append(runner)
@@ -46,11 +47,17 @@ async def _serve(config: Config, sandbox_port: int | None = None) -> None:
         mapping=str(config.mapping_file),
         upstream=config.upstream_url,
     )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
+        # Stops accepting, then lets requests in flight finish (they are bounded by their budget).
         for r in reversed(runners):
             await r.cleanup()
+        logs.get().info("stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,8 +101,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  try: curl -H 'Authorization: {DEMO_KEY}' {base}/customer/1001\n",
             flush=True,
         )
-    try:
-        asyncio.run(_serve(config, args.sandbox_port if args.command == "demo" else None))
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(_serve(config, args.sandbox_port if args.command == "demo" else None))
     return 0

@@ -35,7 +35,12 @@ DEFAULTS: dict[str, Any] = {
     "server": {"host": "127.0.0.1", "port": 8080, "base_path": "/api/v1"},
     "upstream": {"credentials": {}, "attempt_timeout_seconds": 5.0, "max_connections": 50},
     # Khoros allows 20 s for meta and 8 s for the rest; answer inside a share of that.
-    "deadlines": {"meta_seconds": 20.0, "default_seconds": 8.0, "share": 0.9, "margin_seconds": 0.1},
+    "deadlines": {
+        "meta_seconds": 20.0,
+        "default_seconds": 8.0,
+        "share": 0.9,
+        "margin_seconds": 0.1,
+    },
     "cache": {"field_definitions": {"ttl_seconds": 300, "max_entries": 16}},
     "logging": {"level": "info", "format": "json"},
     "settings": {"public_comments": False},

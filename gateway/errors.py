@@ -7,7 +7,7 @@
     │   ├── NotFound                  404  unknown record, unknown meta type
     │   └── ValidationFailed          422  the upstream refused a value
     └── UpstreamError                 the upstream CRM could not give an answer (5xx)
-        ├── BadGateway                502  5xx, reset, refused, garbage body, our credentials refused
+        ├── BadGateway                502  5xx, reset, refused, garbage, our credentials refused
         ├── UpstreamUnavailable       503  rate limited past the budget, circuit open
         └── DeadlineExceeded          504  the request's budget ran out
 

@@ -3,7 +3,7 @@ budget, transport failures turned into gateway errors. It knows no CRM."""
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import json
 import time
 from collections.abc import Mapping
@@ -39,7 +39,8 @@ def auth_headers(mapping: MappingSpec, credentials: Mapping[str, Secret]) -> dic
             headers = {k: str(v) for k, v in rule.headers(ctx).items()}
             if rule.basic:
                 user, password = (str(t(ctx)) for t in rule.basic)
-                headers["Authorization"] = aiohttp.BasicAuth(user, password).encode()
+                token = base64.b64encode(f"{user}:{password}".encode()).decode()
+                headers["Authorization"] = f"Basic {token}"
             return headers
     return {}
 

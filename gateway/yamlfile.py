@@ -100,10 +100,10 @@ def _expand(doc: YamlDoc, value: Any, path: PathKey, env: Mapping[str, str]) -> 
 def validate(doc: YamlDoc, schema: Mapping[str, Any]) -> None:
     """Check ``doc`` against ``schema``; raise one ConfigError carrying every problem."""
     validator = jsonschema.Draft202012Validator(schema)
-    problems = [
-        _to_config_error(doc, e)
-        for e in sorted(validator.iter_errors(doc.data), key=lambda e: list(map(str, e.path)))
-    ]
+    problems = sorted(
+        (_to_config_error(doc, e) for e in validator.iter_errors(doc.data)),
+        key=lambda p: (p.line or 0, p.key),
+    )
     if problems:
         first, *rest = problems
         first.more = rest
@@ -113,7 +113,8 @@ def validate(doc: YamlDoc, schema: Mapping[str, Any]) -> None:
 def _to_config_error(doc: YamlDoc, err: jsonschema.ValidationError) -> ConfigError:
     path: PathKey = tuple(err.absolute_path)
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-        allowed = list(err.schema.get("properties", {}))
+        schema = err.schema if isinstance(err.schema, Mapping) else {}
+        allowed = list(schema.get("properties", {}))
         unknown = [k for k in err.instance if k not in allowed]
         key = unknown[0] if unknown else ""
         hint = difflib.get_close_matches(key, allowed, n=1)

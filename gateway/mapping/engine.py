@@ -239,7 +239,9 @@ class Engine:
             return await self._call(step.request, ctx, not_found=step.not_found, kind=kind)
         items = step.for_each(ctx) or []
         return [
-            await self._call(step.request, {**ctx, "item": item}, not_found=step.not_found, kind=kind)
+            await self._call(
+                step.request, {**ctx, "item": item}, not_found=step.not_found, kind=kind
+            )
             for item in items
         ]
 
@@ -283,7 +285,9 @@ class Engine:
             return BadGateway("The CRM refused the gateway's credentials.", detail=where)
         if resp.status == 429:
             retry = resp.headers.get("Retry-After")
-            return UpstreamUnavailable(headers={"Retry-After": retry} if retry else {}, detail=where)
+            return UpstreamUnavailable(
+                headers={"Retry-After": retry} if retry else {}, detail=where
+            )
         if resp.status in (400, 409, 422):
             obj = await self.object(kind)
             fields, loose = self._field_errors(payload, obj)

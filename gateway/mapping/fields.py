@@ -10,7 +10,7 @@ from gateway.errors import BadRequest, FieldError, ValidationFailed
 from gateway.mapping.codecs import CODECS, MATCHES
 from gateway.mapping.spec import FieldSpec, ListWrite, ObjectSpec
 
-_EMPTY = (None, "", [], {})
+_EMPTY: tuple[Any, ...] = (None, "", [], {})
 
 
 def join(obj: ObjectSpec, record: Mapping[str, Any], data: Any) -> dict[str, Any]:
@@ -33,9 +33,7 @@ def read_value(f: FieldSpec, record: Mapping[str, Any]) -> Any:
     return CODECS[f.codec][0](value)
 
 
-def to_object(
-    obj: ObjectSpec, record: Mapping[str, Any], ctx: Mapping[str, Any]
-) -> dict[str, Any]:
+def to_object(obj: ObjectSpec, record: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:
     """The caller's object for one upstream record: core properties, then populated fields."""
     url = str(obj.url({**ctx, "record": record}))
     out: dict[str, Any] = {"id": CODECS["string"][0](obj.id(record))}
@@ -57,7 +55,7 @@ def _type_ok(f: FieldSpec, value: Any) -> bool:
         return True
     if f.type == "checkbox":
         return isinstance(value, bool) or str(value).lower() in ("true", "false")
-    return isinstance(value, str | int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
 
 
 def to_changes(fields: Iterable[FieldSpec], body: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,7 +110,9 @@ def _put(changes: dict[str, Any], where: str | ListWrite, value: Any) -> None:
     node[leaf] = value
 
 
-def search_pairs(fields: Iterable[FieldSpec], body: Mapping[str, Any]) -> list[tuple[FieldSpec, str]]:
+def search_pairs(
+    fields: Iterable[FieldSpec], body: Mapping[str, Any]
+) -> list[tuple[FieldSpec, str]]:
     """Validate a search body: searchable fields with non-empty text values."""
     by_name = {f.name: f for f in fields if f.searchable}
     pairs, bad = [], []

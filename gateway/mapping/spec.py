@@ -8,8 +8,7 @@ from pathlib import Path as FilePath
 from typing import Any
 
 from gateway import yamlfile
-from gateway.errors import ConfigError
-from gateway.mapping.expr import Expression, ExprError, Path, Template, compile_tree
+from gateway.mapping.expr import ExprError, Expression, Path, Template, compile_tree
 from gateway.yamlfile import PathKey, YamlDoc
 
 Tree = Callable[[Mapping[str, Any]], Any]

@@ -68,6 +68,7 @@ def compile_query(query: str) -> Callable[[Mapping[str, Any]], bool]:
             free.append(value)
 
     def candidates(doc: Mapping[str, Any], key: str | None) -> list[str]:
+        values: list[Any]
         if key is None:
             values = [doc.get(k) for k in PLAIN_KEYS]
             values += [i.get("value") for i in doc.get("identities", [])]
@@ -76,7 +77,8 @@ def compile_query(query: str) -> Callable[[Mapping[str, Any]], bool]:
         elif key == "organization":
             values = [doc.get("organization")]
         elif key in PLAIN_KEYS or key in ("role", "tags"):
-            values = doc.get(key) if isinstance(doc.get(key), list) else [doc.get(key)]
+            own = doc.get(key)
+            values = list(own) if isinstance(own, list) else [own]
             if key in ("email", "phone"):
                 values += [i["value"] for i in doc.get("identities", []) if i["type"] == key]
         else:

@@ -56,7 +56,16 @@ CALLS: web.AppKey[list[str]] = web.AppKey("calls", list)
 
 
 def _answer(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(data, status=status, headers=headers)
+    return web.json_response(_present(data), status=status, headers=headers)
+
+
+def _present(data: Any) -> Any:
+    """Leave out null values: the official OpenAPI types most of them as non-nullable."""
+    if isinstance(data, dict):
+        return {k: _present(v) for k, v in data.items() if v is not None}
+    if isinstance(data, list):
+        return [_present(v) for v in data]
+    return data
 
 
 @web.middleware
@@ -95,18 +104,23 @@ async def _json(request: web.Request, key: str) -> dict[str, Any]:
         raise ZendeskError(400, {"error": "InvalidJSON", "description": "Malformed JSON"}) from None
     if not isinstance(body, dict) or not isinstance(body.get(key), dict):
         raise ZendeskError(400, {"error": "InvalidJSON", "description": f"Missing {key}"})
-    return body[key]
+    found: dict[str, Any] = body[key]
+    return found
 
 
 def _page(request: web.Request, items: list[Any]) -> tuple[list[Any], str | None]:
-    per_page = min(max(int(request.query.get("per_page", "100") or 100), 1), 100)
-    page = max(int(request.query.get("page", "1") or 1), 1)
+    def number(name: str, default: int) -> int:
+        raw = request.query.get(name, "")
+        return int(raw) if raw.isdigit() else default
+
+    per_page = min(max(number("per_page", 100), 1), 100)
+    page = max(number("page", 1), 1)
     chunk = items[(page - 1) * per_page : page * per_page]
     more = len(items) > page * per_page
     return chunk, str(request.url.update_query(page=page + 1)) if more else None
 
 
-def _sideloads(request: web.Request, store: Store, users: list[dict[str, Any]]) -> dict:
+def _sideloads(request: web.Request, store: Store, users: list[dict[str, Any]]) -> dict[str, Any]:
     include = set(request.query.get("include", "").split(","))
     out: dict[str, Any] = {}
     if "identities" in include:
@@ -131,7 +145,8 @@ async def search_users(request: web.Request) -> web.Response:
     else:
         matches = compile_query(request.query.get("query", ""))
         found = [
-            u for u in store.users.values()
+            u
+            for u in store.users.values()
             if store.searchable(u["id"]) and matches(store.search_doc(u))
         ]
     page, next_page = _page(request, found[:1000])
@@ -153,8 +168,14 @@ async def update_user(request: web.Request) -> web.Response:
 async def list_identities(request: web.Request) -> web.Response:
     store = request.app[STORE]
     user = store.user(_int(request, "id"))
-    return _answer({"identities": store.user_identities(user["id"]), "next_page": None,
-                    "previous_page": None, "count": len(store.user_identities(user["id"]))})
+    return _answer(
+        {
+            "identities": store.user_identities(user["id"]),
+            "next_page": None,
+            "previous_page": None,
+            "count": len(store.user_identities(user["id"])),
+        }
+    )
 
 
 async def create_identity(request: web.Request) -> web.Response:
@@ -167,25 +188,30 @@ async def create_identity(request: web.Request) -> web.Response:
 
 async def user_fields(request: web.Request) -> web.Response:
     fields = request.app[STORE].user_fields
-    return _answer({"user_fields": fields, "next_page": None, "previous_page": None,
-                    "count": len(fields)})
+    return _answer(
+        {"user_fields": fields, "next_page": None, "previous_page": None, "count": len(fields)}
+    )
 
 
 async def ticket_fields(request: web.Request) -> web.Response:
     fields = request.app[STORE].ticket_fields
-    return _answer({"ticket_fields": fields, "next_page": None, "previous_page": None,
-                    "count": len(fields)})
+    return _answer(
+        {"ticket_fields": fields, "next_page": None, "previous_page": None, "count": len(fields)}
+    )
 
 
 async def requested_tickets(request: web.Request) -> web.Response:
     store = request.app[STORE]
     user = store.user(_int(request, "id"))
     found = [t for t in store.tickets.values() if t["requester_id"] == user["id"]]
-    found.sort(key=lambda t: (t["updated_at"], t["id"]),
-               reverse=request.query.get("sort_order", "asc") == "desc")
+    found.sort(
+        key=lambda t: (t["updated_at"], t["id"]),
+        reverse=request.query.get("sort_order", "asc") == "desc",
+    )
     page, next_page = _page(request, found)
-    return _answer({"tickets": page, "next_page": next_page, "previous_page": None,
-                    "count": len(found)})
+    return _answer(
+        {"tickets": page, "next_page": next_page, "previous_page": None, "count": len(found)}
+    )
 
 
 async def create_ticket(request: web.Request) -> web.Response:
@@ -211,8 +237,14 @@ async def ticket_comments(request: web.Request) -> web.Response:
     store = request.app[STORE]
     ticket = store.ticket(_int(request, "id"))
     page, next_page = _page(request, store.comments[ticket["id"]])
-    return _answer({"comments": page, "next_page": next_page, "previous_page": None,
-                    "count": len(store.comments[ticket["id"]])})
+    return _answer(
+        {
+            "comments": page,
+            "next_page": next_page,
+            "previous_page": None,
+            "count": len(store.comments[ticket["id"]]),
+        }
+    )
 
 
 def create_sandbox(

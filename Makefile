@@ -1,0 +1,40 @@
+# crm-gateway. `make run` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config.example.yaml
+
+.PHONY: run test lint format sandbox clean
+
+$(BIN)/crm-gateway: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+# With ZENDESK_URL set: serve in front of that Zendesk. Without: start the sandbox CRM with demo
+# data on 127.0.0.1:8081 and the gateway in front of it on 127.0.0.1:8080.
+run: $(BIN)/crm-gateway
+	@if [ -n "$$ZENDESK_URL" ]; then \
+		exec $(BIN)/crm-gateway serve --config $(CONFIG); \
+	else \
+		exec $(BIN)/crm-gateway demo --config $(CONFIG); \
+	fi
+
+sandbox: $(BIN)/crm-gateway
+	$(BIN)/crm-gateway sandbox --port 8081
+
+lint: $(BIN)/crm-gateway
+	$(BIN)/ruff check gateway tests
+	$(BIN)/ruff format --check gateway tests
+	$(BIN)/mypy gateway
+
+test: lint
+	$(BIN)/pytest -q
+
+format: $(BIN)/crm-gateway
+	$(BIN)/ruff format gateway tests
+	$(BIN)/ruff check --fix gateway tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,116 @@
+"""The command line, as a user runs it: real processes on local ports, stopped at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, gateway_env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(url: str, headers: dict[str, str] | None = None, timeout: float = 15) -> bytes:
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {})) as r:
+                return bytes(r.read())
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def gateway(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_serve_in_front_of_the_sandbox(processes: list[subprocess.Popen[bytes]]) -> None:
+    sandbox_port, port = free_port(), free_port()
+    processes.append(gateway("sandbox", "--port", str(sandbox_port)))
+    env = gateway_env(f"http://127.0.0.1:{sandbox_port}")
+    processes.append(
+        gateway("serve", "--config", "config.example.yaml", "--port", str(port), env=env)
+    )
+    wait_for(f"http://127.0.0.1:{port}/healthz")
+    body = wait_for(
+        f"http://127.0.0.1:{port}/api/v1/customer/1001", {"Authorization": "test-key-1"}
+    )
+    assert json.loads(body)["name"] == "Jane Doe"
+    gw = processes.pop()
+    gw.send_signal(signal.SIGTERM)
+    assert gw.wait(10) == 0
+    lines = [json.loads(line) for line in (gw.stdout.read() if gw.stdout else b"").splitlines()]
+    assert lines[0]["event"] == "started" and lines[0]["mapping"].endswith("zendesk.yaml")
+    assert any(line["event"] == "request" and line["status"] == 200 for line in lines)
+
+
+def test_demo_prints_urls_and_key(processes: list[subprocess.Popen[bytes]]) -> None:
+    sandbox_port, port = free_port(), free_port()
+    env = {"GATEWAY_API_KEYS": "", "ZENDESK_URL": ""}
+    proc = gateway(
+        "demo",
+        "--config",
+        "config.example.yaml",
+        "--port",
+        str(port),
+        "--sandbox-port",
+        str(sandbox_port),
+        env={k: v for k, v in env.items() if v},
+    )
+    processes.append(proc)
+    wait_for(f"http://127.0.0.1:{port}/healthz")
+    assert wait_for(f"http://127.0.0.1:{port}/api/v1/case/5001", {"Authorization": "demo-key"})
+    assert proc.stdout is not None
+    head = proc.stdout.readline() + proc.stdout.readline() + proc.stdout.readline()
+    assert f"127.0.0.1:{port}/api/v1".encode() in head and b"127.0.0.1:" in head
+
+
+def test_invalid_config_stops_start_up_with_file_line_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "auth: {api_keys: k}\nupstream:\n  mapping: m.yaml\n  base_url: http://x\n"
+        "  credentails: {}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert f"{bad}:5: upstream.credentails: unknown key; did you mean 'credentials'?" in done.stderr

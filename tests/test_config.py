@@ -1,0 +1,76 @@
+"""Config: environment expansion, defaults, and errors that name the file, the line and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, gateway_env
+
+from gateway.config import load_config
+from gateway.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_loads_from_the_environment() -> None:
+    config = load_config(ROOT / "config.example.yaml", env=gateway_env("https://acme.zendesk.com"))
+    assert config.upstream_url == "https://acme.zendesk.com"
+    assert [k.reveal() for k in config.api_keys] == ["test-key-1", "test-key-2"]
+    assert config.mapping_file == ROOT / "mappings/zendesk.yaml"
+    assert config.default_budget == pytest.approx(7.2) and config.meta_budget == pytest.approx(18)
+    assert config.credentials["oauth_token"].reveal() == ""
+    assert "sandbox-token" not in repr(config)  # secrets hide in repr
+
+
+def test_missing_environment_variable_names_file_line_and_key() -> None:
+    env = gateway_env("x")
+    del env["ZENDESK_URL"]
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "config.example.yaml", env=env)
+    path = ROOT / "config.example.yaml"
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "base_url:" in t)
+    assert str(err.value) == (
+        f"{path}:{line}: upstream.base_url: environment variable ZENDESK_URL is not set"
+    )
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "auth:\n  api_keys: k\nupstream:\n  mapping: m.yaml\n"
+        "  base_url: http://x\n  atempt_timeout_seconds: 3\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (
+        f"{path}:6: upstream.atempt_timeout_seconds: unknown key; "
+        "did you mean 'attempt_timeout_seconds'?"
+    )
+
+
+def test_every_problem_is_reported(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "auth: {api_keys: k}\nupstream: {mapping: m.yaml, base_url: ftp//x}\n"
+        "deadlines:\n  share: 2\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith(f"{path}:2: upstream.base_url: ")
+    assert lines[1].startswith(f"{path}:4: deadlines.share: 2 is greater than the maximum")
+
+
+def test_empty_keys_and_bad_yaml(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "auth: {api_keys: ' , '}\nupstream: {mapping: m, base_url: 'http://x'}\n"
+    )
+    with pytest.raises(ConfigError, match=r":1: auth.api_keys: no API key is set"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r":3: \(top level\): not valid YAML"):
+        load_config(write(tmp_path, "auth:\n  - [\n"))

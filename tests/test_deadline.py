@@ -1,0 +1,59 @@
+"""The budget: a hanging upstream gets a 504 with the error body inside the budget."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Any
+
+import pytest
+from conftest import API, AUTH
+
+from gateway.config import Config
+from gateway.deadline import Deadline, budget, current
+from gateway.errors import DeadlineExceeded
+from gateway.sandbox.server import Faults
+
+
+async def test_hanging_upstream_answers_504_within_budget(
+    make_client: Any, config: Config, faults: Faults
+) -> None:
+    client = await make_client(dataclasses.replace(config, default_budget=0.6))
+    faults.delay = 30
+    started = time.monotonic()
+    resp = await client.get(f"{API}/customer/1001", headers=AUTH)
+    elapsed = time.monotonic() - started
+    assert resp.status == 504
+    body = await resp.json()
+    assert body["error"] == "Timeout" and "tracking id:" in body["message"]
+    assert elapsed < 0.6 + 0.5  # at the budget, never near Khoros's 8 s
+
+
+async def test_meta_has_its_own_longer_budget(
+    make_client: Any, config: Config, faults: Faults
+) -> None:
+    client = await make_client(dataclasses.replace(config, default_budget=0.2, meta_budget=3))
+    faults.delay = 0.5
+    assert (await client.get(f"{API}/meta/object/customer", headers=AUTH)).status == 200
+    assert (await client.get(f"{API}/customer/1001", headers=AUTH)).status == 504
+
+
+async def test_attempt_timeout_is_capped_by_what_is_left() -> None:
+    deadline = Deadline(1.0, margin=0.1)
+    assert deadline.attempt_timeout(5.0) == pytest.approx(0.9, abs=0.05)
+    assert deadline.attempt_timeout(0.2) == 0.2
+    spent = Deadline(0.05, margin=0.1)
+    with pytest.raises(DeadlineExceeded):
+        spent.attempt_timeout(5.0)
+
+
+async def test_budget_is_per_task() -> None:
+    async def inner() -> float:
+        d = current()
+        assert d is not None
+        return d.seconds
+
+    with budget(2.0, 0.1):
+        assert await asyncio.create_task(inner()) == 2.0
+    assert current() is None

@@ -1,0 +1,116 @@
+"""Mapping files: the shipped one compiles; broken ones fail at load with file:line: key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from gateway.errors import ConfigError
+from gateway.mapping.spec import discovered_field, load_mapping
+
+ZENDESK = ROOT / "mappings/zendesk.yaml"
+
+
+def broken(tmp_path: Path, old: str, new: str) -> Path:
+    text = ZENDESK.read_text()
+    assert old in text, old
+    path = tmp_path / "broken.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def line_of(path: Path, needle: str) -> int:
+    """The last line holding needle: the broken copy of a line comes after the original."""
+    return max(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+def test_zendesk_mapping_compiles() -> None:
+    spec = load_mapping(ZENDESK)
+    assert spec.name == "zendesk"
+    assert {f.name for f in spec.objects["customer"].fields} >= {"name", "email", "twitter"}
+    assert [s.field for s in spec.strategies] == ["email", "phone", "twitter", "name"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "problem"),
+    [
+        (
+            "        read: email\n",
+            "        raed: email\n",
+            "objects.customer.fields[1].raed",
+            "unknown key; did you mean 'read'?",
+        ),
+        (
+            'read: "organization.name"',
+            'read: "organization.[name"',
+            "objects.customer.fields[5].read",
+            "JMESPath does not compile",
+        ),
+        (
+            'url: "{{ upstream_url }}/agent/users/{{ record.id }}"',
+            'url: "{{ upstream_url }/agent/users"',
+            "objects.customer.url",
+            "template does not compile",
+        ),
+        (
+            "{field: phone, values:",
+            "{field: mobile, values:",
+            "operations.bestmatch.strategies[1].field",
+            "no customer field named 'mobile'",
+        ),
+        (
+            "method: PUT",
+            "method: FETCH",
+            "operations.update_customer.steps[0].request.method",
+            "'FETCH' is not one of",
+        ),
+        (
+            "      - name: externalId\n",
+            "      - name: email\n",
+            "objects.customer.fields[3].name",
+            "field 'email' is defined twice",
+        ),
+        (
+            "result: {records: steps.found.users}",
+            "result: {record: steps.found.users}",
+            "operations.search_customers.result.record",
+            "this operation needs `records`",
+        ),
+    ],
+)
+def test_broken_mapping_names_file_line_and_key(
+    tmp_path: Path, old: str, new: str, key: str, problem: str
+) -> None:
+    path = broken(tmp_path, old, new)
+    with pytest.raises(ConfigError) as err:
+        load_mapping(path)
+    expected = f"{path}:{line_of(path, new.strip())}: {key}: "
+    lines = str(err.value).splitlines()
+    assert any(line.startswith(expected) and problem in line for line in lines), lines
+
+
+def test_discovered_field_renders_its_definition() -> None:
+    raw = yaml.safe_load(ZENDESK.read_text())["objects"]["case"]["custom_fields"]
+    spec = load_mapping(ZENDESK).objects["case"].custom_fields
+    assert spec is not None and raw
+    item = {
+        "id": 7,
+        "type": "tagger",
+        "title": "Product",
+        "active": True,
+        "removable": True,
+        "custom_field_options": [{"name": "Phone", "value": "p_phone"}],
+    }
+    f = discovered_field(spec, item)
+    assert f is not None
+    assert (f.name, f.type, f.options, f.error_key) == (
+        "custom_7",
+        "single_sel_list",
+        (("Phone", "p_phone"),),
+        "7",
+    )
+    assert f.read({"custom_fields": [{"id": 7, "value": "p_phone"}]}) == "p_phone"
+    assert discovered_field(spec, {**item, "type": "multiselect"}) is None
