@@ -1,0 +1,69 @@
+"""The README's curl examples work as printed against `make run` (here: `crm-gateway demo`)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+from conftest import ROOT
+from test_cli import free_port, gateway, processes, wait_for
+
+__all__ = ["processes"]
+
+
+def examples() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Every endpoint, with curl", 1)[1].split("```sh", 1)[1].split("```")[0]
+    commands, current = [], ""
+    for line in block.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        current += line.rstrip("\\") + " " if line.endswith("\\") else line + "\n"
+        if not line.endswith("\\") and not line.rstrip().endswith(("{", "[", ",")):
+            commands.append(current)
+            current = ""
+    return commands
+
+
+def test_readme_has_an_example_for_every_route() -> None:
+    from gateway.khoros import ROUTES
+
+    text = " ".join(examples())
+    for method, path, _, _ in ROUTES:
+        pattern = re.escape(path).replace(r"\{type\}", "[a-z]+").replace(r"\{id\}", r"\d+")
+        verb = "" if method == "GET" else f"-X {method} "
+        assert re.search(rf"{verb}http://127\.0\.0\.1:8080/api/v1{pattern}( |\n|$)", text), path
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_examples_work_as_printed(processes: Any) -> None:
+    sandbox_port, port = free_port(), free_port()
+    processes.append(
+        gateway(
+            "demo",
+            "--config",
+            "config.example.yaml",
+            "--port",
+            str(port),
+            "--sandbox-port",
+            str(sandbox_port),
+            env={"GATEWAY_API_KEYS": "demo-key"},
+        )
+    )
+    wait_for(f"http://127.0.0.1:{port}/healthz")
+    for _ in range(2):  # twice: repeats must work too (no duplicate errors, same case back)
+        for command in examples():
+            command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+            done = subprocess.run(
+                ["bash", "-c", command.replace("curl -s", "curl -s -w '\\n%{http_code}'", 1)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            *body, status = done.stdout.rstrip("\n").split("\n")
+            assert status in ("200", "201"), (command, done.stdout)
+            json.loads("\n".join(body))
