@@ -48,11 +48,13 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
             p.wait()
 
 
-def gateway(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def gateway(*args: str, env: dict[str, str | None] | None = None) -> subprocess.Popen[bytes]:
+    """`python -m gateway ARGS`; env values of None remove the variable."""
+    merged = {**os.environ, **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "gateway", *args],
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env={k: v for k, v in merged.items() if v is not None},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -78,21 +80,22 @@ def test_serve_in_front_of_the_sandbox(processes: list[subprocess.Popen[bytes]])
     assert any(line["event"] == "request" and line["status"] == 200 for line in lines)
 
 
-def test_demo_prints_urls_and_key(processes: list[subprocess.Popen[bytes]]) -> None:
+def start_demo(processes: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Popen[bytes], int]:
+    """`crm-gateway demo` as `make run` starts it, with no upstream or keys in the environment."""
     sandbox_port, port = free_port(), free_port()
-    env = {"GATEWAY_API_KEYS": "", "ZENDESK_URL": ""}
     proc = gateway(
         "demo",
-        "--config",
-        "config.example.yaml",
-        "--port",
-        str(port),
-        "--sandbox-port",
-        str(sandbox_port),
-        env={k: v for k, v in env.items() if v},
+        *("--config", "config.example.yaml", "--port", str(port)),
+        *("--sandbox-port", str(sandbox_port)),
+        env=dict.fromkeys(("GATEWAY_API_KEYS", "ZENDESK_URL", "ZENDESK_OAUTH_TOKEN")),
     )
     processes.append(proc)
     wait_for(f"http://127.0.0.1:{port}/healthz")
+    return proc, port
+
+
+def test_demo_prints_urls_and_key(processes: list[subprocess.Popen[bytes]]) -> None:
+    proc, port = start_demo(processes)
     assert wait_for(f"http://127.0.0.1:{port}/api/v1/case/5001", {"Authorization": "demo-key"})
     assert proc.stdout is not None
     head = proc.stdout.readline() + proc.stdout.readline() + proc.stdout.readline()

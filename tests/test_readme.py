@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import ROOT
-from test_cli import free_port, gateway, processes, wait_for
+from test_cli import processes, start_demo
 
 __all__ = ["processes"]
 
@@ -41,20 +41,7 @@ def test_readme_has_an_example_for_every_route() -> None:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_readme_examples_work_as_printed(processes: Any) -> None:
-    sandbox_port, port = free_port(), free_port()
-    processes.append(
-        gateway(
-            "demo",
-            "--config",
-            "config.example.yaml",
-            "--port",
-            str(port),
-            "--sandbox-port",
-            str(sandbox_port),
-            env={"GATEWAY_API_KEYS": "demo-key"},
-        )
-    )
-    wait_for(f"http://127.0.0.1:{port}/healthz")
+    _, port = start_demo(processes)
     for _ in range(2):  # twice: repeats must work too (no duplicate errors, same case back)
         for command in examples():
             command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
