@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.sandbox.store import Store, now
+from gateway.sandbox.rules import now
+from gateway.sandbox.store import Store
 
 
 def _options(*pairs: tuple[str, str]) -> list[dict[str, Any]]:

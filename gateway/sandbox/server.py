@@ -12,8 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.sandbox.rules import ZendeskError
 from gateway.sandbox.search import compile_query
-from gateway.sandbox.store import Store, ZendeskError
+from gateway.sandbox.store import Store
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -8,34 +8,22 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from typing import Any
+
+from gateway.sandbox.rules import (
+    ZendeskError,
+    custom_value_problem,
+    invalid,
+    not_found,
+    now,
+    stored,
+)
 
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 PRIORITIES = ("urgent", "high", "normal", "low")
 TYPES = ("problem", "incident", "question", "task")
 IDEMPOTENCY_TTL = 2 * 3600.0
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-class ZendeskError(Exception):
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
-        self.status, self.body, self.headers = status, body, headers or {}
-
-
-def not_found() -> ZendeskError:
-    return ZendeskError(404, {"error": "RecordNotFound", "description": "Not found"})
-
-
-def invalid(details: dict[str, list[dict[str, Any]]]) -> ZendeskError:
-    return ZendeskError(
-        422,
-        {"error": "RecordInvalid", "description": "Record validation errors", "details": details},
-    )
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -135,7 +123,7 @@ class Store:
             spec = next((f for f in self.user_fields if f["key"] == key), None)
             if spec is None:
                 continue  # Zendesk ignores unknown keys
-            problem = _custom_value_problem(spec, value)
+            problem = custom_value_problem(spec, value)
             if problem:
                 details.setdefault("base", []).append(
                     {
@@ -201,7 +189,7 @@ class Store:
             user["organization_id"] = data["organization_id"]
         for key, value in (data.get("user_fields") or {}).items():
             if key in user["user_fields"]:
-                user["user_fields"][key] = _stored(value)
+                user["user_fields"][key] = stored(value)
         self.indexed_at[user["id"]] = time.monotonic() + self.index_lag
 
     def organization_named(self, name: str) -> dict[str, Any]:
@@ -274,7 +262,7 @@ class Store:
             spec = next((f for f in self.ticket_fields if f["id"] == entry.get("id")), None)
             if spec is None:
                 continue
-            problem = _custom_value_problem(spec, entry.get("value"))
+            problem = custom_value_problem(spec, entry.get("value"))
             if problem:
                 details.setdefault("base", []).append(
                     {
@@ -365,7 +353,7 @@ class Store:
         for entry in data.get("custom_fields") or []:
             for current in ticket["custom_fields"]:
                 if current["id"] == entry.get("id"):
-                    current["value"] = _stored(entry.get("value"))
+                    current["value"] = stored(entry.get("value"))
         comment = data.get("comment")
         if comment and (comment.get("body") or comment.get("html_body")):
             body = str(comment.get("body") or comment.get("html_body"))[:65536]
@@ -395,35 +383,3 @@ class Store:
             "created_at": now(),
             "events": [],
         }
-
-
-def _custom_value_problem(spec: dict[str, Any], value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    kind = spec["type"]
-    if kind in ("dropdown", "tagger"):
-        options = [o["value"] for o in spec.get("custom_field_options") or []]
-        return None if value in options else f"{value} is not a valid option"
-    if kind == "checkbox":
-        return None if isinstance(value, bool) else "must be true or false"
-    if kind == "integer":
-        return (
-            None
-            if isinstance(value, int) or re.fullmatch(r"-?\d+", str(value))
-            else "is not a number"
-        )
-    if kind == "decimal":
-        return None if re.fullmatch(r"-?\d+(\.\d+)?", str(value)) else "is not a number"
-    if kind == "date":
-        try:
-            date.fromisoformat(str(value))
-        except ValueError:
-            return "is not a date"
-    if kind == "regexp" and spec.get("regexp_for_validation"):
-        return None if re.fullmatch(spec["regexp_for_validation"], str(value)) else "is invalid"
-    return None
-
-
-def _stored(value: Any) -> Any:
-    # Zendesk stores numbers of integer/decimal fields as strings.
-    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
