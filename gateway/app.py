@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from gateway import deadline, khoros, logs
-from gateway.cache import AsyncTTLCache
+from gateway.cache import Caches
 from gateway.config import Config, Secret
 from gateway.errors import DeadlineExceeded, GatewayError, NotFound, Unauthorized
 from gateway.mapping.engine import Engine
@@ -116,13 +116,11 @@ def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Applic
         attempt_timeout=config.attempt_timeout,
         max_connections=config.max_connections,
     )
-    field_cache: AsyncTTLCache[tuple] = AsyncTTLCache(  # type: ignore[type-arg]
-        "field_definitions", ttl=config.field_cache_ttl, max_entries=config.field_cache_size
-    )
+    caches = Caches(config.caches)
     app[CONFIG] = config
     app[UPSTREAM] = upstream
     app[khoros.ENGINE] = Engine(
-        mapping, upstream, field_cache, settings=config.settings, upstream_url=config.upstream_url
+        mapping, upstream, caches, settings=config.settings, upstream_url=config.upstream_url
     )
     base = config.base_path.rstrip("/")
     for method, path, handler, _ in khoros.ROUTES:

@@ -1,21 +1,40 @@
-"""TTL caches (cachetools) with single flight: concurrent misses on one key share one load."""
+"""The one cache layer (cachetools TTL caches) for meta, field definitions, labels and
+customer-by-phone: single flight (concurrent misses on a key share one load), stale-if-error
+(the last good value is served for a grace period when a reload fails), and a purge."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
+
+from gateway import logs
 
 V = TypeVar("V")
 
 
+@dataclass(frozen=True)
+class CacheSettings:
+    ttl_seconds: float
+    max_entries: int
+    stale_seconds: float = 0.0
+
+
 class AsyncTTLCache(Generic[V]):
-    def __init__(self, name: str, *, ttl: float, max_entries: int) -> None:
+    def __init__(self, name: str, settings: CacheSettings) -> None:
         self.name = name
+        self.settings = settings
+        on = settings.ttl_seconds > 0
         self._data: TTLCache[Hashable, V] | None = (
-            TTLCache(maxsize=max_entries, ttl=ttl) if ttl > 0 else None
+            TTLCache(maxsize=settings.max_entries, ttl=settings.ttl_seconds) if on else None
+        )
+        # The last good value of each key and when it was loaded, for stale-if-error.
+        self._last: LRUCache[Hashable, tuple[V, float]] | None = (
+            LRUCache(maxsize=settings.max_entries) if on and settings.stale_seconds > 0 else None
         )
         self._loading: dict[Hashable, asyncio.Task[V]] = {}
 
@@ -33,18 +52,55 @@ class AsyncTTLCache(Generic[V]):
     async def _load(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
         try:
             value = await load()
-            if self._data is not None:
-                self._data[key] = value
-            return value
+        except Exception as exc:
+            last = self._last.get(key) if self._last is not None else None
+            age = time.monotonic() - last[1] if last else 0.0
+            if last and age <= self.settings.ttl_seconds + self.settings.stale_seconds:
+                logs.get().warning(
+                    "cache_stale",
+                    cache=self.name,
+                    age_seconds=round(age, 1),
+                    error=type(exc).__name__,
+                    detail=getattr(exc, "detail", None),
+                )
+                return last[0]
+            raise
         finally:
             del self._loading[key]
+        if self._data is not None:
+            self._data[key] = value
+        if self._last is not None:
+            self._last[key] = (value, time.monotonic())
+        return value
 
     def clear(self) -> None:
         if self._data is not None:
             self._data.clear()
+        if self._last is not None:
+            self._last.clear()
 
 
-def _retrieve(task: asyncio.Task[object]) -> None:
+class Caches:
+    """The named caches of one app, so they can be configured and purged in one place."""
+
+    NAMES = ("meta", "field_definitions", "labels", "customer_by_phone")
+
+    def __init__(self, settings: Mapping[str, CacheSettings]) -> None:
+        self._caches: dict[str, AsyncTTLCache[Any]] = {
+            name: AsyncTTLCache(name, settings[name]) for name in self.NAMES
+        }
+
+    def __getitem__(self, name: str) -> AsyncTTLCache[Any]:
+        return self._caches[name]
+
+    def purge(self, names: Iterable[str] | None = None) -> list[str]:
+        chosen = list(names) if names else list(self._caches)
+        for name in chosen:
+            self._caches[name].clear()
+        return chosen
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
     # Every waiter may have gone (cancelled); mark the outcome seen so asyncio does not warn.
     if not task.cancelled():
         task.exception()

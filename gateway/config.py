@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import yamlfile
+from gateway.cache import CacheSettings
 from gateway.errors import ConfigError
 
 
@@ -41,7 +42,15 @@ DEFAULTS: dict[str, Any] = {
         "share": 0.9,
         "margin_seconds": 0.1,
     },
-    "cache": {"field_definitions": {"ttl_seconds": 300, "max_entries": 16}},
+    "cache": {
+        "meta": {"ttl_seconds": 300, "max_entries": 4, "stale_seconds": 3600},
+        "field_definitions": {"ttl_seconds": 300, "max_entries": 16, "stale_seconds": 3600},
+        "labels": {"ttl_seconds": 300, "max_entries": 4, "stale_seconds": 3600},
+        # Off by default: a customer's labels should change routing at once.
+        "customer_by_phone": {"ttl_seconds": 0, "max_entries": 10_000, "stale_seconds": 0},
+    },
+    "expertflow": {"path_prefix": "", "not_found": "error", "api_keys": []},
+    "admin": {"api_key": None},
     "logging": {"level": "info", "format": "json"},
     "settings": {"public_comments": False},
 }
@@ -62,8 +71,11 @@ class Config:
     meta_budget: float
     default_budget: float
     margin: float
-    field_cache_ttl: float
-    field_cache_size: int
+    caches: Mapping[str, CacheSettings]
+    expertflow_prefix: str
+    expertflow_not_found: str
+    expertflow_keys: tuple[Secret, ...]
+    admin_key: Secret | None
     log_level: str
     log_format: str
     settings: Mapping[str, Any] = field(default_factory=dict)
@@ -79,15 +91,18 @@ def _merged(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, 
     return out
 
 
+def _keys(given: str | list[str]) -> tuple[Secret, ...]:
+    keys = given.split(",") if isinstance(given, str) else given
+    return tuple(Secret(k.strip()) for k in keys if k.strip())
+
+
 def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
     doc = yamlfile.load(path, env=env)
     if not isinstance(doc.data, dict):
         raise ConfigError(doc.file, 1, "", "the config must be a mapping of keys")
     yamlfile.validate(doc, yamlfile.schema("config"))
     c = _merged(DEFAULTS, doc.data)
-    keys = c["auth"]["api_keys"]
-    keys = keys.split(",") if isinstance(keys, str) else keys
-    api_keys = tuple(Secret(k.strip()) for k in keys if k.strip())
+    api_keys = _keys(c["auth"]["api_keys"])
     if not api_keys:
         raise doc.error(("auth", "api_keys"), "no API key is set (GATEWAY_API_KEYS is empty?)")
     try:
@@ -112,8 +127,11 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         meta_budget=c["deadlines"]["meta_seconds"] * share,
         default_budget=c["deadlines"]["default_seconds"] * share,
         margin=float(c["deadlines"]["margin_seconds"]),
-        field_cache_ttl=float(c["cache"]["field_definitions"]["ttl_seconds"]),
-        field_cache_size=int(c["cache"]["field_definitions"]["max_entries"]),
+        caches={name: CacheSettings(**values) for name, values in c["cache"].items()},
+        expertflow_prefix=c["expertflow"]["path_prefix"].rstrip("/"),
+        expertflow_not_found=c["expertflow"]["not_found"],
+        expertflow_keys=_keys(c["expertflow"]["api_keys"]),
+        admin_key=Secret(c["admin"]["api_key"]) if c["admin"]["api_key"] else None,
         log_level=c["logging"]["level"],
         log_format=c["logging"]["format"],
         settings=c["settings"],

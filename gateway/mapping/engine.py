@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway import logs
-from gateway.cache import AsyncTTLCache
+from gateway.cache import Caches
 from gateway.errors import (
     BadGateway,
     FieldError,
@@ -42,14 +42,14 @@ class Engine:
         self,
         mapping: MappingSpec,
         upstream: Upstream,
-        field_cache: AsyncTTLCache[tuple[FieldSpec, ...]],
+        caches: Caches,
         *,
         settings: Mapping[str, Any],
         upstream_url: str,
     ) -> None:
         self.mapping = mapping
         self.upstream = upstream
-        self.field_cache = field_cache
+        self.caches = caches
         self.base_ctx = {"settings": dict(settings), "upstream_url": upstream_url}
         self.log = logs.get()
 
@@ -60,13 +60,13 @@ class Engine:
         obj = self.mapping.objects[kind]
         if obj.custom_fields is None:
             return obj
-        extra = await self.field_cache.get(kind, lambda: self._discover(obj))
+        extra = await self.caches["field_definitions"].get(kind, lambda: self._discover(obj))
         return with_fields(obj, extra)
 
     async def _discover(self, obj: ObjectSpec) -> tuple[FieldSpec, ...]:
         spec = obj.custom_fields
         assert spec is not None
-        data = await self._call(spec.request, self.base_ctx, not_found=None, kind=obj.kind)
+        data = await self.fetch(spec.request, self.base_ctx, kind=obj.kind)
         taken = {f.name for f in obj.fields}
         found = []
         for item in spec.items(data) or []:
@@ -77,6 +77,10 @@ class Engine:
         return tuple(found)
 
     async def meta(self, kind: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.caches["meta"].get(kind, lambda: self._meta(kind))
+        return result
+
+    async def _meta(self, kind: str) -> dict[str, Any]:
         obj = await self.object(kind)
         out = [
             {"name": n, "label": label, "type": "text", "searchable": False}
@@ -130,17 +134,22 @@ class Engine:
     async def _search(
         self, obj: ObjectSpec, pairs: list[tuple[FieldSpec, str]], match: str | None = None
     ) -> list[dict[str, Any]]:
-        terms = fm.search_terms(pairs, self.base_ctx)
-        records, data, ctx = await self._records("search_customers", {"terms": terms})
         out, seen = [], set()
-        for r in records:
-            joined = fm.join(obj, r, data)
-            if fm.matches(joined, pairs, match):
-                c = fm.to_object(obj, joined, ctx)
-                if c["id"] not in seen:
-                    seen.add(c["id"])
-                    out.append(c)
+        for record in await self.find_records(obj, pairs, match):
+            c = fm.to_object(obj, record, self.base_ctx)
+            if c["id"] not in seen:
+                seen.add(c["id"])
+                out.append(c)
         return out
+
+    async def find_records(
+        self, obj: ObjectSpec, pairs: list[tuple[FieldSpec, str]], match: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Upstream customer records (joined) holding every searched value, re-checked."""
+        terms = fm.search_terms(pairs, self.base_ctx)
+        records, data, _ = await self._records("search_customers", {"terms": terms})
+        joined = (fm.join(obj, r, data) for r in records)
+        return [r for r in joined if fm.matches(r, pairs, match)]
 
     async def create_customer(self, body: Mapping[str, Any]) -> dict[str, Any]:
         obj = await self.object("customer")
@@ -236,18 +245,24 @@ class Engine:
 
     async def _step(self, step: Step, ctx: dict[str, Any], kind: str) -> Any:
         if step.for_each is None:
-            return await self._call(step.request, ctx, not_found=step.not_found, kind=kind)
+            return await self.fetch(step.request, ctx, not_found=step.not_found, kind=kind)
         items = step.for_each(ctx) or []
         return [
-            await self._call(
+            await self.fetch(
                 step.request, {**ctx, "item": item}, not_found=step.not_found, kind=kind
             )
             for item in items
         ]
 
-    async def _call(
-        self, req: Request, ctx: Mapping[str, Any], *, not_found: str | None, kind: str
+    async def fetch(
+        self,
+        req: Request,
+        ctx: Mapping[str, Any],
+        *,
+        not_found: str | None = None,
+        kind: str = "customer",
     ) -> Any:
+        """One upstream request: its parsed JSON answer, or the gateway error it means."""
         query = {k: str(v) for k, v in req.query(ctx).items() if v is not None}
         headers = {k: str(v) for k, v in req.headers(ctx).items() if v}
         body = req.body(ctx) if req.body is not None else None
