@@ -8,11 +8,12 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 from aiohttp import web
 
-from gateway import deadline, khoros, logs
+from gateway import admin, deadline, expertflow, khoros, logs
 from gateway.cache import Caches
 from gateway.config import Config, Secret
 from gateway.errors import DeadlineExceeded, GatewayError, NotFound, Unauthorized
@@ -39,11 +40,28 @@ def authorized(header: str | None, keys: tuple[Secret, ...]) -> bool:
     return ok
 
 
-_OPERATIONS = {handler: operation for _, _, handler, operation in khoros.ROUTES}
+# handler -> (operation name for logs and budgets, who may call it)
+_ROUTES: dict[Any, tuple[str, str]] = {
+    **{handler: (op, "khoros") for _, _, handler, op in khoros.ROUTES},
+    expertflow.customer: ("customer_by_phone", "expertflow"),
+    expertflow.labels: ("labels", "expertflow"),
+    admin.purge_caches: ("purge_caches", "admin"),
+}
 
 
-def _operation(request: web.Request) -> str | None:
-    return _OPERATIONS.get(request.match_info.handler)
+def _check_access(request: web.Request, config: Config, realm: str) -> None:
+    if realm == "khoros":
+        ok = authorized(request.headers.get("Authorization"), config.api_keys)
+    elif realm == "expertflow":
+        # Hybrid Chat sends no credentials by default; keys are optional.
+        given = request.headers.get("X-API-Key") or request.query.get("api_key")
+        ok = not config.expertflow_keys or authorized(given, config.expertflow_keys)
+    else:
+        if config.admin_key is None:
+            raise NotFound("No such endpoint.")
+        ok = authorized(request.headers.get("Authorization"), (config.admin_key,))
+    if not ok:
+        raise Unauthorized()
 
 
 @web.middleware
@@ -52,7 +70,7 @@ async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamRes
     config = request.app[CONFIG]
     given_id = request.headers.get("X-Request-Id", "")
     request_id = given_id if _REQUEST_ID.match(given_id) else uuid.uuid4().hex
-    operation = _operation(request)
+    operation, realm = _ROUTES.get(request.match_info.handler, (None, ""))
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     seconds = config.meta_budget if operation == "meta" else config.default_budget
@@ -61,8 +79,7 @@ async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamRes
         if operation is None:
             response = await handler(request)
         else:
-            if not authorized(request.headers.get("Authorization"), config.api_keys):
-                raise Unauthorized()
+            _check_access(request, config, realm)
             with deadline.budget(seconds, config.margin):
                 try:
                     async with asyncio.timeout(seconds):
@@ -107,6 +124,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Application:
+    logs.configure(config.log_level, config.log_format)
     mapping = mapping or load_mapping(config.mapping_file)
     app = web.Application(middlewares=[_serve])
     upstream = Upstream(
@@ -119,12 +137,19 @@ def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Applic
     caches = Caches(config.caches)
     app[CONFIG] = config
     app[UPSTREAM] = upstream
-    app[khoros.ENGINE] = Engine(
+    engine = Engine(
         mapping, upstream, caches, settings=config.settings, upstream_url=config.upstream_url
     )
+    app[khoros.ENGINE] = engine
+    app[admin.CACHES] = caches
     base = config.base_path.rstrip("/")
     for method, path, handler, _ in khoros.ROUTES:
         app.router.add_route(method, base + path, handler)
+    if mapping.routing is not None:
+        app[expertflow.ROUTING] = expertflow.Routing(engine, not_found=config.expertflow_not_found)
+        app.router.add_get(config.expertflow_prefix + "/customer", expertflow.customer)
+        app.router.add_get(config.expertflow_prefix + "/label", expertflow.labels)
+    app.router.add_post("/admin/cache/purge", admin.purge_caches)
     app.router.add_get("/healthz", healthz)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:

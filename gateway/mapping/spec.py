@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway import yamlfile
 from gateway.mapping.expr import ExprError, Expression, Path, Template, compile_tree
+from gateway.mapping.routing import RoutingSpec, compile_routing
 from gateway.yamlfile import PathKey, YamlDoc
 
 Tree = Callable[[Mapping[str, Any]], Any]
@@ -159,6 +160,7 @@ class MappingSpec:
     interactions: Interactions
     operations: Mapping[str, Operation]
     strategies: tuple[Strategy, ...]
+    routing: RoutingSpec | None
 
 
 class _Compiler:
@@ -352,6 +354,9 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
         ),
         operations={n: c.operation(n, raw["operations"][n]) for n in KHOROS_OPERATIONS},
         strategies=tuple(strategies),
+        routing=compile_routing(c, raw["expertflow"], customer_fields)
+        if "expertflow" in raw
+        else None,
     )
 
 

@@ -89,6 +89,7 @@ def seed(store: Store) -> Store:
             "organization": {"name": "Acme AG"},
             "user_fields": {"vip_level": "gold", "loyalty_number": "L-7788", "newsletter": True},
             "identities": [{"type": "twitter", "value": "janedoe"}],
+            "tags": ["vip", "newsletter"],
         }
     )
     store.create_user(

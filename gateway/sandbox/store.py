@@ -172,7 +172,7 @@ class Store:
         return user
 
     def _apply_user(self, user: dict[str, Any], data: dict[str, Any], *, creating: bool) -> None:
-        for key in ("name", "external_id", "notes", "details", "role"):
+        for key in ("name", "external_id", "notes", "details", "role", "tags"):
             if key in data:
                 user[key] = data[key]
         if data.get("email"):

@@ -1,0 +1,98 @@
+"""Expertflow Hybrid Chat priority routing (CONTRACT §2): `GET /customer?query=phone:{refId}`
+and `GET /label`, through the mapping's `expertflow` section."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway import logs
+from gateway.errors import BadRequest, NotFound
+from gateway.mapping import routing
+from gateway.mapping.codecs import digits
+from gateway.mapping.engine import Engine
+from gateway.mapping.routing import RoutingSpec
+
+
+class Routing:
+    def __init__(self, engine: Engine, *, not_found: str) -> None:
+        spec = engine.mapping.routing
+        if spec is None:
+            raise ValueError("the mapping has no `expertflow` section")
+        self.spec: RoutingSpec = spec
+        self.engine = engine
+        self.not_found = not_found
+        self.log = logs.get()
+
+    async def _entries(self) -> list[tuple[str, str]]:
+        source = self.spec.labels
+        data = (
+            await self.engine.fetch(source.request, self.engine.base_ctx)
+            if source.request
+            else None
+        )
+        return routing.label_entries(source, data)
+
+    async def entries(self) -> list[tuple[str, str]]:
+        cache = self.engine.caches["labels"]
+        found: list[tuple[str, str]] = await cache.get("labels", self._entries)
+        return found
+
+    async def labels(self) -> list[dict[str, Any]]:
+        return routing.label_objects(
+            self.spec.labels, self.engine.mapping.name, await self.entries()
+        )
+
+    async def customer(self, phone: str) -> dict[str, Any]:
+        cache = self.engine.caches["customer_by_phone"]
+        found: dict[str, Any] = await cache.get(digits(phone), lambda: self._customer(phone))
+        return found
+
+    async def _customer(self, phone: str) -> dict[str, Any]:
+        obj = await self.engine.object("customer")
+        field = next(f for f in obj.fields if f.name == self.spec.phone_field)
+        records = await self.engine.find_records(obj, [(field, phone)], "phone")
+        if not records:
+            if self.not_found == "empty":
+                return routing.not_found_object(phone)
+            raise NotFound("No customer has this phone number.")
+        # Most recently updated first; ties by id, so every replica picks the same one.
+        records.sort(
+            key=lambda r: (str(self.spec.updated(r) or ""), str(r.get("id"))), reverse=True
+        )
+        chosen = records[0]
+        if len(records) > 1:
+            self.log.warning("phone_ambiguous", matches=len(records), chosen=str(chosen.get("id")))
+        known = {key for key, _ in await self.entries()}
+        keys = routing.customer_labels(self.spec.labels, chosen, known)
+        ids = [routing.label_id(self.engine.mapping.name, k) for k in keys]
+        matched = next(
+            (str(v) for v in (field.read(chosen),) if v and digits(v) == digits(phone)), phone
+        )
+        return routing.customer_object(self.spec, chosen, matched, ids)
+
+
+ROUTING: web.AppKey[Routing] = web.AppKey("routing", Routing)
+
+
+def parse_query(query: str | None) -> str:
+    """`phone:<number>`; a `+` that arrived as a space (form encoding) is still a `+`."""
+    kind, sep, value = (query or "").partition(":")
+    if kind.strip().lower() != "phone" or not sep:
+        raise BadRequest("The query must be phone:<number>.")
+    value = value.strip()
+    if query and query.partition(":")[2].startswith(" "):
+        value = "+" + value
+    if len(digits(value)) < 3:
+        raise BadRequest("The query must be phone:<number>.")
+    return value
+
+
+async def customer(request: web.Request) -> web.Response:
+    phone = parse_query(request.query.get("query"))
+    return web.json_response(await request.app[ROUTING].customer(phone))
+
+
+async def labels(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[ROUTING].labels())
