@@ -20,6 +20,7 @@ from gateway.sandbox.server import Credentials, create_sandbox
 from gateway.sandbox.store import Store
 
 DEMO_KEY = "demo-key"
+DEMO_ADMIN_KEY = "demo-admin-key"
 
 
 def _load(path: str, host: str | None, port: int | None) -> Config:
@@ -87,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["ZENDESK_API_TOKEN"] = creds.api_token
         os.environ.pop("ZENDESK_OAUTH_TOKEN", None)
         os.environ.setdefault("GATEWAY_API_KEYS", DEMO_KEY)
+        os.environ.setdefault("GATEWAY_ADMIN_KEY", DEMO_ADMIN_KEY)
     try:
         config = _load(args.config, args.host, args.port)
     except ConfigError as exc:
@@ -97,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = f"http://{config.host}:{config.port}{config.base_path}"
         print(
             f"crm-gateway demo\n  Khoros API:  {base}\n  sandbox CRM: {os.environ['ZENDESK_URL']}"
-            f"\n  API key:     {os.environ['GATEWAY_API_KEYS'].split(',')[0]}\n"
+            f"\n  API key:     {os.environ['GATEWAY_API_KEYS'].split(',')[0]}"
+            f"\n  admin key:   {os.environ['GATEWAY_ADMIN_KEY']}\n"
             f"  try: curl -H 'Authorization: {DEMO_KEY}' {base}/customer/1001\n",
             flush=True,
         )

@@ -87,7 +87,9 @@ def start_demo(processes: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Pop
         "demo",
         *("--config", "config.example.yaml", "--port", str(port)),
         *("--sandbox-port", str(sandbox_port)),
-        env=dict.fromkeys(("GATEWAY_API_KEYS", "ZENDESK_URL", "ZENDESK_OAUTH_TOKEN")),
+        env=dict.fromkeys(
+            ("GATEWAY_API_KEYS", "GATEWAY_ADMIN_KEY", "ZENDESK_URL", "ZENDESK_OAUTH_TOKEN")
+        ),
     )
     processes.append(proc)
     wait_for(f"http://127.0.0.1:{port}/healthz")
