@@ -133,6 +133,7 @@ def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Applic
         config.credentials,
         attempt_timeout=config.attempt_timeout,
         max_connections=config.max_connections,
+        retry=config.retry,
     )
     caches = Caches(config.caches)
     app[CONFIG] = config

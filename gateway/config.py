@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway import yamlfile
 from gateway.cache import CacheSettings
+from gateway.retry import RetrySettings
 from gateway.errors import ConfigError
 
 
@@ -34,7 +35,28 @@ class Secret:
 
 DEFAULTS: dict[str, Any] = {
     "server": {"host": "127.0.0.1", "port": 8080, "base_path": "/api/v1"},
-    "upstream": {"credentials": {}, "attempt_timeout_seconds": 5.0, "max_connections": 50},
+    "upstream": {
+        "credentials": {},
+        "attempt_timeout_seconds": 5.0,
+        "max_connections": 50,
+        "max_in_flight": 20,
+        "retry": {
+            "attempts": 3,
+            "backoff_start_seconds": 0.1,
+            "backoff_max_seconds": 1.0,
+            "max_retry_after_seconds": 60.0,
+            "min_attempt_seconds": 0.25,
+        },
+        "circuit_breaker": {"failures": 5, "cooldown_seconds": 30.0},
+        "oauth": {
+            "token_url": "/oauth/tokens",
+            "client_id": None,
+            "client_secret": None,
+            "refresh_token": None,
+            "token_file": None,
+            "refresh_before_seconds": 300.0,
+        },
+    },
     # Khoros allows 20 s for meta and 8 s for the rest; answer inside a share of that.
     "deadlines": {
         "meta_seconds": 20.0,
@@ -68,6 +90,8 @@ class Config:
     credentials: Mapping[str, Secret]
     attempt_timeout: float
     max_connections: int
+    retry: RetrySettings
+    oauth: OAuthSettings | None
     meta_budget: float
     default_budget: float
     margin: float
@@ -94,6 +118,33 @@ def _merged(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, 
 def _keys(given: str | list[str]) -> tuple[Secret, ...]:
     keys = given.split(",") if isinstance(given, str) else given
     return tuple(Secret(k.strip()) for k in keys if k.strip())
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    token_url: str
+    client_id: Secret
+    client_secret: Secret
+    refresh_token: Secret
+    token_file: Path | None
+    refresh_before_seconds: float
+
+
+def _oauth(raw: Mapping[str, Any], here: Path) -> OAuthSettings | None:
+    """OAuth refresh is on when a client id, a secret and a refresh token are all given."""
+    if not (raw.get("client_id") and raw.get("client_secret") and raw.get("refresh_token")):
+        return None
+    token_file = Path(raw["token_file"]) if raw.get("token_file") else None
+    if token_file is not None and not token_file.is_absolute():
+        token_file = here / token_file
+    return OAuthSettings(
+        token_url=raw["token_url"],
+        client_id=Secret(raw["client_id"]),
+        client_secret=Secret(raw["client_secret"]),
+        refresh_token=Secret(raw["refresh_token"]),
+        token_file=token_file,
+        refresh_before_seconds=float(raw["refresh_before_seconds"]),
+    )
 
 
 def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
@@ -124,6 +175,13 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         credentials={k: Secret(v or "") for k, v in c["upstream"]["credentials"].items()},
         attempt_timeout=float(c["upstream"]["attempt_timeout_seconds"]),
         max_connections=int(c["upstream"]["max_connections"]),
+        retry=RetrySettings(
+            **{k: v for k, v in c["upstream"]["retry"].items()},
+            max_in_flight=int(c["upstream"]["max_in_flight"]),
+            breaker_failures=int(c["upstream"]["circuit_breaker"]["failures"]),
+            breaker_cooldown_seconds=float(c["upstream"]["circuit_breaker"]["cooldown_seconds"]),
+        ),
+        oauth=_oauth(c["upstream"]["oauth"], Path(path).parent),
         meta_budget=c["deadlines"]["meta_seconds"] * share,
         default_budget=c["deadlines"]["default_seconds"] * share,
         margin=float(c["deadlines"]["margin_seconds"]),

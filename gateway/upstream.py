@@ -3,6 +3,7 @@ budget, transport failures turned into gateway errors. It knows no CRM."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -15,8 +16,9 @@ from multidict import CIMultiDictProxy
 
 from gateway import deadline, logs
 from gateway.config import Secret
-from gateway.errors import BadGateway, DeadlineExceeded
+from gateway.errors import BadGateway, DeadlineExceeded, UpstreamUnavailable
 from gateway.mapping.spec import MappingSpec
+from gateway.retry import CircuitBreaker, RateGate, RetryPolicy, RetrySettings, parse_retry_after
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,16 @@ class Upstream:
         *,
         attempt_timeout: float,
         max_connections: int,
+        retry: RetrySettings | None = None,
     ) -> None:
         self.base_url = base_url
         self.attempt_timeout = attempt_timeout
+        settings = retry or RetrySettings()
+        self.policy = RetryPolicy(settings)
+        self.gate = RateGate(settings.max_in_flight)
+        self.breaker = CircuitBreaker(
+            mapping.name, settings.breaker_failures, settings.breaker_cooldown_seconds
+        )
         self._max_connections = max_connections
         self._headers = {
             **{k: str(v) for k, v in mapping.headers({}).items()},
@@ -67,7 +76,7 @@ class Upstream:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._max_connections)
-        self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
+        self._session = aiohttp.ClientSession(connector=connector)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -82,25 +91,92 @@ class Upstream:
         query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         body: Any = None,
+        retry_safe: bool = False,
     ) -> Response:
-        """One attempt. ``route`` is the unrendered path template: it goes to the log, where
-        ids and customer data must not."""
+        """A call with retries inside the request's budget. ``route`` is the unrendered path
+        template: it goes to the log, where ids and customer data must not. ``retry_safe``:
+        repeating the call cannot apply it twice (a read, or a keyed or guarded write)."""
+        budget = deadline.current()
+        policy = self.policy
+        attempt = 0
+        while True:
+            attempt += 1
+            self.breaker.before()
+            await self.gate.wait(budget, policy)
+            last = attempt >= policy.attempts
+            try:
+                resp = await self._attempt(method, path, route, query, headers, body, attempt)
+            except DeadlineExceeded:
+                self.breaker.failure()
+                raise
+            except BadGateway as exc:
+                self.breaker.failure()
+                wait = policy.backoff(attempt)
+                if not retry_safe or last or not policy.fits(budget, wait):
+                    raise
+                self._retrying(route, attempt, exc.detail or "transport", wait)
+                await asyncio.sleep(wait)
+                continue
+            self.gate.observe(resp.headers, policy.settings.max_retry_after_seconds)
+            if resp.status == 429:
+                # Not applied upstream, so safe to repeat for any method.
+                retry_after = resp.headers.get("Retry-After")
+                asked = parse_retry_after(
+                    retry_after, ceiling=policy.settings.max_retry_after_seconds
+                )
+                wait = policy.backoff(attempt) if asked is None else asked
+                self.gate.hold(wait)
+                if last or not policy.fits(budget, wait):
+                    raise UpstreamUnavailable(
+                        "The CRM asked us to slow down. Please try again in a moment.",
+                        headers={"Retry-After": str(max(1, round(wait + 0.49)))},
+                        detail=f"{method} {route} -> 429, Retry-After {retry_after!r}",
+                    )
+                self._retrying(route, attempt, "429", wait)
+                continue  # the gate waits
+            if resp.status in policy.retry_statuses:
+                self.breaker.failure()
+                wait = policy.backoff(attempt)
+                if retry_safe and not last and policy.fits(budget, wait):
+                    self._retrying(route, attempt, str(resp.status), wait)
+                    await asyncio.sleep(wait)
+                    continue
+                return resp
+            self.breaker.success()
+            return resp
+
+    def _retrying(self, route: str, attempt: int, reason: str, wait: float) -> None:
+        self._log.info(
+            "upstream_retry", path=route, attempt=attempt, reason=reason, wait_ms=round(wait * 1000)
+        )
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        route: str,
+        query: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        body: Any,
+        attempt: int,
+    ) -> Response:
         assert self._session is not None, "Upstream.start() was not awaited"
         budget = deadline.current()
         timeout = budget.attempt_timeout(self.attempt_timeout) if budget else self.attempt_timeout
         started = time.perf_counter()
         status: int | str = "error"
+        await self.gate.slot(budget)
         try:
             async with self._session.request(
                 method,
                 self.base_url + path,
                 params=query,
-                headers=headers,
+                headers={**self._headers, **(headers or {})},
                 json=body,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
                 status = resp.status
-                text = await resp.text()
+                text = await resp.text(errors="replace")
                 return Response(resp.status, resp.headers, _json(text), text)
         except TimeoutError:
             status = "timeout"
@@ -111,11 +187,13 @@ class Upstream:
             status = type(exc).__name__
             raise BadGateway(detail=f"{method} {route}: {type(exc).__name__}") from None
         finally:
+            self.gate.release()
             self._log.info(
                 "upstream",
                 method=method,
                 path=route,
                 status=status,
+                attempt=attempt,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
 

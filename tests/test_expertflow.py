@@ -161,8 +161,8 @@ async def test_stale_if_error(
     resp = await client.get("/label")
     assert resp.status == 200 and await resp.json() == good
     assert '"event": "cache_stale"' in capsys.readouterr().out
-    await asyncio.sleep(0.5)  # past ttl + grace: the error shows
-    assert (await client.get("/label")).status == 502
+    await asyncio.sleep(0.5)  # past ttl + grace: the error shows (502, or 503 once the
+    assert (await client.get("/label")).status in (502, 503)  # circuit breaker has opened)
 
 
 async def test_purge(make_client: Any, config: Config, sandbox: Any) -> None:

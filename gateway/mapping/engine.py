@@ -273,6 +273,10 @@ class Engine:
             query=query,
             headers=headers,
             body=body,
+            # Safe to repeat: a read, a write the mapping declares idempotent, or a keyed write.
+            retry_safe=req.method == "GET"
+            or req.idempotent
+            or any(k.lower() == "idempotency-key" for k in headers),
         )
         if resp.ok:
             if resp.data is None and resp.text:

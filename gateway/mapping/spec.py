@@ -70,6 +70,7 @@ class Request:
     query: Tree
     headers: Tree
     body: Tree | None
+    idempotent: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ class _Compiler:
             query=self.tree(raw.get("query", {}), (*path, "query")),
             headers=self.tree(raw.get("headers", {}), (*path, "headers")),
             body=None if body is None else self.tree(body, (*path, "body")),
+            idempotent=bool(raw.get("idempotent", False)),
         )
 
     def field(self, raw: Mapping[str, Any], path: PathKey) -> FieldSpec:
