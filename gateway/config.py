@@ -11,8 +11,8 @@ from typing import Any
 
 from gateway import yamlfile
 from gateway.cache import CacheSettings
-from gateway.retry import RetrySettings
 from gateway.errors import ConfigError
+from gateway.retry import RetrySettings
 
 
 class Secret:

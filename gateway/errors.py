@@ -8,6 +8,8 @@
     │   └── ValidationFailed          422  the upstream refused a value
     └── UpstreamError                 the upstream CRM could not give an answer (5xx)
         ├── BadGateway                502  5xx, reset, refused, garbage, our credentials refused
+        │   ├── UpdateConflict        502  the record changed under a guarded write (409)
+        │   └── IdempotencyMismatch   502  same idempotency key, different request
         ├── UpstreamUnavailable       503  rate limited past the budget, circuit open
         └── DeadlineExceeded          504  the request's budget ran out
 
@@ -102,6 +104,16 @@ class BadGateway(UpstreamError):
     status = 502
     error = "BadGateway"
     default_message = "The CRM gave an unexpected answer. Please try again."
+
+
+class UpdateConflict(BadGateway):
+    """Handled inside the engine (an operation restarts); a 502 only if it keeps happening."""
+
+    default_message = "The record kept changing while we updated it. Please try again."
+
+
+class IdempotencyMismatch(BadGateway):
+    """Handled inside the engine (the existing record is looked up)."""
 
 
 class UpstreamUnavailable(UpstreamError):

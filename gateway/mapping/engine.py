@@ -11,13 +11,7 @@ from typing import Any
 
 from gateway import logs
 from gateway.cache import Caches
-from gateway.errors import (
-    BadGateway,
-    FieldError,
-    NotFound,
-    UpstreamUnavailable,
-    ValidationFailed,
-)
+from gateway.errors import BadGateway, GatewayError, UpdateConflict
 from gateway.mapping import fields as fm
 from gateway.mapping.spec import (
     FieldSpec,
@@ -29,7 +23,15 @@ from gateway.mapping.spec import (
     discovered_field,
     with_fields,
 )
+from gateway.mapping.translate import translate
 from gateway.upstream import Response, Upstream
+
+RESTARTS = 3  # times an operation is run again after a guarded write met a conflict
+
+
+class _Restart(Exception):
+    pass
+
 
 CORE_META = {
     "customer": [("id", "ID"), ("uri", "Link")],
@@ -233,15 +235,27 @@ class Engine:
         return [r for r in found or [] if isinstance(r, Mapping)], data, ctx
 
     async def _run(self, op: Operation, ctx: dict[str, Any], kind: str) -> dict[str, Any]:
-        steps: dict[str, Any] = {}
-        ctx["steps"] = steps
-        for step in op.steps:
-            if step.when is not None and not step.when(ctx):
-                continue
-            steps[step.name] = await self._step(step, ctx, kind)
-            if step.existing_interactions is not None:
-                self._drop_existing(ctx, step.existing_interactions(steps[step.name]))
-        return ctx
+        first = dict(ctx)
+        for attempt in range(1, RESTARTS + 1):
+            steps: dict[str, Any] = {}
+            ctx = {**first, "steps": steps}
+            try:
+                for step in op.steps:
+                    if step.when is not None and not step.when(ctx):
+                        continue
+                    try:
+                        steps[step.name] = await self._step(step, ctx, kind)
+                    except UpdateConflict:
+                        if not step.restart_on_conflict or attempt == RESTARTS:
+                            raise
+                        raise _Restart() from None
+                    if step.existing_interactions is not None:
+                        self._drop_existing(ctx, step.existing_interactions(steps[step.name]))
+                return ctx
+            except _Restart:
+                # The record changed between our read and our guarded write: read it again.
+                self.log.info("operation_restart", operation=op.name, attempt=attempt)
+        raise AssertionError("unreachable")
 
     async def _step(self, step: Step, ctx: dict[str, Any], kind: str) -> Any:
         if step.for_each is None:
@@ -286,66 +300,10 @@ class Engine:
 
     async def _error(
         self, resp: Response, req: Request, not_found: str | None, kind: str
-    ) -> Exception:
-        where = f"{req.method} {req.path.source} -> {resp.status}"
-        spec = self.mapping.errors
-        payload = resp.data if resp.data is not None else {}
-        upstream_type = spec.type(payload) if spec.type else None
-        if resp.status == 404 and not_found:
-            return NotFound(f"No {not_found} exists with the given id.", detail=where)
-        if resp.status in (401, 403):
-            self.log.error(
-                "upstream_refused_credentials",
-                status=resp.status,
-                request=f"{req.method} {req.path.source}",
-                upstream_error=str(upstream_type),
-                action="check the upstream credentials in the environment",
-            )
-            return BadGateway("The CRM refused the gateway's credentials.", detail=where)
-        if resp.status == 429:
-            retry = resp.headers.get("Retry-After")
-            return UpstreamUnavailable(
-                headers={"Retry-After": retry} if retry else {}, detail=where
-            )
-        if resp.status in (400, 409, 422):
-            obj = await self.object(kind)
-            fields, loose = self._field_errors(payload, obj)
-            message = spec.message(payload) if spec.message else None
-            if fields or loose or resp.status == 422:
-                text = "The CRM did not accept the values."
-                if loose:
-                    text += " " + " ".join(loose)
-                elif not fields and isinstance(message, str):
-                    text += f" {message}"
-                return ValidationFailed(text, fields=fields, detail=f"{where} {upstream_type}")
-        return BadGateway(detail=f"{where} {upstream_type}")
-
-    def _field_errors(self, payload: Any, obj: ObjectSpec) -> tuple[list[FieldError], list[str]]:
-        """Upstream validation details under the caller's field names; the rest as text."""
-        spec = self.mapping.errors
-        details = spec.fields(payload) if spec.fields else None
-        if not isinstance(details, Mapping):
-            return [], []
-        by_key: dict[str, str] = {}
-        for f in obj.fields:
-            for k in f.error_keys:
-                by_key.setdefault(k, f.name)
-        fields, loose = [], []
-        for key, entries in details.items():
-            for entry in entries if isinstance(entries, list) else [entries]:
-                message = entry
-                named_key: Any = None
-                if isinstance(entry, Mapping):
-                    message = spec.field_message(entry) if spec.field_message else None
-                    named_key = spec.field_key(entry) if spec.field_key else None
-                text = str(message or "is not valid")
-                name = by_key.get(str(named_key)) if named_key is not None else None
-                name = name or by_key.get(str(key))
-                if name:
-                    fields.append(FieldError(name, text))
-                else:
-                    loose.append(text)
-        return fields, loose
+    ) -> GatewayError:
+        fields = (await self.object(kind)).fields if resp.status in (400, 422) else ()
+        where = f"{req.method} {req.path.source}"
+        return translate(self.mapping.errors, resp, where, not_found, fields)
 
 
 def _changes(obj: ObjectSpec, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -110,6 +110,7 @@ class Step:
     for_each: Expression | None
     not_found: str | None
     existing_interactions: Path | None
+    restart_on_conflict: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class ErrorSpec:
     fields: Path | None
     field_message: Path | None
     field_key: Path | None
+    idempotency_mismatch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -297,6 +299,7 @@ class _Compiler:
                     )
                     if "existing_interactions" in s
                     else None,
+                    restart_on_conflict=s.get("on_conflict") == "restart",
                 )
             )
         (key, expr), *_ = raw["result"].items()
@@ -343,10 +346,11 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
         auth=auth,
         headers=c.tree(raw.get("headers", {}), ("headers",)),
         errors=ErrorSpec(
-            *(
-                c.jmespath(errors[k], ("errors", k)) if k in errors else None
+            **{
+                k: c.jmespath(errors[k], ("errors", k)) if k in errors else None
                 for k in ("type", "message", "fields", "field_message", "field_key")
-            )
+            },
+            idempotency_mismatch=errors.get("idempotency_mismatch"),
         ),
         objects=objects,
         interactions=Interactions(

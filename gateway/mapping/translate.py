@@ -1,0 +1,98 @@
+"""Error translation, in one place: an upstream error answer becomes the gateway error the
+caller sees (CONTRACT §4), with validation details under the caller's field names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from gateway import logs
+from gateway.errors import (
+    BadGateway,
+    FieldError,
+    GatewayError,
+    IdempotencyMismatch,
+    NotFound,
+    UpdateConflict,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
+from gateway.mapping.spec import ErrorSpec, FieldSpec
+from gateway.upstream import Response
+
+
+def translate(
+    spec: ErrorSpec,
+    resp: Response,
+    where: str,
+    not_found: str | None,
+    fields: Iterable[FieldSpec],
+) -> GatewayError:
+    """``where`` is the method and path template of the request; ``not_found`` names what a
+    404 means on it; ``fields`` are the fields of the object the request was about."""
+    payload = resp.data if resp.data is not None else {}
+    upstream_type = _text(spec.type(payload)) if spec.type else None
+    detail = f"{where} -> {resp.status} {upstream_type or ''}".rstrip()
+    if resp.status == 404 and not_found:
+        return NotFound(f"No {not_found} exists with the given id.", detail=detail)
+    if resp.status in (401, 403):
+        logs.get().error(
+            "upstream_refused_credentials",
+            status=resp.status,
+            request=where,
+            upstream_error=upstream_type,
+            action="check the upstream credentials and their scopes",
+        )
+        return BadGateway("The CRM refused the gateway's credentials.", detail=detail)
+    if resp.status == 429:
+        retry = resp.headers.get("Retry-After")
+        return UpstreamUnavailable(headers={"Retry-After": retry} if retry else {}, detail=detail)
+    if resp.status == 409:
+        return UpdateConflict(detail=detail)
+    if spec.idempotency_mismatch and upstream_type == spec.idempotency_mismatch:
+        return IdempotencyMismatch(detail=detail)
+    if resp.status in (400, 422):
+        named, loose = field_errors(spec, payload, fields)
+        message = _text(spec.message(payload)) if spec.message else None
+        if named or loose or resp.status == 422:
+            text = "The CRM did not accept the values."
+            if loose:
+                text += " " + " ".join(loose)
+            elif not named and message:
+                text += f" {message}"
+            return ValidationFailed(text, fields=named, detail=detail)
+    return BadGateway(detail=detail)
+
+
+def field_errors(
+    spec: ErrorSpec, payload: Any, fields: Iterable[FieldSpec]
+) -> tuple[list[FieldError], list[str]]:
+    """Upstream validation details under the caller's field names; the rest as text."""
+    details = spec.fields(payload) if spec.fields else None
+    if not isinstance(details, Mapping):
+        return [], []
+    by_key: dict[str, str] = {}
+    for f in fields:
+        for k in f.error_keys:
+            by_key.setdefault(k, f.name)
+    named, loose = [], []
+    for key, entries in details.items():
+        for entry in entries if isinstance(entries, list) else [entries]:
+            message: Any = entry
+            named_key: Any = None
+            if isinstance(entry, Mapping):
+                message = spec.field_message(entry) if spec.field_message else None
+                named_key = spec.field_key(entry) if spec.field_key else None
+            text = str(message or "is not valid")
+            name = by_key.get(str(named_key)) if named_key is not None else None
+            name = name or by_key.get(str(key))
+            if name:
+                named.append(FieldError(name, text))
+            else:
+                loose.append(text)
+    return named, loose
+
+
+def _text(value: Any) -> str | None:
+    """An upstream value as text for logs and messages: strings only, never whole objects."""
+    return value if isinstance(value, str) and value else None
