@@ -11,7 +11,13 @@ from typing import Any
 
 from gateway import logs
 from gateway.cache import Caches
-from gateway.errors import BadGateway, GatewayError, UpdateConflict
+from gateway.errors import (
+    BadGateway,
+    GatewayError,
+    IdempotencyMismatch,
+    UpdateConflict,
+    ValidationFailed,
+)
 from gateway.mapping import fields as fm
 from gateway.mapping.spec import (
     FieldSpec,
@@ -53,6 +59,7 @@ class Engine:
         self.upstream = upstream
         self.caches = caches
         self.base_ctx = {"settings": dict(settings), "upstream_url": upstream_url}
+        self._creating: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self.log = logs.get()
 
     # -- objects and meta ------------------------------------------------------------------
@@ -173,15 +180,45 @@ class Engine:
         return await self._one("find_case", "case", {"id": id})
 
     async def create_case(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Identical creates in flight at once share one upstream create; the idempotency key
+        covers repeats after it (and other replicas)."""
+        key = idempotency_key(body)
+        task = self._creating.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._create_case(body, key))
+            self._creating[key] = task
+            task.add_done_callback(lambda t: self._done_creating(key, t))
+        return await asyncio.shield(task)
+
+    def _done_creating(self, key: str, task: asyncio.Task[Any]) -> None:
+        self._creating.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # seen, even when every waiter has gone
+
+    async def _create_case(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
         obj = await self.object("case")
-        interactions = body.get("interactions") or []
-        ctx = {
-            "body": body,
-            "changes": _changes(obj, _custom(body)),
-            "idempotency_key": idempotency_key(body),
-            **self._comment(interactions),
-        }
-        return await self._one("create_case", "case", ctx)
+        comment = self._comment(body.get("interactions") or [])
+        ctx = {"body": body, "changes": _changes(obj, _custom(body)), "idempotency_key": key}
+        try:
+            return await self._one("create_case", "case", {**ctx, **comment})
+        except IdempotencyMismatch:
+            existing = await self._existing_case(body, list(comment["interactions"]))
+            if existing is None:
+                raise ValidationFailed(
+                    "This case was just created with other details; open it and edit it instead."
+                ) from None
+            self.log.warning("idempotency_mismatch", case=existing["id"])
+            return existing
+
+    async def _existing_case(
+        self, body: Mapping[str, Any], markers: list[str]
+    ) -> dict[str, Any] | None:
+        """The customer's case with this title that holds every interaction's marker."""
+        for case in await self.find_cases(str(body["customerId"])):
+            text = str(case.get("description", ""))
+            if case.get("title") == body.get("title") and all(m in text for m in markers):
+                return case
+        return None
 
     async def update_case(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         obj = await self.object("case")

@@ -28,6 +28,16 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def later(previous: str) -> str:
+    """Now, but strictly after ``previous``: stamps have whole seconds, and safe_update must
+    tell two updates in one second apart."""
+    stamp = now()
+    if stamp > previous:
+        return stamp
+    after = datetime.strptime(previous, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return datetime.fromtimestamp(after.timestamp() + 1, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def custom_value_problem(spec: dict[str, Any], value: Any) -> str | None:
     if value is None or value == "":
         return None

@@ -14,6 +14,7 @@ from gateway.sandbox.rules import (
     ZendeskError,
     custom_value_problem,
     invalid,
+    later,
     not_found,
     now,
     stored,
@@ -343,7 +344,7 @@ class Store:
             )
         self._check_ticket(data, ticket)
         self._apply_ticket(ticket, data)
-        ticket["updated_at"] = now()
+        ticket["updated_at"] = later(ticket["updated_at"])
         return {"ticket": ticket, "audit": self._audit(id)}
 
     def _apply_ticket(self, ticket: dict[str, Any], data: dict[str, Any]) -> None:
