@@ -12,6 +12,7 @@
         │   └── IdempotencyMismatch   502  same idempotency key, different request
         ├── UpstreamUnavailable       503  rate limited past the budget, circuit open
         └── DeadlineExceeded          504  the request's budget ran out
+            └── AttemptTimedOut       504  one attempt got no answer in time (retried if safe)
 
     ConfigError                       a config or mapping file is invalid (start-up, not HTTP)
 
@@ -126,6 +127,10 @@ class DeadlineExceeded(UpstreamError):
     status = 504
     error = "Timeout"
     default_message = "The CRM did not answer in time. Please try again."
+
+
+class AttemptTimedOut(DeadlineExceeded):
+    """One attempt got no answer within its timeout; the budget may allow another."""
 
 
 @dataclass

@@ -16,7 +16,7 @@ from multidict import CIMultiDictProxy
 
 from gateway import deadline, logs
 from gateway.config import Secret
-from gateway.errors import BadGateway, DeadlineExceeded, UpstreamUnavailable
+from gateway.errors import AttemptTimedOut, BadGateway, DeadlineExceeded, UpstreamUnavailable
 from gateway.mapping.spec import MappingSpec
 from gateway.retry import CircuitBreaker, RateGate, RetryPolicy, RetrySettings, parse_retry_after
 
@@ -77,6 +77,11 @@ class Upstream:
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._max_connections)
         self._session = aiohttp.ClientSession(connector=connector)
+        # aiohttp silently repeats GET/PUT/DELETE once when a reused connection drops; that
+        # would hide attempts from the retry policy and the budget, and repeat PUTs unasked.
+        # Its own test client switches it off the same way.
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
 
     async def close(self) -> None:
         if self._session is not None:
@@ -106,10 +111,7 @@ class Upstream:
             last = attempt >= policy.attempts
             try:
                 resp = await self._attempt(method, path, route, query, headers, body, attempt)
-            except DeadlineExceeded:
-                self.breaker.failure()
-                raise
-            except BadGateway as exc:
+            except (BadGateway, AttemptTimedOut) as exc:
                 self.breaker.failure()
                 wait = policy.backoff(attempt)
                 if not retry_safe or last or not policy.fits(budget, wait):
@@ -177,12 +179,18 @@ class Upstream:
             ) as resp:
                 status = resp.status
                 text = await resp.text(errors="replace")
-                return Response(resp.status, resp.headers, _json(text), text)
+                data = _json(text)
+                if 200 <= resp.status < 300 and data is None and text.strip():
+                    status = "garbage"
+                    raise BadGateway(detail=f"{method} {route}: the body is not JSON")
+                return Response(resp.status, resp.headers, data, text)
         except TimeoutError:
             status = "timeout"
             if budget and budget.remaining() <= budget.margin:
                 raise DeadlineExceeded(detail=f"{method} {route} did not answer in time") from None
-            raise BadGateway(detail=f"{method} {route} timed out after {timeout:.1f}s") from None
+            raise AttemptTimedOut(
+                detail=f"{method} {route} timed out after {timeout:.1f}s"
+            ) from None
         except aiohttp.ClientError as exc:
             status = type(exc).__name__
             raise BadGateway(detail=f"{method} {route}: {type(exc).__name__}") from None

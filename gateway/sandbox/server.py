@@ -21,12 +21,30 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass
 class Faults:
-    """Test levers: a delay before every answer, or a status for paths under a prefix."""
+    """Test levers. A fault applies to the requests whose method and path match, the next
+    `times` of them (None: every one until changed)."""
 
-    delay: float = 0.0
-    status: int | None = None
-    path_prefix: str = "/api/v2/"
+    delay: float = 0.0  # before handling: a slow or hanging upstream
+    delay_after: float = 0.0  # after handling: the write is applied, the answer comes late
+    status: int | None = None  # answer this status instead of handling
+    body: str | None = None  # the body of that answer (default: a Zendesk JSON error)
+    content_type: str = "application/json"
     retry_after: str | None = None
+    reset: bool = False  # drop the connection without an answer
+    garbage: bool = False  # answer 200 with a body that is not JSON
+    method: str | None = None
+    path_prefix: str = "/api/v2/"
+    times: int | None = None
+
+    def take(self, request: web.Request) -> bool:
+        """Does a fault apply to this request? Counts it against `times`."""
+        if self.method and request.method != self.method:
+            return False
+        if not request.path.startswith(self.path_prefix) or self.times == 0:
+            return False
+        if self.times is not None:
+            self.times -= 1
+        return True
 
 
 @dataclass(frozen=True)
@@ -74,21 +92,33 @@ async def _zendesk(request: web.Request, handler: Handler) -> web.StreamResponse
     app = request.app
     app[CALLS].append(f"{request.method} {request.path}")
     faults = app[FAULTS]
-    if faults.delay:
+    faulty = faults.take(request)
+    if faulty and faults.delay:
         await asyncio.sleep(faults.delay)
-    if faults.status and request.path.startswith(faults.path_prefix):
+    if faulty and faults.reset and request.transport is not None:
+        request.transport.abort()
+        return web.Response()  # never sent: the connection is gone
+    if faulty and faults.garbage:
+        return web.Response(text='{"user": {"id": 1', content_type="application/json")
+    if faulty and faults.status:
         headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
-        if faults.status == 429:
-            return web.Response(status=429, text="Too Many Requests", headers=headers)
-        return _answer({"error": "ServerError", "description": "injected"}, faults.status, headers)
+        body = faults.body
+        if body is None:
+            body = json.dumps({"error": "ServerError", "description": "injected"})
+        return web.Response(
+            status=faults.status, text=body, content_type=faults.content_type, headers=headers
+        )
     if not app[CREDENTIALS].accepts(request.headers.get("Authorization")):
         return _answer({"error": "Couldn't authenticate you"}, 401)
     try:
-        return await handler(request)
+        response = await handler(request)
     except ZendeskError as exc:
-        return _answer(exc.body, exc.status, exc.headers)
+        response = _answer(exc.body, exc.status, exc.headers)
     except web.HTTPNotFound:
-        return _answer({"error": "InvalidEndpoint", "description": "Not found"}, 404)
+        response = _answer({"error": "InvalidEndpoint", "description": "Not found"}, 404)
+    if faulty and faults.delay_after:
+        await asyncio.sleep(faults.delay_after)
+    return response
 
 
 def _int(request: web.Request, name: str) -> int:
