@@ -15,6 +15,7 @@ import pytest
 from conftest import API, AUTH, interaction
 
 from gateway.config import Config
+from gateway.errors import UpstreamUnavailable
 from gateway.retry import CircuitBreaker, RetrySettings, parse_retry_after
 from gateway.sandbox.server import CALLS, Faults
 from gateway.sandbox.store import Store
@@ -230,7 +231,7 @@ def test_breaker_half_open_lets_one_probe() -> None:
     breaker = CircuitBreaker("t", failures=1, cooldown=0)
     breaker.failure()
     breaker.before()  # the probe
-    with pytest.raises(Exception, match="circuit|CRM"):
+    with pytest.raises(UpstreamUnavailable):
         breaker.before()  # a second caller while the probe is out
     breaker.success()
     assert breaker.state == "closed"
