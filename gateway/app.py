@@ -134,6 +134,7 @@ def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Applic
         attempt_timeout=config.attempt_timeout,
         max_connections=config.max_connections,
         retry=config.retry,
+        oauth=config.oauth,
     )
     caches = Caches(config.caches)
     app[CONFIG] = config

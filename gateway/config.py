@@ -49,7 +49,6 @@ DEFAULTS: dict[str, Any] = {
         },
         "circuit_breaker": {"failures": 5, "cooldown_seconds": 30.0},
         "oauth": {
-            "token_url": "/oauth/tokens",
             "client_id": None,
             "client_secret": None,
             "refresh_token": None,
@@ -122,7 +121,6 @@ def _keys(given: str | list[str]) -> tuple[Secret, ...]:
 
 @dataclass(frozen=True)
 class OAuthSettings:
-    token_url: str
     client_id: Secret
     client_secret: Secret
     refresh_token: Secret
@@ -138,7 +136,6 @@ def _oauth(raw: Mapping[str, Any], here: Path) -> OAuthSettings | None:
     if token_file is not None and not token_file.is_absolute():
         token_file = here / token_file
     return OAuthSettings(
-        token_url=raw["token_url"],
         client_id=Secret(raw["client_id"]),
         client_secret=Secret(raw["client_secret"]),
         refresh_token=Secret(raw["refresh_token"]),

@@ -15,9 +15,10 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from gateway import deadline, logs
-from gateway.config import Secret
+from gateway.config import OAuthSettings, Secret
 from gateway.errors import AttemptTimedOut, BadGateway, DeadlineExceeded, UpstreamUnavailable
 from gateway.mapping.spec import MappingSpec
+from gateway.oauth import TokenKeeper
 from gateway.retry import CircuitBreaker, RateGate, RetryPolicy, RetrySettings, parse_retry_after
 
 
@@ -57,6 +58,7 @@ class Upstream:
         attempt_timeout: float,
         max_connections: int,
         retry: RetrySettings | None = None,
+        oauth: OAuthSettings | None = None,
     ) -> None:
         self.base_url = base_url
         self.attempt_timeout = attempt_timeout
@@ -72,6 +74,14 @@ class Upstream:
             **auth_headers(mapping, credentials),
         }
         self._session: aiohttp.ClientSession | None = None
+        self.tokens: TokenKeeper | None = None
+        if oauth is not None:
+            if not mapping.oauth_token_url:
+                raise ValueError(f"the mapping {mapping.file} has no oauth.token_url")
+            current = credentials.get("oauth_token")
+            self.tokens = TokenKeeper(
+                oauth, base_url + mapping.oauth_token_url, current.reveal() if current else ""
+            )
         self._log = logs.get()
 
     async def start(self) -> None:
@@ -104,11 +114,13 @@ class Upstream:
         budget = deadline.current()
         policy = self.policy
         attempt = 0
+        refreshed = False
         while True:
             attempt += 1
             self.breaker.before()
             await self.gate.wait(budget, policy)
             last = attempt >= policy.attempts
+            seen = self.tokens.generation if self.tokens else 0
             try:
                 resp = await self._attempt(method, path, route, query, headers, body, attempt)
             except (BadGateway, AttemptTimedOut) as exc:
@@ -120,6 +132,14 @@ class Upstream:
                 await asyncio.sleep(wait)
                 continue
             self.gate.observe(resp.headers, policy.settings.max_retry_after_seconds)
+            if resp.status == 401 and self.tokens is not None and not refreshed:
+                # The access token was revoked or expired early: refresh once and repeat (a 401
+                # was not applied, so this is safe for any method).
+                assert self._session is not None
+                await self.tokens.refresh(self._session, seen)
+                refreshed = True
+                attempt -= 1
+                continue
             if resp.status == 429:
                 # Not applied upstream, so safe to repeat for any method.
                 retry_after = resp.headers.get("Retry-After")
@@ -167,13 +187,20 @@ class Upstream:
         timeout = budget.attempt_timeout(self.attempt_timeout) if budget else self.attempt_timeout
         started = time.perf_counter()
         status: int | str = "error"
+        if self.tokens is not None:
+            await self.tokens.fresh(self._session)
+        auth = self.tokens.authorization() if self.tokens else None
         await self.gate.slot(budget)
         try:
             async with self._session.request(
                 method,
                 self.base_url + path,
                 params=query,
-                headers={**self._headers, **(headers or {})},
+                headers={
+                    **self._headers,
+                    **({"Authorization": auth} if auth else {}),
+                    **(headers or {}),
+                },
                 json=body,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:

@@ -158,6 +158,7 @@ class MappingSpec:
     name: str
     auth: tuple[AuthRule, ...]
     headers: Tree
+    oauth_token_url: str | None
     errors: ErrorSpec
     objects: Mapping[str, ObjectSpec]
     interactions: Interactions
@@ -345,6 +346,7 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
         name=raw["name"],
         auth=auth,
         headers=c.tree(raw.get("headers", {}), ("headers",)),
+        oauth_token_url=(raw.get("oauth") or {}).get("token_url"),
         errors=ErrorSpec(
             **{
                 k: c.jmespath(errors[k], ("errors", k)) if k in errors else None

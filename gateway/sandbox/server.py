@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import secrets
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -47,18 +49,27 @@ class Faults:
         return True
 
 
-@dataclass(frozen=True)
+@dataclass
 class Credentials:
+    """What the sandbox accepts: an API token, a fixed OAuth token, and OAuth tokens it issued
+    through the refresh_token grant (they expire; refresh tokens rotate)."""
+
     email: str = "demo@example.com"
     api_token: str = "sandbox-token"
     oauth_token: str = "sandbox-oauth-token"
+    client_id: str = "sandbox-client"
+    client_secret: str = "sandbox-secret"
+    refresh_token: str = "sandbox-refresh-token"
+    token_ttl: float = 7200.0
+    issued: dict[str, float] = field(default_factory=dict)  # access token -> expiry
+    refreshes: int = 0
 
     def accepts(self, header: str | None) -> bool:
         if not header:
             return False
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer":
-            return value == self.oauth_token
+            return value == self.oauth_token or self.issued.get(value, 0) > time.monotonic()
         if scheme.lower() == "basic":
             try:
                 decoded = base64.b64decode(value).decode()
@@ -66,6 +77,27 @@ class Credentials:
                 return False
             return decoded == f"{self.email}/token:{self.api_token}"
         return False
+
+    def grant(self, body: dict[str, Any]) -> dict[str, Any]:
+        if (
+            body.get("grant_type") != "refresh_token"
+            or body.get("client_id") != self.client_id
+            or body.get("client_secret") != self.client_secret
+            or body.get("refresh_token") != self.refresh_token
+        ):
+            raise ZendeskError(
+                400, {"error": "invalid_grant", "error_description": "The grant is not valid"}
+            )
+        self.refreshes += 1
+        access = secrets.token_hex(16)
+        self.refresh_token = secrets.token_hex(16)
+        self.issued[access] = time.monotonic() + self.token_ttl
+        return {
+            "access_token": access,
+            "refresh_token": self.refresh_token,
+            "token_type": "bearer",
+            "expires_in": self.token_ttl,
+        }
 
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
@@ -108,7 +140,9 @@ async def _zendesk(request: web.Request, handler: Handler) -> web.StreamResponse
         return web.Response(
             status=faults.status, text=body, content_type=faults.content_type, headers=headers
         )
-    if not app[CREDENTIALS].accepts(request.headers.get("Authorization")):
+    if request.path != "/oauth/tokens" and not app[CREDENTIALS].accepts(
+        request.headers.get("Authorization")
+    ):
         return _answer({"error": "Couldn't authenticate you"}, 401)
     try:
         response = await handler(request)
@@ -278,6 +312,14 @@ async def ticket_comments(request: web.Request) -> web.Response:
     )
 
 
+async def oauth_tokens(request: web.Request) -> web.Response:
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        body = dict(await request.post())
+    return _answer(request.app[CREDENTIALS].grant(body if isinstance(body, dict) else {}))
+
+
 def create_sandbox(
     store: Store, *, credentials: Credentials | None = None, faults: Faults | None = None
 ) -> web.Application:
@@ -300,4 +342,5 @@ def create_sandbox(
     r.add_get("/api/v2/tickets/{id}", show_ticket)
     r.add_put("/api/v2/tickets/{id}", update_ticket)
     r.add_get("/api/v2/tickets/{id}/comments{ext:(\\.json)?}", ticket_comments)
+    r.add_post("/oauth/tokens", oauth_tokens)
     return app
