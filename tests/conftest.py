@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway import logs
 from gateway.app import create_app
 from gateway.config import Config, load_config
 from gateway.sandbox.demo import seed
@@ -33,6 +34,12 @@ def gateway_env(upstream_url: str, **more: str) -> dict[str, str]:
         "GATEWAY_API_KEYS": f"{API_KEY},{SECOND_KEY}",
         **more,
     }
+
+
+@pytest.fixture(autouse=True)
+def json_logs() -> None:
+    """JSON log lines in every test, as in production, whatever ran before."""
+    logs.configure("info", "json")
 
 
 @pytest.fixture

@@ -318,3 +318,18 @@ async def test_a_patch_retried_after_a_timeout_adds_its_comment_once(
     assert resp.status == 200
     text = "\n".join(c["body"] for c in store.comments[5001])
     assert text.count("[khoros:twitter:t1]") == 1
+
+
+async def test_calls_in_flight_are_capped(
+    make_client: Any, fast: Config, faults: Faults, sandbox: Any
+) -> None:
+    from gateway.sandbox.server import LOAD
+
+    client = await make_client(
+        dataclasses.replace(fast, retry=dataclasses.replace(fast.retry, max_in_flight=2))
+    )
+    await client.get(f"{API}/meta/object/customer", headers=AUTH)
+    faults.delay = 0.1
+    responses = await asyncio.gather(*(client.get(FIND, headers=AUTH) for _ in range(8)))
+    assert [r.status for r in responses] == [200] * 8
+    assert sandbox.app[LOAD].peak == 2

@@ -106,6 +106,17 @@ CREDENTIALS: web.AppKey[Credentials] = web.AppKey("credentials", Credentials)
 CALLS: web.AppKey[list[str]] = web.AppKey("calls", list)
 
 
+@dataclass
+class Load:
+    """Requests being handled now, and the most at once: what a client's cap really allowed."""
+
+    now: int = 0
+    peak: int = 0
+
+
+LOAD: web.AppKey[Load] = web.AppKey("load", Load)
+
+
 def _answer(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(_present(data), status=status, headers=headers)
 
@@ -123,6 +134,17 @@ def _present(data: Any) -> Any:
 async def _zendesk(request: web.Request, handler: Handler) -> web.StreamResponse:
     app = request.app
     app[CALLS].append(f"{request.method} {request.path}")
+    load = app[LOAD]
+    load.now += 1
+    load.peak = max(load.peak, load.now)
+    try:
+        return await _handle(request, handler)
+    finally:
+        load.now -= 1
+
+
+async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+    app = request.app
     faults = app[FAULTS]
     faulty = faults.take(request)
     if faulty and faults.delay:
@@ -328,6 +350,7 @@ def create_sandbox(
     app[FAULTS] = faults or Faults()
     app[CREDENTIALS] = credentials or Credentials()
     app[CALLS] = []
+    app[LOAD] = Load()
     r = app.router
     r.add_get("/api/v2/users/search{ext:(\\.json)?}", search_users)
     r.add_get("/api/v2/users/{id}", show_user)
