@@ -333,3 +333,15 @@ async def test_calls_in_flight_are_capped(
     responses = await asyncio.gather(*(client.get(FIND, headers=AUTH) for _ in range(8)))
     assert [r.status for r in responses] == [200] * 8
     assert sandbox.app[LOAD].peak == 2
+
+
+async def test_a_customer_update_is_retried_after_a_timeout(
+    gw: Any, faults: Faults, store: Store, sandbox: Any
+) -> None:
+    faults.delay_after, faults.method, faults.times = 0.7, "PUT", 1
+    body = {"notes": "Retried once.", "email": "john.smith@example.com"}
+    resp = await gw.patch(f"{API}/customer/1002", json=body, headers=AUTH)
+    assert resp.status == 201 and (await resp.json())["notes"] == "Retried once."
+    assert sum(c == "PUT /api/v2/users/1002" for c in sandbox.app[CALLS]) == 2
+    emails = [i for i in store.user_identities(1002) if i["type"] == "email"]
+    assert len(emails) == 2  # the old one and the new one, not the new one twice

@@ -176,10 +176,12 @@ class Store:
         for key in ("name", "external_id", "notes", "details", "role", "tags"):
             if key in data:
                 user[key] = data[key]
-        if data.get("email"):
+        email = data.get("email")
+        known = {i["value"].casefold() for i in self.user_identities(user["id"])}
+        if email and str(email).casefold() not in known:
             # As in Zendesk: on update an email becomes a secondary identity.
             primary = creating or not user["email"]
-            self.add_identity(user["id"], "email", data["email"], primary=primary)
+            self.add_identity(user["id"], "email", email, primary=primary)
             if primary:
                 user["email"] = data["email"]
         if "phone" in data:
