@@ -13,9 +13,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from gateway import admin, deadline, expertflow, khoros, logs
+from gateway import admin, deadline, expertflow, health, khoros, logs, metrics
 from gateway.cache import Caches
-from gateway.config import Config, Secret
+from gateway.config import Config, Secret, secrets_of
 from gateway.errors import DeadlineExceeded, GatewayError, NotFound, Unauthorized
 from gateway.mapping.engine import Engine
 from gateway.mapping.spec import MappingSpec, load_mapping
@@ -72,7 +72,9 @@ async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamRes
     request_id = given_id if _REQUEST_ID.match(given_id) else uuid.uuid4().hex
     operation, realm = _ROUTES.get(request.match_info.handler, (None, ""))
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    stats = logs.start_request()
     started = time.perf_counter()
+    budget_left: float | None = None
     seconds = config.meta_budget if operation == "meta" else config.default_budget
     response: web.StreamResponse
     try:
@@ -80,12 +82,14 @@ async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamRes
             response = await handler(request)
         else:
             _check_access(request, config, realm)
-            with deadline.budget(seconds, config.margin):
+            with deadline.budget(seconds, config.margin) as budget:
                 try:
                     async with asyncio.timeout(seconds):
                         response = await handler(request)
                 except TimeoutError:
                     raise DeadlineExceeded(detail="request budget ran out") from None
+                finally:
+                    budget_left = budget.remaining()
     except GatewayError as exc:
         response = _error(exc, request_id)
     except web.HTTPNotFound:
@@ -98,6 +102,12 @@ async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamRes
         logs.get().exception("unhandled_error", operation=operation)
         response = _error(GatewayError(), request_id)
     response.headers["X-Request-Id"] = request_id
+    elapsed = time.perf_counter() - started
+    if operation is not None:
+        metrics.REQUESTS.labels(operation, str(response.status)).inc()
+        metrics.LATENCY.labels(operation).observe(elapsed)
+        if response.status == 504:
+            metrics.BUDGET_EXHAUSTED.labels(operation).inc()
     route = request.match_info.route.resource
     logs.get().info(
         "request",
@@ -105,9 +115,13 @@ async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamRes
         method=request.method,
         route=route.canonical if route is not None else None,
         status=response.status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        duration_ms=round(elapsed * 1000, 1),
+        upstream_calls=stats.upstream_calls,
+        cache=stats.cache_status,
+        budget_left_ms=None if budget_left is None else max(0, round(budget_left * 1000)),
         company_id=request.headers.get("x-sf-company-id"),
         initiative=request.headers.get("x-sf-initiative"),
+        agent_email=request.headers.get("x-sf-user-email") or request.headers.get("x-sf-email"),
     )
     structlog.contextvars.unbind_contextvars("request_id")
     return response
@@ -119,12 +133,10 @@ def _error(exc: GatewayError, request_id: str) -> web.Response:
     return web.json_response(exc.body(request_id), status=exc.status, headers=exc.headers)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
 def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Application:
-    logs.configure(config.log_level, config.log_format)
+    logs.configure(
+        config.log_level, config.log_format, secrets=secrets_of(config), pii=config.log_pii
+    )
     mapping = mapping or load_mapping(config.mapping_file)
     app = web.Application(middlewares=[_serve])
     upstream = Upstream(
@@ -152,7 +164,9 @@ def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Applic
         app.router.add_get(config.expertflow_prefix + "/customer", expertflow.customer)
         app.router.add_get(config.expertflow_prefix + "/label", expertflow.labels)
     app.router.add_post("/admin/cache/purge", admin.purge_caches)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", metrics.metrics)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         await upstream.start()

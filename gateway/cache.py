@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from cachetools import LRUCache, TTLCache
 
-from gateway import logs
+from gateway import logs, metrics
 
 V = TypeVar("V")
 
@@ -40,7 +40,9 @@ class AsyncTTLCache(Generic[V]):
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
         if self._data is not None and key in self._data:
+            _record(self.name, "hit")
             return self._data[key]
+        _record(self.name, "miss")
         task = self._loading.get(key)
         if task is None:
             # A task of its own, so one waiter's cancellation does not cancel the others' load.
@@ -56,6 +58,7 @@ class AsyncTTLCache(Generic[V]):
             last = self._last.get(key) if self._last is not None else None
             age = time.monotonic() - last[1] if last else 0.0
             if last and age <= self.settings.ttl_seconds + self.settings.stale_seconds:
+                _record(self.name, "stale")
                 logs.get().warning(
                     "cache_stale",
                     cache=self.name,
@@ -98,6 +101,13 @@ class Caches:
         for name in chosen:
             self._caches[name].clear()
         return chosen
+
+
+def _record(cache: str, outcome: str) -> None:
+    metrics.CACHE.labels(cache, outcome).inc()
+    stats = logs.stats()
+    if stats is not None:
+        stats.cache.append(outcome)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

@@ -72,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "expertflow": {"path_prefix": "", "not_found": "error", "api_keys": []},
     "admin": {"api_key": None},
-    "logging": {"level": "info", "format": "json"},
+    "logging": {"level": "info", "format": "json", "pii": False},
     "settings": {"public_comments": False},
 }
 
@@ -101,6 +101,7 @@ class Config:
     admin_key: Secret | None
     log_level: str
     log_format: str
+    log_pii: bool
     settings: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -117,6 +118,18 @@ def _merged(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, 
 def _keys(given: str | list[str]) -> tuple[Secret, ...]:
     keys = given.split(",") if isinstance(given, str) else given
     return tuple(Secret(k.strip()) for k in keys if k.strip())
+
+
+def secrets_of(config: Config) -> list[str]:
+    """Every secret value the config holds, for log redaction."""
+    found = [*config.api_keys, *config.expertflow_keys, *config.credentials.values()]
+    if config.admin_key:
+        found.append(config.admin_key)
+    if config.oauth:
+        found += [config.oauth.client_secret, config.oauth.refresh_token]
+    # An email is an identifier, not a secret; it is masked as PII instead.
+    emails = {v for k, v in config.credentials.items() if "email" in k}
+    return [s.reveal() for s in found if s and s not in emails]
 
 
 @dataclass(frozen=True)
@@ -189,5 +202,6 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         admin_key=Secret(c["admin"]["api_key"]) if c["admin"]["api_key"] else None,
         log_level=c["logging"]["level"],
         log_format=c["logging"]["format"],
+        log_pii=str(c["logging"]["pii"]).strip().lower() in ("true", "1", "yes"),
         settings=c["settings"],
     )

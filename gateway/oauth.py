@@ -73,6 +73,8 @@ class TokenKeeper:
                 raise BadGateway("The CRM refused the gateway's credentials.")
             self._access = str(data["access_token"])
             self._refresh = str(data.get("refresh_token") or self._refresh)  # may rotate
+            logs.redactor.add(self._access)
+            logs.redactor.add(self._refresh)
             expires_in = data.get("expires_in")
             self._expires_at = time.time() + float(expires_in) if expires_in else None
             self.generation += 1

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from aiohttp_retry import JitterRetry
 
-from gateway import logs
+from gateway import logs, metrics
 from gateway.deadline import Deadline
 from gateway.errors import DeadlineExceeded, UpstreamUnavailable
 
@@ -160,6 +160,7 @@ class CircuitBreaker:
             return
         if state == "half_open" and not self._probing:
             self._probing = True
+            metrics.CIRCUIT.labels(self.name).set(1)
             return
         assert self._opened_at is not None
         left = self.cooldown - (time.monotonic() - self._opened_at)
@@ -170,6 +171,7 @@ class CircuitBreaker:
     def success(self) -> None:
         if self._opened_at is not None:
             logs.get().info("circuit_closed", upstream=self.name)
+            metrics.CIRCUIT.labels(self.name).set(0)
         self._count, self._opened_at, self._probing = 0, None, False
 
     def failure(self) -> None:
@@ -177,3 +179,4 @@ class CircuitBreaker:
         if self._probing or (self._opened_at is None and self._count >= self.failures):
             self._opened_at, self._probing = time.monotonic(), False
             logs.get().error("circuit_open", upstream=self.name, failures=self._count)
+            metrics.CIRCUIT.labels(self.name).set(2)

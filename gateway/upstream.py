@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from gateway import deadline, logs
+from gateway import deadline, logs, metrics
 from gateway.config import OAuthSettings, Secret
 from gateway.errors import AttemptTimedOut, BadGateway, DeadlineExceeded, UpstreamUnavailable
 from gateway.mapping.spec import MappingSpec
@@ -61,6 +61,7 @@ class Upstream:
         oauth: OAuthSettings | None = None,
     ) -> None:
         self.base_url = base_url
+        self.name = mapping.name
         self.attempt_timeout = attempt_timeout
         settings = retry or RetrySettings()
         self.policy = RetryPolicy(settings)
@@ -115,6 +116,7 @@ class Upstream:
         policy = self.policy
         attempt = 0
         refreshed = False
+        reason: str | None = None  # why the current attempt is a retry
         while True:
             attempt += 1
             self.breaker.before()
@@ -122,13 +124,16 @@ class Upstream:
             last = attempt >= policy.attempts
             seen = self.tokens.generation if self.tokens else 0
             try:
-                resp = await self._attempt(method, path, route, query, headers, body, attempt)
+                resp = await self._attempt(
+                    method, path, route, query, headers, body, attempt, reason
+                )
             except (BadGateway, AttemptTimedOut) as exc:
                 self.breaker.failure()
                 wait = policy.backoff(attempt)
                 if not retry_safe or last or not policy.fits(budget, wait):
                     raise
-                self._retrying(route, attempt, exc.detail or "transport", wait)
+                reason = "timeout" if isinstance(exc, AttemptTimedOut) else "transport"
+                self._retrying(route, attempt, reason, wait)
                 await asyncio.sleep(wait)
                 continue
             self.gate.observe(resp.headers, policy.settings.max_retry_after_seconds)
@@ -139,6 +144,7 @@ class Upstream:
                 await self.tokens.refresh(self._session, seen)
                 refreshed = True
                 attempt -= 1
+                reason = "401"
                 continue
             if resp.status == 429:
                 # Not applied upstream, so safe to repeat for any method.
@@ -154,13 +160,15 @@ class Upstream:
                         headers={"Retry-After": str(max(1, round(wait + 0.49)))},
                         detail=f"{method} {route} -> 429, Retry-After {retry_after!r}",
                     )
-                self._retrying(route, attempt, "429", wait)
+                reason = "429"
+                self._retrying(route, attempt, reason, wait)
                 continue  # the gate waits
             if resp.status in policy.retry_statuses:
                 self.breaker.failure()
                 wait = policy.backoff(attempt)
                 if retry_safe and not last and policy.fits(budget, wait):
-                    self._retrying(route, attempt, str(resp.status), wait)
+                    reason = str(resp.status)
+                    self._retrying(route, attempt, reason, wait)
                     await asyncio.sleep(wait)
                     continue
                 return resp
@@ -181,6 +189,7 @@ class Upstream:
         headers: Mapping[str, str] | None,
         body: Any,
         attempt: int,
+        reason: str | None,
     ) -> Response:
         assert self._session is not None, "Upstream.start() was not awaited"
         budget = deadline.current()
@@ -191,6 +200,9 @@ class Upstream:
             await self.tokens.fresh(self._session)
         auth = self.tokens.authorization() if self.tokens else None
         await self.gate.slot(budget)
+        request_stats = logs.stats()
+        if request_stats is not None:
+            request_stats.upstream_calls += 1
         try:
             async with self._session.request(
                 method,
@@ -223,12 +235,16 @@ class Upstream:
             raise BadGateway(detail=f"{method} {route}: {type(exc).__name__}") from None
         finally:
             self.gate.release()
+            took = time.perf_counter() - started
+            metrics.UPSTREAM.labels(self.name, str(status), reason or "").inc()
+            metrics.UPSTREAM_LATENCY.labels(self.name).observe(took)
             self._log.info(
                 "upstream",
                 method=method,
                 path=route,
                 status=status,
                 attempt=attempt,
+                retry_reason=reason,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
 

@@ -159,6 +159,7 @@ class MappingSpec:
     auth: tuple[AuthRule, ...]
     headers: Tree
     oauth_token_url: str | None
+    readiness: Request | None
     errors: ErrorSpec
     objects: Mapping[str, ObjectSpec]
     interactions: Interactions
@@ -347,6 +348,7 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
         auth=auth,
         headers=c.tree(raw.get("headers", {}), ("headers",)),
         oauth_token_url=(raw.get("oauth") or {}).get("token_url"),
+        readiness=c.request(raw["readiness"], ("readiness",)) if "readiness" in raw else None,
         errors=ErrorSpec(
             **{
                 k: c.jmespath(errors[k], ("errors", k)) if k in errors else None

@@ -1,0 +1,45 @@
+"""Health for orchestrators: `/healthz` (the process answers) and `/readyz` (config loaded and
+the upstream reachable through a real resource the mapping names, with our credentials)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from gateway import deadline, khoros
+from gateway.errors import GatewayError
+
+READY_BUDGET = 3.0  # seconds a readiness probe may take
+READY_TTL = 2.0  # probes closer together than this share one upstream call
+
+_last: dict[web.Application, tuple[float, int, dict[str, Any]]] = {}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    app = request.app
+    cached = _last.get(app)
+    if cached and time.monotonic() - cached[0] < READY_TTL:
+        return web.json_response(cached[2], status=cached[1])
+    engine = app[khoros.ENGINE]
+    body: dict[str, Any] = {"upstream": engine.mapping.name, "mapping": engine.mapping.file}
+    probe = engine.mapping.readiness
+    status = 200
+    if probe is None:
+        body["status"] = "ready"
+        body["note"] = "the mapping names no readiness request"
+    else:
+        try:
+            with deadline.budget(READY_BUDGET, 0.1):
+                await engine.fetch(probe, engine.base_ctx)
+            body["status"] = "ready"
+        except GatewayError as exc:
+            status = 503
+            body.update(status="not ready", reason=exc.error, detail=exc.detail or exc.message)
+    _last[app] = (time.monotonic(), status, body)
+    return web.json_response(body, status=status)

@@ -1,0 +1,53 @@
+"""Prometheus metrics. With several worker processes (`serve --workers N`), each writes to
+PROMETHEUS_MULTIPROC_DIR and `/metrics` adds them up (prometheus-client's multiprocess mode)."""
+
+from __future__ import annotations
+
+import os
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as mp
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 7.5, 10, 20)
+
+REQUESTS = Counter("crm_gateway_requests_total", "Requests served", ["operation", "status"])
+LATENCY = Histogram(
+    "crm_gateway_request_duration_seconds", "Time to answer", ["operation"], buckets=_SECONDS
+)
+UPSTREAM = Counter(
+    "crm_gateway_upstream_attempts_total",
+    "Upstream attempts, by answer and by why the attempt was a retry",
+    ["upstream", "status", "retry_reason"],
+)
+UPSTREAM_LATENCY = Histogram(
+    "crm_gateway_upstream_duration_seconds", "Upstream attempt time", ["upstream"], buckets=_SECONDS
+)
+CACHE = Counter("crm_gateway_cache_total", "Cache lookups by outcome", ["cache", "outcome"])
+CIRCUIT = Gauge(
+    "crm_gateway_circuit_state",
+    "Circuit breaker: 0 closed, 1 half open, 2 open",
+    ["upstream"],
+    multiprocess_mode="max",
+)
+BUDGET_EXHAUSTED = Counter(
+    "crm_gateway_budget_exhausted_total", "Requests answered 504: the budget ran out", ["operation"]
+)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry = REGISTRY
+    body = generate_latest(registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
