@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
 from aiohttp import web
 
-from gateway import logs
-from gateway.app import create_app
+from gateway import logs, serving
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError
 from gateway.sandbox.demo import seed
-from gateway.sandbox.server import Credentials, create_sandbox
+from gateway.sandbox.server import Credentials, Faults, create_sandbox
 from gateway.sandbox.store import Store
 
 DEMO_KEY = "demo-key"
@@ -29,38 +26,6 @@ def _load(path: str, host: str | None, port: int | None) -> Config:
     return Config(**{**config.__dict__, **overrides}) if overrides else config
 
 
-async def _serve(config: Config, sandbox_port: int | None = None) -> None:
-    runners = []
-    if sandbox_port is not None:
-        store = seed(Store(base_url=f"http://127.0.0.1:{sandbox_port}"))
-        sandbox = web.AppRunner(create_sandbox(store), access_log=None)
-        await sandbox.setup()
-        await web.TCPSite(sandbox, "127.0.0.1", sandbox_port).start()
-        runners.append(sandbox)
-    runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=config.meta_budget)
-    await runner.setup()
-    await web.TCPSite(runner, config.host, config.port).start()
-    runners.append(runner)
-    logs.get().info(
-        "started",
-        url=f"http://{config.host}:{config.port}{config.base_path}",
-        config=config.file,
-        mapping=str(config.mapping_file),
-        upstream=config.upstream_url,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        # Stops accepting, then lets requests in flight finish (they are bounded by their budget).
-        for r in reversed(runners):
-            await r.cleanup()
-        logs.get().info("stopped")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crm-gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,15 +35,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--config", required=True, help="the config file (YAML)")
         p.add_argument("--host", help="address to bind (default from config: 127.0.0.1)")
         p.add_argument("--port", type=int, help="port to bind (default from config: 8080)")
+    serve.add_argument("--workers", type=int, default=1, help="processes to serve with")
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--sandbox-port", type=int, default=8081)
     sandbox = sub.add_parser("sandbox", help="run only the sandbox CRM, seeded with demo data")
     sandbox.add_argument("--port", type=int, default=8081)
+    sandbox.add_argument("--delay", type=float, default=0.0, help="answer this much later")
     args = parser.parse_args(argv)
 
     if args.command == "sandbox":
         logs.configure()
         store = seed(Store(base_url=f"http://127.0.0.1:{args.port}"))
-        web.run_app(create_sandbox(store), host="127.0.0.1", port=args.port, print=None)
+        app = create_sandbox(store, faults=Faults(delay=args.delay))
+        web.run_app(app, host="127.0.0.1", port=args.port, print=None)
         return 0
     if args.command == "demo":
         # The sandbox's own credentials, and a demo key unless the caller set keys.
@@ -104,5 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  try: curl -H 'Authorization: {DEMO_KEY}' {base}/customer/1001\n",
             flush=True,
         )
-    asyncio.run(_serve(config, args.sandbox_port if args.command == "demo" else None))
+    if args.command == "serve" and args.workers > 1:
+        return serving.supervise(config, args.workers)
+    sandbox_port = args.sandbox_port if args.command == "demo" else None
+    serving.run(
+        serving.serve(
+            config, sandbox_port=sandbox_port, worker=args.command == "serve" and args.worker
+        )
+    )
     return 0

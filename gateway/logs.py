@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +74,23 @@ class Redactor:
 
 redactor = Redactor()
 
+# Extra receivers of every written line (the test suite scans them all for secrets).
+SINKS: list[Callable[[str], None]] = []
+
+
+class _Printer(structlog.PrintLogger):
+    def msg(self, message: str) -> None:
+        super().msg(message)
+        for sink in SINKS:
+            sink(message)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = failure = msg
+
+
+class _PrinterFactory:
+    def __call__(self, *args: Any) -> _Printer:
+        return _Printer(sys.stdout)
+
 
 def configure(
     level: str = "info", fmt: str = "json", *, secrets: Iterable[str] = (), pii: bool = False
@@ -92,7 +109,7 @@ def configure(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=_PrinterFactory(),
         cache_logger_on_first_use=False,
     )
 

@@ -3,7 +3,8 @@ way users configure it (config.example.yaml plus environment variables)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from gateway import logs
 from gateway.app import create_app
 from gateway.config import Config, load_config
 from gateway.sandbox.demo import seed
-from gateway.sandbox.server import FAULTS, Faults, create_sandbox
+from gateway.sandbox.server import CREDENTIALS, FAULTS, Faults, create_sandbox
 from gateway.sandbox.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,43 @@ def gateway_env(upstream_url: str, **more: str) -> dict[str, str]:
     }
 
 
+# Everything the suite's gateways wrote: log lines and response bodies. At the end of the run
+# none of the configured secrets may appear in it (see pytest_sessionfinish).
+OUTPUT: list[str] = []
+SECRETS = {
+    API_KEY,
+    SECOND_KEY,
+    "sandbox-token",
+    "sandbox-oauth-token",
+    "sandbox-secret",
+    "sandbox-refresh-token",
+    "admin-secret",
+    "ef-key",
+    base64.b64encode(b"demo@example.com/token:sandbox-token").decode(),
+}
+logs.SINKS.append(OUTPUT.append)
+
+
+def leaked(output: list[str], secrets: set[str]) -> list[tuple[str, str]]:
+    return [(s, line[:200]) for line in output for s in secrets if s and s in line]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    found = leaked(OUTPUT, SECRETS)
+    if found:
+        print(f"\nSECRETS LEAKED into logs or responses ({len(found)}):")
+        for secret, line in found[:10]:
+            print(f"  {secret[:3]}...: {line}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif OUTPUT:
+        print(f"\nsecret scan: {len(OUTPUT)} log lines and bodies, no secret in any")
+
+
+async def _record_body(request: web.Request, response: web.StreamResponse) -> None:
+    if isinstance(response, web.Response) and isinstance(response.body, bytes):
+        OUTPUT.append(response.body.decode(errors="replace"))
+
+
 @pytest.fixture(autouse=True)
 def json_logs() -> None:
     """JSON log lines in every test, as in production, whatever ran before."""
@@ -48,10 +86,12 @@ def store() -> Store:
 
 
 @pytest.fixture
-async def sandbox(aiohttp_server: Any, store: Store) -> TestServer:
+async def sandbox(aiohttp_server: Any, store: Store) -> AsyncIterator[TestServer]:
     server: TestServer = await aiohttp_server(create_sandbox(store))
     store.base_url = str(server.make_url("")).rstrip("/")
-    return server
+    yield server
+    creds = server.app[CREDENTIALS]  # tokens it issued are secrets too
+    SECRETS.update(creds.issued, {creds.refresh_token})
 
 
 @pytest.fixture

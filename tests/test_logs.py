@@ -1,0 +1,120 @@
+"""Log lines an operator can answer questions from; secrets never, PII only when asked."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from conftest import API, AUTH, leaked
+
+from gateway import logs
+from gateway.config import Config
+from gateway.sandbox.server import Faults
+
+
+def lines(capsys: Any) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+
+
+async def test_one_line_per_request_with_what_an_operator_needs(client: Any, capsys: Any) -> None:
+    headers = {
+        **AUTH,
+        "X-Request-Id": "khoros-trace-7",
+        "x-sf-company-id": "4242",
+        "x-sf-initiative": "17",
+        "x-sf-user-email": "agent.smith@khoros.example",
+    }
+    resp = await client.get(f"{API}/customer/1001", headers=headers)
+    assert resp.headers["X-Request-Id"] == "khoros-trace-7"
+    (line,) = [x for x in lines(capsys) if x["event"] == "request"]
+    assert line["request_id"] == "khoros-trace-7"
+    assert line["operation"] == "find_customer" and line["method"] == "GET"
+    assert line["route"] == "/api/v1/customer/{id}" and line["status"] == 200
+    assert isinstance(line["duration_ms"], float)
+    assert line["upstream_calls"] == 2  # the custom field definitions, then the user
+    assert line["cache"] == "miss"
+    assert 0 < line["budget_left_ms"] <= 7200
+    assert (line["company_id"], line["initiative"]) == ("4242", "17")
+    assert line["agent_email"] == "***"  # PII, masked
+
+
+async def test_a_second_request_is_served_by_the_cache(client: Any, capsys: Any) -> None:
+    await client.get(f"{API}/meta/object/customer", headers=AUTH)
+    await client.get(f"{API}/meta/object/customer", headers=AUTH)
+    requests = [x for x in lines(capsys) if x["event"] == "request"]
+    assert [(r["cache"], r["upstream_calls"]) for r in requests] == [("miss", 1), ("hit", 0)]
+
+
+async def test_one_line_per_upstream_attempt_without_ids(
+    client: Any, faults: Faults, capsys: Any
+) -> None:
+    await client.get(f"{API}/meta/object/customer", headers=AUTH)
+    faults.status, faults.times = 500, 1
+    await client.get(f"{API}/customer/1001", headers=AUTH)
+    attempts = [x for x in lines(capsys) if x["event"] == "upstream" and "users" in x["path"]]
+    assert [(a["attempt"], a["status"], a["retry_reason"]) for a in attempts] == [
+        (1, 500, None),
+        (2, 200, "500"),
+    ]
+    assert all(a["path"] == "/api/v2/users/{{ id }}" and a["method"] == "GET" for a in attempts)
+    assert all(isinstance(a["duration_ms"], float) for a in attempts)
+
+
+async def test_error_tracking_id_is_the_request_id(client: Any, capsys: Any) -> None:
+    resp = await client.get(f"{API}/customer/999999", headers={**AUTH, "X-Request-Id": "t-1"})
+    assert "(tracking id: t-1)" in (await resp.json())["message"]
+    failed = [x for x in lines(capsys) if x["event"] == "request_failed"]
+    assert failed[0]["request_id"] == "t-1" and failed[0]["status"] == 404
+
+
+async def test_start_up_says_which_config_and_mapping(capsys: Any) -> None:
+    # Checked end to end in test_cli: the "started" line names config and mapping.
+    logs.configure("info", "json")
+    logs.get().info("started", config="c.yaml", mapping="m.yaml")
+    assert lines(capsys)[0]["mapping"] == "m.yaml"
+
+
+def test_secrets_never_appear(capsys: Any) -> None:
+    logs.configure("info", "json", secrets=["s3cr3t-token-value"], pii=True)
+    logs.get().error(
+        "oops", detail="Bearer s3cr3t-token-value refused", nested={"k": ["s3cr3t-token-value"]}
+    )
+    out = capsys.readouterr().out
+    assert "s3cr3t-token-value" not in out and out.count("[secret]") == 2
+
+
+def test_pii_masked_by_default_and_shown_when_asked(capsys: Any) -> None:
+    event = {
+        "email": "jane@example.com",
+        "detail": "no match for +41 79 123 45 67 or jane@example.com",
+        "name": "Jane Doe",
+        "body": "My screen broke!",
+        "timestamp_like": "2026-11-22",
+    }
+    logs.configure("info", "json")
+    logs.get().info("customer", **event)
+    masked = lines(capsys)[0]
+    assert masked["email"] == masked["name"] == masked["body"] == "***"
+    assert masked["detail"] == "no match for ***67 or j***@example.com"
+    assert masked["timestamp_like"] == "2026-11-22"
+    logs.configure("info", "json", pii=True)
+    logs.get().info("customer", **event)
+    shown = lines(capsys)[0]
+    assert {k: shown[k] for k in event} == event
+
+
+async def test_log_pii_setting_reaches_the_request_line(
+    make_client: Any, config: Config, capsys: Any
+) -> None:
+    client = await make_client(dataclasses.replace(config, log_pii=True))
+    await client.get(f"{API}/customer/1001", headers={**AUTH, "x-sf-email": "care@khoros.example"})
+    (line,) = [x for x in lines(capsys) if x["event"] == "request"]
+    assert line["agent_email"] == "care@khoros.example"
+
+
+def test_the_leak_scan_can_fail() -> None:
+    assert leaked(["ok", "Authorization: test-key-1"], {"test-key-1"}) == [
+        ("test-key-1", "Authorization: test-key-1")
+    ]
+    assert leaked(["ok"], {"test-key-1"}) == []
