@@ -6,10 +6,9 @@ import json
 
 from aiohttp import web
 
+from gateway import runtime
 from gateway.cache import Caches
 from gateway.errors import BadRequest, FieldError
-
-CACHES: web.AppKey[Caches] = web.AppKey("caches", Caches)
 
 
 async def purge_caches(request: web.Request) -> web.Response:
@@ -25,4 +24,4 @@ async def purge_caches(request: web.Request) -> web.Response:
             "Unknown cache.",
             fields=[FieldError("caches", "Choose from: " + ", ".join(Caches.NAMES))],
         )
-    return web.json_response({"purged": request.app[CACHES].purge(names)})
+    return web.json_response({"purged": runtime.of(request).caches.purge(names)})

@@ -13,16 +13,11 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from gateway import admin, deadline, expertflow, health, khoros, logs, metrics
-from gateway.cache import Caches
+from gateway import admin, deadline, expertflow, health, khoros, logs, metrics, runtime
 from gateway.config import Config, Secret, secrets_of
 from gateway.errors import DeadlineExceeded, GatewayError, NotFound, Unauthorized
-from gateway.mapping.engine import Engine
-from gateway.mapping.spec import MappingSpec, load_mapping
-from gateway.upstream import Upstream
+from gateway.mapping.spec import MappingSpec
 
-CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
-UPSTREAM: web.AppKey[Upstream] = web.AppKey("upstream", Upstream)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -67,7 +62,7 @@ def _check_access(request: web.Request, config: Config, realm: str) -> None:
 @web.middleware
 async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamResponse:
     """Request id, auth, budget, error bodies and the request's log line, in one place."""
-    config = request.app[CONFIG]
+    config = runtime.pin(request).config
     given_id = request.headers.get("X-Request-Id", "")
     request_id = given_id if _REQUEST_ID.match(given_id) else uuid.uuid4().hex
     operation, realm = _ROUTES.get(request.match_info.handler, (None, ""))
@@ -137,41 +132,23 @@ def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Applic
     logs.configure(
         config.log_level, config.log_format, secrets=secrets_of(config), pii=config.log_pii
     )
-    mapping = mapping or load_mapping(config.mapping_file)
+    holder = runtime.Holder(runtime.build(config, mapping))
     app = web.Application(middlewares=[_serve])
-    upstream = Upstream(
-        config.upstream_url,
-        mapping,
-        config.credentials,
-        attempt_timeout=config.attempt_timeout,
-        max_connections=config.max_connections,
-        retry=config.retry,
-        oauth=config.oauth,
-    )
-    caches = Caches(config.caches)
-    app[CONFIG] = config
-    app[UPSTREAM] = upstream
-    engine = Engine(
-        mapping, upstream, caches, settings=config.settings, upstream_url=config.upstream_url
-    )
-    app[khoros.ENGINE] = engine
-    app[admin.CACHES] = caches
+    app[runtime.HOLDER] = holder
     base = config.base_path.rstrip("/")
     for method, path, handler, _ in khoros.ROUTES:
         app.router.add_route(method, base + path, handler)
-    if mapping.routing is not None:
-        app[expertflow.ROUTING] = expertflow.Routing(engine, not_found=config.expertflow_not_found)
-        app.router.add_get(config.expertflow_prefix + "/customer", expertflow.customer)
-        app.router.add_get(config.expertflow_prefix + "/label", expertflow.labels)
+    app.router.add_get(config.expertflow_prefix + "/customer", expertflow.customer)
+    app.router.add_get(config.expertflow_prefix + "/label", expertflow.labels)
     app.router.add_post("/admin/cache/purge", admin.purge_caches)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", metrics.metrics)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
-        await upstream.start()
+        await holder.current.upstream.start()
         yield
-        await upstream.close()
+        await holder.close()
 
     app.cleanup_ctx.append(upstream_session)
     return app

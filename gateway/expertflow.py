@@ -73,9 +73,6 @@ class Routing:
         return routing.customer_object(self.spec, chosen, matched, ids)
 
 
-ROUTING: web.AppKey[Routing] = web.AppKey("routing", Routing)
-
-
 def parse_query(query: str | None) -> str:
     """`phone:<number>`; a `+` that arrived as a space (form encoding) is still a `+`."""
     kind, sep, value = (query or "").partition(":")
@@ -89,10 +86,20 @@ def parse_query(query: str | None) -> str:
     return value
 
 
+def _routing(request: web.Request) -> Routing:
+    from gateway import runtime  # runtime builds Routing: import here, not at the top
+
+    routing = runtime.of(request).routing
+    if routing is None:
+        raise NotFound("No such endpoint: the mapping has no `expertflow` section.")
+    return routing
+
+
 async def customer(request: web.Request) -> web.Response:
+    routing = _routing(request)
     phone = parse_query(request.query.get("query"))
-    return web.json_response(await request.app[ROUTING].customer(phone))
+    return web.json_response(await routing.customer(phone))
 
 
 async def labels(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[ROUTING].labels())
+    return web.json_response(await _routing(request).labels())

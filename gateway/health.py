@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import deadline, khoros
+from gateway import deadline, runtime
 from gateway.errors import GatewayError
 
 READY_BUDGET = 3.0  # seconds a readiness probe may take
@@ -26,7 +26,7 @@ async def readyz(request: web.Request) -> web.Response:
     cached = _last.get(app)
     if cached and time.monotonic() - cached[0] < READY_TTL:
         return web.json_response(cached[2], status=cached[1])
-    engine = app[khoros.ENGINE]
+    engine = runtime.of(request).engine
     body: dict[str, Any] = {"upstream": engine.mapping.name, "mapping": engine.mapping.file}
     probe = engine.mapping.readiness
     status = 200

@@ -9,10 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import runtime
 from gateway.errors import BadRequest, FieldError, NotFound
 from gateway.mapping.engine import Engine
 
-ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 # Ids go into upstream paths: anything else could address another resource.
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _TEXT = (str,)
@@ -32,7 +32,7 @@ _INTERACTION_TEXT = ("created", "body", "serviceId", "service", "contentType")
 
 
 def _engine(request: web.Request) -> Engine:
-    return request.app[ENGINE]
+    return runtime.of(request).engine
 
 
 def _id(request: web.Request, what: str = "customer") -> str:

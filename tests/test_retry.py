@@ -111,10 +111,9 @@ async def test_429_past_the_budget_is_503_at_once(
 
 
 async def test_exhausted_rate_limit_headers_hold_calls(gw: Any, store: Store, sandbox: Any) -> None:
-    upstream = gw.server.app
-    from gateway.app import UPSTREAM
+    from gateway.runtime import HOLDER
 
-    gate = upstream[UPSTREAM].gate
+    gate = gw.server.app[HOLDER].current.upstream.gate
     gate.observe({"ratelimit-remaining": "0", "ratelimit-reset": "60"}, ceiling=60)
     resp, took = await timed(gw.get(FIND, headers=AUTH))
     assert resp.status == 503 and took < 0.5 and calls(sandbox, "/users/1001") == 0

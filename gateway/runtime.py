@@ -1,0 +1,122 @@
+"""What serves requests: the config, the mapping and everything built from them. A reload
+builds a new Runtime (validating first) and swaps it in; each request keeps the Runtime it
+started with, so requests in flight finish on their own config."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway import logs
+from gateway.cache import Caches
+from gateway.config import Config, load_config
+from gateway.errors import ConfigError
+from gateway.expertflow import Routing
+from gateway.mapping.engine import Engine
+from gateway.mapping.spec import MappingSpec, load_mapping
+from gateway.upstream import Upstream
+
+
+@dataclass
+class Runtime:
+    config: Config
+    mapping: MappingSpec
+    upstream: Upstream
+    caches: Caches
+    engine: Engine
+    routing: Routing | None
+
+
+def build(config: Config, mapping: MappingSpec | None = None) -> Runtime:
+    """Everything a config and its mapping make; raises ConfigError, touches no network."""
+    mapping = mapping or load_mapping(config.mapping_file)
+    upstream = Upstream(
+        config.upstream_url,
+        mapping,
+        config.credentials,
+        attempt_timeout=config.attempt_timeout,
+        max_connections=config.max_connections,
+        retry=config.retry,
+        oauth=config.oauth,
+    )
+    caches = Caches(config.caches)
+    engine = Engine(
+        mapping, upstream, caches, settings=config.settings, upstream_url=config.upstream_url
+    )
+    routing = (
+        Routing(engine, not_found=config.expertflow_not_found)
+        if mapping.routing is not None
+        else None
+    )
+    return Runtime(config, mapping, upstream, caches, engine, routing)
+
+
+# What a restart is needed for: the routes and the listening socket are made once.
+RESTART_ONLY = ("host", "port", "base_path", "expertflow_prefix")
+
+
+class Holder:
+    """The live Runtime of an app, swapped atomically by `reload`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.current = runtime
+        self._lock = asyncio.Lock()
+        self._retired: set[asyncio.Task[None]] = set()
+
+    async def reload(self, config_file: str | Path) -> bool:
+        """Load, validate and swap in the files as they are now. An invalid file is refused
+        with a log line, and the running config keeps serving."""
+        log = logs.get()
+        async with self._lock:
+            old = self.current
+            try:
+                config = load_config(config_file)
+                new = build(config)
+            except ConfigError as exc:
+                log.error("reload_refused", config=str(config_file), problems=str(exc).splitlines())
+                return False
+            for name in RESTART_ONLY:
+                if getattr(config, name) != getattr(old.config, name):
+                    log.warning(
+                        "reload_needs_restart", setting=name, kept=getattr(old.config, name)
+                    )
+            await new.upstream.start()
+            self.current = new
+            # Requests in flight still use the old upstream client: close it after they can
+            # have finished (their budget is the longest they run).
+            task = asyncio.create_task(_retire(old, old.config.meta_budget + 1))
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+            log.info("reloaded", config=config.file, mapping=str(config.mapping_file))
+            return True
+
+    async def close(self) -> None:
+        for task in list(self._retired):
+            task.cancel()
+        await self.current.upstream.close()
+
+
+async def _retire(runtime: Runtime, after: float) -> None:
+    try:
+        await asyncio.sleep(after)
+    finally:
+        await runtime.upstream.close()
+
+
+HOLDER: web.AppKey[Holder] = web.AppKey("runtime", Holder)
+_REQUEST_KEY = "crm_gateway_runtime"
+
+
+def pin(request: web.Request) -> Runtime:
+    """The Runtime this request uses from start to end."""
+    runtime: Runtime = request.app[HOLDER].current
+    request[_REQUEST_KEY] = runtime
+    return runtime
+
+
+def of(request: web.Request) -> Runtime:
+    runtime: Runtime | None = request.get(_REQUEST_KEY)
+    return runtime if runtime is not None else pin(request)
