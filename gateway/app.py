@@ -147,7 +147,12 @@ def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Applic
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         await holder.current.upstream.start()
+        watcher = None
+        if config.watch_seconds > 0:
+            watcher = asyncio.create_task(runtime.watch(holder, config.file, config.watch_seconds))
         yield
+        if watcher is not None:
+            watcher.cancel()
         await holder.close()
 
     app.cleanup_ctx.append(upstream_session)

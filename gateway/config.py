@@ -34,7 +34,7 @@ class Secret:
 
 
 DEFAULTS: dict[str, Any] = {
-    "server": {"host": "127.0.0.1", "port": 8080, "base_path": "/api/v1"},
+    "server": {"host": "127.0.0.1", "port": 8080, "base_path": "/api/v1", "watch_seconds": 1.0},
     "upstream": {
         "credentials": {},
         "attempt_timeout_seconds": 5.0,
@@ -83,6 +83,7 @@ class Config:
     host: str
     port: int
     base_path: str
+    watch_seconds: float
     api_keys: tuple[Secret, ...]
     upstream_url: str
     mapping_file: Path
@@ -179,6 +180,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         host=c["server"]["host"],
         port=port,
         base_path=c["server"]["base_path"],
+        watch_seconds=float(c["server"]["watch_seconds"]),
         api_keys=api_keys,
         upstream_url=c["upstream"]["base_url"].rstrip("/"),
         mapping_file=mapping,

@@ -99,6 +99,32 @@ class Holder:
         await self.current.upstream.close()
 
 
+def _stamp(*files: Path) -> tuple[tuple[int, int], ...]:
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append((0, 0))
+    return tuple(out)
+
+
+async def watch(holder: Holder, config_file: str | Path, every: float) -> None:
+    """Reload when the config file or the live mapping file changes."""
+
+    def files() -> tuple[Path, Path]:
+        return Path(config_file), holder.current.config.mapping_file
+
+    seen = _stamp(*files())
+    while True:
+        await asyncio.sleep(every)
+        now = _stamp(*files())
+        if now != seen:
+            await holder.reload(config_file)
+            seen = _stamp(*files())  # refused or not, this version has been looked at
+
+
 async def _retire(runtime: Runtime, after: float) -> None:
     try:
         await asyncio.sleep(after)

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import logs
+from gateway import logs, runtime
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.sandbox.demo import seed
@@ -45,7 +45,8 @@ async def serve(config: Config, *, sandbox_port: int | None = None, worker: bool
         await sandbox.setup()
         await web.TCPSite(sandbox, "127.0.0.1", sandbox_port).start()
         runners.append(sandbox)
-    runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=config.meta_budget)
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.meta_budget)
     await runner.setup()
     await web.TCPSite(runner, config.host, config.port, reuse_port=worker or None).start()
     runners.append(runner)
@@ -62,6 +63,15 @@ async def serve(config: Config, *, sandbox_port: int | None = None, worker: bool
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    holder = app[runtime.HOLDER]
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def reload() -> None:
+        task = asyncio.create_task(holder.reload(config.file))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     watch = asyncio.create_task(_orphaned(stop)) if worker else None
     try:
         await stop.wait()
@@ -95,6 +105,11 @@ def supervise(config: Config, workers: int) -> int:
     deaths: list[float] = []
     stopping = False
 
+    def hup(signum: int, frame: Any) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGHUP)
+
     def stop(signum: int, frame: Any) -> None:
         nonlocal stopping
         stopping = True
@@ -102,6 +117,7 @@ def supervise(config: Config, workers: int) -> int:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
 
+    signal.signal(signal.SIGHUP, hup)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("supervisor_started", workers=workers, pids=[p.pid for p in procs])
