@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 
-from gateway import logs, serving
+from gateway import check, explain, logs, register, serving
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError
+from gateway.explain import OPERATIONS as EXPLAINED
 from gateway.sandbox.demo import seed
 from gateway.sandbox.server import Credentials, Faults, create_sandbox
 from gateway.sandbox.store import Store
@@ -26,6 +30,43 @@ def _load(path: str, host: str | None, port: int | None) -> Config:
     return Config(**{**config.__dict__, **overrides}) if overrides else config
 
 
+def _tool(args: argparse.Namespace) -> int:
+    """The integrator's commands: output on stdout, exit 0 or 1."""
+    logs.configure("warning", "console")
+    if args.command == "register":
+        try:
+            return asyncio.run(
+                register.register(args.name, args.instance_url, update=args.update, out=sys.stdout)
+            )
+        except register.RegisterError as exc:
+            print(f"crm-gateway register: {exc}", file=sys.stderr)
+            return 1
+    out = sys.stdout if args.command == "check" else sys.stderr
+    code, config = check.check(args.config, out=out)
+    if config is None:
+        return code
+    if args.command == "check":
+        print(f"ok: {config.file} and {config.mapping_file} are valid")
+        return asyncio.run(check.check_online(config, sys.stdout)) if args.online else code
+    raw = args.body
+    try:
+        body = json.loads(Path(raw[1:]).read_text() if raw.startswith("@") else raw)
+    except (OSError, ValueError) as exc:
+        print(f"crm-gateway explain: --body is not JSON: {exc}", file=sys.stderr)
+        return 1
+    return asyncio.run(
+        explain.explain(
+            config,
+            args.operation,
+            id=args.id,
+            body=body,
+            kind=args.type,
+            live=args.live,
+            out=sys.stdout,
+        )
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crm-gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -38,11 +79,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1, help="processes to serve with")
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--sandbox-port", type=int, default=8081)
+    check = sub.add_parser("check", help="validate the config and mapping, as start-up does")
+    check.add_argument("--config", required=True)
+    check.add_argument("--online", action="store_true", help="also compare with the upstream")
+    explain = sub.add_parser("explain", help="show the upstream requests of an operation")
+    explain.add_argument("--config", required=True)
+    explain.add_argument("operation", choices=EXPLAINED)
+    explain.add_argument("--body", default="{}", help="the request body: JSON, or @file")
+    explain.add_argument("--id", default="1", help="the record id (or phone) in the URL")
+    explain.add_argument("--type", default="customer", choices=["customer", "case"])
+    explain.add_argument("--live", action="store_true", help="send the requests for real")
+    register = sub.add_parser("register", help="register the gateway with Khoros Marketing")
+    register.add_argument("--name", required=True, help="the CRM's name in Khoros")
+    register.add_argument("--instance-url", required=True, help="https://<host><base_path>")
+    register.add_argument("--update", metavar="CRM_ID", help="change this registration")
     sandbox = sub.add_parser("sandbox", help="run only the sandbox CRM, seeded with demo data")
     sandbox.add_argument("--port", type=int, default=8081)
     sandbox.add_argument("--delay", type=float, default=0.0, help="answer this much later")
     args = parser.parse_args(argv)
 
+    if args.command in ("check", "explain", "register"):
+        return _tool(args)
     if args.command == "sandbox":
         logs.configure()
         store = seed(Store(base_url=f"http://127.0.0.1:{args.port}"))

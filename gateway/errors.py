@@ -1,6 +1,7 @@
 """Every error the gateway raises, in one tree, and the one place they become response bodies.
 
     GatewayError                      any failure a caller may see
+    ├── MappingFailed                 500  a mapping template or expression failed at run time
     ├── ClientError                   the caller sent something we will not serve (4xx)
     │   ├── BadRequest                400  malformed JSON, wrong types, unknown fields
     │   ├── Unauthorized              401  missing or wrong API key
@@ -65,6 +66,11 @@ class GatewayError(Exception):
         if self.status in (400, 422):
             body["fields"] = [f.to_json() for f in self.fields]
         return body
+
+
+class MappingFailed(GatewayError):
+    error = "MappingError"
+    default_message = "The CRM gateway's mapping could not handle this request."
 
 
 class ClientError(GatewayError):

@@ -106,7 +106,7 @@ async def update_customer(request: web.Request) -> web.Response:
     return _json(await _engine(request).update_customer(customer_id, body), status=201)
 
 
-def _case_body(body: Mapping[str, Any], *, create: bool) -> dict[str, Any]:
+def case_body(body: Mapping[str, Any], *, create: bool) -> dict[str, Any]:
     """Check the structural keys of a case body; the custom fields are checked by the mapping."""
     out = dict(body)
     if "customId" in out:  # the reference schema's typo for customerId
@@ -154,7 +154,7 @@ def _interaction(raw: Any, n: int, bad: list[FieldError]) -> dict[str, Any]:
 
 
 async def create_case(request: web.Request) -> web.Response:
-    body = _case_body(await _body(request), create=True)
+    body = case_body(await _body(request), create=True)
     return _json(await _engine(request).create_case(body), status=201)
 
 
@@ -164,7 +164,7 @@ async def find_case(request: web.Request) -> web.Response:
 
 async def update_case(request: web.Request) -> web.Response:
     case_id = _id(request, "case")
-    body = _case_body(await _body(request), create=False)
+    body = case_body(await _body(request), create=False)
     return _json(await _engine(request).update_case(case_id, body))
 
 

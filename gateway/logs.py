@@ -124,6 +124,9 @@ class RequestStats:
 
     upstream_calls: int = 0
     cache: list[str] = field(default_factory=list)
+    # Each upstream attempt, for `explain` and the admin's debug trace; never logged.
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    keep_bodies: bool = False
 
     @property
     def cache_status(self) -> str | None:

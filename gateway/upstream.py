@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -201,8 +202,14 @@ class Upstream:
         auth = self.tokens.authorization() if self.tokens else None
         await self.gate.slot(budget)
         request_stats = logs.stats()
+        call: dict[str, Any] = {"method": method, "path": route, "url": path, "attempt": attempt}
         if request_stats is not None:
             request_stats.upstream_calls += 1
+            request_stats.calls.append(call)
+            if query:
+                call["url"] += "?" + urlencode(query)
+            if request_stats.keep_bodies:
+                call.update(headers={**self._headers, **(headers or {})}, body=body)
         try:
             async with self._session.request(
                 method,
@@ -236,6 +243,7 @@ class Upstream:
         finally:
             self.gate.release()
             took = time.perf_counter() - started
+            call.update(status=status, retry_reason=reason, duration_ms=round(took * 1000, 1))
             metrics.UPSTREAM.labels(self.name, str(status), reason or "").inc()
             metrics.UPSTREAM_LATENCY.labels(self.name).observe(took)
             self._log.info(

@@ -235,7 +235,8 @@ class Engine:
         """The comment for the interactions not yet on the record, each once."""
         spec = self.mapping.interactions
         rendered: dict[str, str] = {}
-        for i in interactions:
+        for raw in interactions:
+            i = {**raw, "author": raw.get("author") or {}}  # author is optional in the spec
             marker = str(spec.marker({"i": i}))
             if marker not in rendered:
                 rendered[marker] = str(spec.template({"i": i, "marker": marker}))

@@ -18,6 +18,7 @@ import jmespath
 import jmespath.exceptions
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from gateway.errors import MappingFailed
 from gateway.mapping import codecs
 
 
@@ -42,13 +43,23 @@ def _without(value: Any, *keys: str) -> Any:
     return value
 
 
-_env = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
+# A missing key in upstream data reads as nothing (as in JMESPath), however deep the path.
+_env = ImmutableSandboxedEnvironment(
+    autoescape=False, keep_trailing_newline=False, undefined=jinja2.ChainableUndefined
+)
 _env.filters.update(quote=_quote, without=_without, digits=codecs.digits)
 _WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 
 
 def _plain(value: Any) -> Any:
-    return None if isinstance(value, jinja2.Undefined) else value
+    """Jinja's undefined becomes None, at any depth, so the value can be sent as JSON."""
+    if isinstance(value, jinja2.Undefined):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 class Template:
@@ -73,7 +84,10 @@ class Template:
             raise ExprError(f"template does not compile: {exc.message}") from None
 
     def __call__(self, ctx: Mapping[str, Any]) -> Any:
-        return self._fn(ctx)
+        try:
+            return self._fn(ctx)
+        except jinja2.TemplateError as exc:
+            raise MappingFailed(detail=f"template {self.source[:80]!r}: {exc}") from None
 
 
 class Expression:
@@ -89,7 +103,10 @@ class Expression:
             raise ExprError(f"expression does not compile: {exc.message}") from None
 
     def __call__(self, ctx: Mapping[str, Any]) -> Any:
-        return _plain(self._fn(**ctx))
+        try:
+            return _plain(self._fn(**ctx))
+        except jinja2.TemplateError as exc:
+            raise MappingFailed(detail=f"expression {self.source[:80]!r}: {exc}") from None
 
 
 class Path:

@@ -1,0 +1,153 @@
+"""`crm-gateway explain`: the upstream requests an operation makes, secrets masked, and (with
+--live) what the answers map to. A dry run sends nothing: every request gets an empty answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TextIO
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway import deadline, logs, runtime
+from gateway.config import Config, secrets_of
+from gateway.errors import GatewayError
+from gateway.expertflow import parse_query
+from gateway.khoros import case_body
+from gateway.upstream import Response, Upstream
+
+OPERATIONS = (
+    "meta",
+    "search_customers",
+    "bestmatch",
+    "find_customer",
+    "find_cases",
+    "create_customer",
+    "update_customer",
+    "create_case",
+    "find_case",
+    "update_case",
+    "customer_by_phone",
+    "labels",
+)
+NEEDS_ID = ("find_customer", "find_cases", "update_customer", "find_case", "update_case")
+NEEDS_BODY = (
+    "search_customers",
+    "bestmatch",
+    "create_customer",
+    "update_customer",
+    "create_case",
+    "update_case",
+)
+
+
+class DryUpstream(Upstream):
+    """Records each request as the real client would send it, and answers `{}`."""
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        route: str,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        retry_safe: bool = False,
+    ) -> Response:
+        stats = logs.stats()
+        if stats is not None:
+            url = path + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
+            auth = self.tokens.authorization() if self.tokens else None
+            sent = {**self._headers, **({"Authorization": auth} if auth else {}), **(headers or {})}
+            stats.calls.append(
+                {"method": method, "path": route, "url": url, "headers": sent, "body": body}
+            )
+        return Response(200, CIMultiDictProxy(CIMultiDict()), {}, "{}")
+
+
+def _call(
+    rt: runtime.Runtime, operation: str, *, id: str, body: Any, kind: str
+) -> Callable[[], Awaitable[Any]]:
+    engine, routing = rt.engine, rt.routing
+    calls: dict[str, Callable[[], Awaitable[Any]]] = {
+        "meta": lambda: engine.meta(kind),
+        "search_customers": lambda: engine.search_customers(body),
+        "bestmatch": lambda: engine.bestmatch(body),
+        "find_customer": lambda: engine.find_customer(id),
+        "find_cases": lambda: engine.find_cases(id),
+        "create_customer": lambda: engine.create_customer(body),
+        "update_customer": lambda: engine.update_customer(id, body),
+        "create_case": lambda: engine.create_case(body),
+        "find_case": lambda: engine.find_case(id),
+        "update_case": lambda: engine.update_case(id, body),
+    }
+    if routing is not None:
+        calls["customer_by_phone"] = lambda: routing.customer(parse_query(f"phone:{id}"))
+        calls["labels"] = routing.labels
+    if operation not in calls:
+        raise ValueError(f"{operation}: the mapping has no `expertflow` section")
+    return calls[operation]
+
+
+async def explain(
+    config: Config, operation: str, *, id: str, body: Any, kind: str, live: bool, out: TextIO
+) -> int:
+    if operation in ("create_case", "update_case"):
+        body = case_body(body, create=operation == "create_case")  # as the route checks it
+    rt = runtime.build(config)
+    if not live:
+        dry = DryUpstream(
+            config.upstream_url,
+            rt.mapping,
+            config.credentials,
+            attempt_timeout=config.attempt_timeout,
+            max_connections=1,
+            oauth=config.oauth,
+        )
+        rt = runtime.build(config, rt.mapping)
+        rt.upstream = dry
+        rt.engine.upstream = dry
+    secrets = secrets_of(config)
+    stats = logs.start_request()
+    stats.keep_bodies = True
+    await rt.upstream.start()
+    code = 0
+    try:
+        with deadline.budget(
+            config.meta_budget if operation == "meta" else config.default_budget, config.margin
+        ):
+            result: Any = await _call(rt, operation, id=id, body=body, kind=kind)()
+    except GatewayError as exc:
+        result = {"status": exc.status, **exc.body("explain")}
+        code = 1
+    finally:
+        await rt.upstream.close()
+    mode = "live" if live else "dry run: nothing is sent, every answer is {}"
+    print(f"{operation} against {config.upstream_url} ({mode})\n", file=out)
+    for n, call in enumerate(stats.calls, 1):
+        print(f"{n}. {call['method']} {config.upstream_url}{call['url']}", file=out)
+        print(f"   template: {call['path']}", file=out)
+        for name, value in (call.get("headers") or {}).items():
+            shown = "[secret]" if name.lower() == "authorization" else _mask(str(value), secrets)
+            print(f"   {name}: {shown}", file=out)
+        if call.get("body") is not None:
+            text = json.dumps(call["body"], indent=2, ensure_ascii=False)
+            print("   body: " + _mask(text, secrets).replace("\n", "\n   "), file=out)
+        if "status" in call:
+            print(f"   -> {call['status']} in {call['duration_ms']} ms", file=out)
+    if not stats.calls:
+        print("(no upstream request: answered from the mapping alone)", file=out)
+    if not live and code:
+        print("\n(dry run: the empty answers map to no record; use --live to see one)", file=out)
+        return 0
+    label = "what the caller gets" if live else "mapped from the empty answers"
+    print(f"\n{label}:\n" + json.dumps(result, indent=2, ensure_ascii=False), file=out)
+    return code
+
+
+def _mask(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if len(secret) >= 4:  # as in the logs: a shorter one would mask ordinary text
+            text = text.replace(secret, "[secret]")
+    return text
