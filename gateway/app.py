@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import re
 import time
 import uuid
@@ -97,6 +98,8 @@ async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamRes
         logs.get().exception("unhandled_error", operation=operation)
         response = _error(GatewayError(), request_id)
     response.headers["X-Request-Id"] = request_id
+    if config.admin_key and authorized(request.headers.get("X-Debug-Trace"), (config.admin_key,)):
+        response.headers["X-Debug-Trace"] = _trace(stats)
     elapsed = time.perf_counter() - started
     if operation is not None:
         metrics.REQUESTS.labels(operation, str(response.status)).inc()
@@ -120,6 +123,15 @@ async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamRes
     )
     structlog.contextvars.unbind_contextvars("request_id")
     return response
+
+
+_TRACED = ("method", "path", "url", "attempt", "status", "retry_reason", "duration_ms")
+
+
+def _trace(stats: logs.RequestStats) -> str:
+    """The upstream calls of this request, for an admin debugging it: no headers, no bodies."""
+    calls = [{k: c.get(k) for k in _TRACED} for c in stats.calls]
+    return json.dumps({"upstream_calls": calls, "cache": stats.cache}, separators=(",", ":"))
 
 
 def _error(exc: GatewayError, request_id: str) -> web.Response:

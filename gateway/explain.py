@@ -11,7 +11,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway import deadline, logs, runtime
 from gateway.config import Config, secrets_of
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, MappingFailed, NotFound, UpstreamError
 from gateway.expertflow import parse_query
 from gateway.khoros import case_body
 from gateway.upstream import Response, Upstream
@@ -113,6 +113,7 @@ async def explain(
     stats.keep_bodies = True
     await rt.upstream.start()
     code = 0
+    empty_answers = False
     try:
         with deadline.budget(
             config.meta_budget if operation == "meta" else config.default_budget, config.margin
@@ -121,6 +122,7 @@ async def explain(
     except GatewayError as exc:
         result = {"status": exc.status, **exc.body("explain")}
         code = 1
+        empty_answers = not live and isinstance(exc, UpstreamError | MappingFailed | NotFound)
     finally:
         await rt.upstream.close()
     mode = "live" if live else "dry run: nothing is sent, every answer is {}"
@@ -138,7 +140,7 @@ async def explain(
             print(f"   -> {call['status']} in {call['duration_ms']} ms", file=out)
     if not stats.calls:
         print("(no upstream request: answered from the mapping alone)", file=out)
-    if not live and code:
+    if empty_answers:
         print("\n(dry run: the empty answers map to no record; use --live to see one)", file=out)
         return 0
     label = "what the caller gets" if live else "mapped from the empty answers"
