@@ -1,4 +1,4 @@
-"""docs/mappings.md documents every key the mapping schema allows."""
+"""docs/mappings.md: every key of the mapping schema is documented, and the walkthrough works."""
 
 from __future__ import annotations
 
@@ -26,3 +26,66 @@ def test_every_mapping_key_is_documented() -> None:
     docs = (ROOT / "docs/mappings.md").read_text()
     missing = sorted(k for k in keys(schema("mapping"), set()) if f"`{k}`" not in docs)
     assert missing == []
+
+
+def snippet(name: str) -> str:
+    docs = (ROOT / "docs/mappings.md").read_text()
+    return docs.split(f"<!-- walkthrough:{name} -->\n```yaml\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_walkthrough_works_as_written(
+    tmp_path: Any, make_client: Any, sandbox: Any, store: Any, monkeypatch: Any
+) -> None:
+    """docs/mappings.md's walkthrough, step by step, on a copy of the files."""
+    import io
+    import json
+    import shutil
+
+    from conftest import API, AUTH, gateway_env
+
+    from gateway import check, explain
+    from gateway.config import load_config
+    from gateway.runtime import HOLDER
+
+    (tmp_path / "mappings").mkdir()
+    config_file = tmp_path / "config.example.yaml"
+    shutil.copy(ROOT / "config.example.yaml", config_file)
+    mapping = tmp_path / "mappings/zendesk.yaml"
+    shutil.copy(ROOT / "mappings/zendesk.yaml", mapping)
+    for k, v in gateway_env(str(sandbox.make_url("")).rstrip("/")).items():
+        monkeypatch.setenv(k, v)
+    client = await make_client(load_config(config_file))
+    assert "loyaltyId" not in await (await client.get(f"{API}/customer/1001", headers=AUTH)).json()
+
+    # 1. the alias, at the end of objects.customer.fields, just before custom_fields:
+    text = mapping.read_text()
+    anchor = "    # Every active custom user field becomes a customer field"
+    text = text.replace(anchor, snippet("alias") + anchor, 1)
+    # 2. the option in Zendesk, and its colour in the mapping
+    vip = next(f for f in store.user_fields if f["key"] == "vip_level")
+    vip["custom_field_options"].append({"id": 999, "name": "Diamond", "value": "diamond"})
+    colors = next(line for line in text.splitlines() if line.startswith("    colors: "))
+    text = text.replace(colors + "\n", snippet("colors"), 1)
+    mapping.write_text(text)
+    # 3. check, offline and online
+    code, config = check.check(str(config_file), out=io.StringIO())
+    assert code == 0 and config is not None
+    report = io.StringIO()
+    assert await check.check_online(config, report) == 0
+    # 4. explain, live
+    out = io.StringIO()
+    assert (
+        await explain.explain(
+            config, "find_customer", id="1001", body={}, kind="customer", live=True, out=out
+        )
+        == 0
+    )
+    assert '"loyaltyId": "L-7788"' in out.getvalue()
+    # 5. reload without a restart
+    assert await client.server.app[HOLDER].reload(config_file)
+    jane = await (await client.get(f"{API}/customer/1001", headers=AUTH)).json()
+    assert jane["loyaltyId"] == "L-7788"
+    labels = await (await client.get("/label")).json()
+    assert {"name": "Diamond", "color_code": "#b9f2ff"}.items() <= labels[-1].items()
+    found = await client.post(f"{API}/customers", json={"loyaltyId": "L-7788"}, headers=AUTH)
+    assert [c["id"] for c in json.loads(await found.text())] == ["1001"]
