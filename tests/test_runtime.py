@@ -66,10 +66,14 @@ async def test_reload_swaps_and_requests_in_flight_keep_their_config(
 
 
 async def test_an_invalid_file_is_refused_and_the_old_config_serves(
-    make_client: Any, sandbox: Any, files: tuple[Path, Path], capsys: Any
+    make_client: Any, sandbox: Any, faults: Faults, files: tuple[Path, Path], capsys: Any
 ) -> None:
     config_file, mapping = files
     client = await make_client(load_config(config_file, env=env_for(sandbox)))
+    await client.get(f"{API}/meta/object/customer", headers=AUTH)
+    faults.delay = 0.3
+    in_flight = asyncio.create_task(client.get(f"{API}/customer/1001", headers=AUTH))
+    await asyncio.sleep(0.05)
     mapping.write_text(
         mapping.read_text().replace("        read: email\n", "        raed: email\n")
     )
@@ -77,6 +81,8 @@ async def test_an_invalid_file_is_refused_and_the_old_config_serves(
         for k, v in env_for(sandbox).items():
             mp.setenv(k, v)
         assert await client.server.app[HOLDER].reload(config_file) is False
+    assert (await in_flight).status == 200
+    faults.delay = 0
     refused = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "reload_refused" in x]
     assert any("raed: unknown key; did you mean 'read'?" in p for p in refused[0]["problems"])
     resp = await client.get(f"{API}/customer/1001", headers=AUTH)
