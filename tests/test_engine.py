@@ -10,7 +10,7 @@ from aioresponses import aioresponses
 from conftest import API, AUTH, ROOT, gateway_env
 
 from gateway.config import load_config
-from gateway.mapping.engine import idempotency_key
+from gateway.mapping.interactions import idempotency_key
 
 UP = "https://acme.zendesk.example"
 USER_FIELDS = re.compile(rf"^{UP}/api/v2/user_fields.*$")

@@ -4,8 +4,6 @@ the answer, map records back. Knows the caller's API shapes, never a CRM."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,12 +11,16 @@ from gateway import logs
 from gateway.cache import Caches
 from gateway.errors import (
     BadGateway,
+    FieldError,
     GatewayError,
     IdempotencyMismatch,
     UpdateConflict,
     ValidationFailed,
 )
 from gateway.mapping import fields as fm
+from gateway.mapping.codecs import MATCHES
+from gateway.mapping.interactions import comment as render_comment
+from gateway.mapping.interactions import drop_existing, idempotency_key
 from gateway.mapping.spec import (
     FieldSpec,
     MappingSpec,
@@ -29,7 +31,7 @@ from gateway.mapping.spec import (
     discovered_field,
     with_fields,
 )
-from gateway.mapping.translate import translate
+from gateway.mapping.translate import failed_answer, translate
 from gateway.upstream import Response, Upstream
 
 RESTARTS = 3  # times an operation is run again after a guarded write met a conflict
@@ -162,12 +164,14 @@ class Engine:
 
     async def create_customer(self, body: Mapping[str, Any]) -> dict[str, Any]:
         obj = await self.object("customer")
-        return await self._one("create_customer", "customer", {"changes": _changes(obj, body)})
+        made = await self._one("create_customer", "customer", {"changes": _changes(obj, body)})
+        return self._verified(obj, body, made)
 
     async def update_customer(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         obj = await self.object("customer")
         changes = _changes(obj, body)
-        return await self._one("update_customer", "customer", {"id": id, "changes": changes})
+        made = await self._one("update_customer", "customer", {"id": id, "changes": changes})
+        return self._verified(obj, body, made)
 
     # -- cases -----------------------------------------------------------------------------
 
@@ -197,10 +201,11 @@ class Engine:
 
     async def _create_case(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
         obj = await self.object("case")
-        comment = self._comment(body.get("interactions") or [])
+        comment = render_comment(self.mapping.interactions, body.get("interactions") or [])
         ctx = {"body": body, "changes": _changes(obj, _custom(body)), "idempotency_key": key}
         try:
-            return await self._one("create_case", "case", {**ctx, **comment})
+            made = await self._one("create_case", "case", {**ctx, **comment})
+            return self._verified(obj, _custom(body), made)
         except IdempotencyMismatch:
             existing = await self._existing_case(body, list(comment["interactions"]))
             if existing is None:
@@ -227,27 +232,29 @@ class Engine:
             "id": id,
             "body": body,
             "changes": _changes(obj, _custom(body)),
-            **self._comment(interactions),
+            **render_comment(self.mapping.interactions, interactions),
         }
-        return await self._one("update_case", "case", ctx)
+        return self._verified(obj, _custom(body), await self._one("update_case", "case", ctx))
 
-    def _comment(self, interactions: list[Mapping[str, Any]]) -> dict[str, Any]:
-        """The comment for the interactions not yet on the record, each once."""
-        spec = self.mapping.interactions
-        rendered: dict[str, str] = {}
-        for raw in interactions:
-            i = {**raw, "author": raw.get("author") or {}}  # author is optional in the spec
-            marker = str(spec.marker({"i": i}))
-            if marker not in rendered:
-                rendered[marker] = str(spec.template({"i": i, "marker": marker}))
-        text = spec.separator.join(rendered.values())
-        return {"interactions": rendered, "comment": text or None}
-
-    def _drop_existing(self, ctx: dict[str, Any], texts: Any) -> None:
-        have = [t for t in texts if isinstance(t, str)] if isinstance(texts, list) else []
-        rendered = {m: t for m, t in ctx.get("interactions", {}).items() if not _on(m, have)}
-        text = self.mapping.interactions.separator.join(rendered.values())
-        ctx.update(interactions=rendered, comment=text or None)
+    def _verified(
+        self, obj: ObjectSpec, body: Mapping[str, Any], result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """For CRMs that drop values they do not know (mapping `verify_writes`): every written
+        value must be in the record the CRM returns, or the caller hears which were lost."""
+        if not self.mapping.verify_writes:
+            return result
+        lost = []
+        for f in obj.fields:
+            wanted = body.get(f.name)
+            if f.write is None or wanted in (None, ""):
+                continue
+            have = result.get(f.name)
+            if have is None or not MATCHES[f.match](str(have), str(wanted)):
+                lost.append(FieldError(f.name, f"{f.label} was not saved by the CRM."))
+        if lost:
+            self.log.warning("write_not_kept", fields=[e.name for e in lost])
+            raise ValidationFailed("The CRM did not save some values.", fields=lost)
+        return result
 
     # -- running operations ----------------------------------------------------------------
 
@@ -288,7 +295,8 @@ class Engine:
                             raise
                         raise _Restart() from None
                     if step.existing_interactions is not None:
-                        self._drop_existing(ctx, step.existing_interactions(steps[step.name]))
+                        texts = step.existing_interactions(steps[step.name])
+                        drop_existing(self.mapping.interactions, ctx, texts)
                 return ctx
             except _Restart:
                 # The record changed between our read and our guarded write: read it again.
@@ -297,7 +305,16 @@ class Engine:
 
     async def _step(self, step: Step, ctx: dict[str, Any], kind: str) -> Any:
         if step.for_each is None:
-            return await self.fetch(step.request, ctx, not_found=step.not_found, kind=kind)
+            answer = await self.fetch(step.request, ctx, not_found=step.not_found, kind=kind)
+            if step.answer_messages is not None and step.answer_failed is not None:
+                obj = await self.object(kind)
+                where = f"{step.request.method} {step.request.path.source}"
+                failure = failed_answer(
+                    step.answer_messages(answer), step.answer_failed, obj.fields, where
+                )
+                if failure is not None:
+                    raise failure
+            return answer
         items = step.for_each(ctx) or []
         return [
             await self.fetch(
@@ -352,21 +369,3 @@ def _custom(body: Mapping[str, Any]) -> dict[str, Any]:
     """A case body without its structural keys: what is left are the case's fields."""
     skip = {"customerId", "customId", "interactions"}
     return {k: v for k, v in body.items() if k not in skip}
-
-
-def _on(marker: str, texts: list[str]) -> bool:
-    return bool(marker) and any(marker in t for t in texts)
-
-
-def idempotency_key(body: Mapping[str, Any]) -> str:
-    """Same customer, title and interactions: same key, so a repeat returns the same record."""
-    identity = [
-        str(body.get("customerId", "")),
-        str(body.get("title", "")),
-        sorted(
-            f"{i.get('service', '')}:{i.get('serviceId', '')}"
-            for i in body.get("interactions") or []
-        ),
-    ]
-    digest = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
-    return f"crm-gateway-{digest[:40]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path as FilePath
@@ -51,6 +52,7 @@ class FieldSpec:
     map_out: Mapping[str, str] = field(default_factory=dict)
     options: tuple[tuple[str, str], ...] = ()
     error_key: str | None = None
+    error_match: re.Pattern[str] | None = None
     meta: bool = True
 
     @property
@@ -111,6 +113,9 @@ class Step:
     not_found: str | None
     existing_interactions: Path | None
     restart_on_conflict: bool = False
+    # A 2xx answer that may still report failure: its messages, and which of them do.
+    answer_messages: Path | None = None
+    answer_failed: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,7 @@ class ErrorSpec:
     field_message: Path | None
     field_key: Path | None
     idempotency_mismatch: str | None = None
+    messages: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,7 @@ class MappingSpec:
     operations: Mapping[str, Operation]
     strategies: tuple[Strategy, ...]
     routing: RoutingSpec | None
+    verify_writes: bool = False
 
 
 class _Compiler:
@@ -188,6 +195,12 @@ class _Compiler:
 
     def jmespath(self, value: str, path: PathKey) -> Path:
         return self._at(path, lambda: Path(value))  # type: ignore[no-any-return]
+
+    def regex(self, value: str, path: PathKey) -> re.Pattern[str]:
+        try:
+            return re.compile(value)
+        except re.error as exc:
+            raise self.doc.error(path, f"not a regular expression: {exc}") from None
 
     def tree(self, value: Any, path: PathKey) -> Tree:
         return self._at(path, lambda: compile_tree(value))  # type: ignore[no-any-return]
@@ -225,6 +238,9 @@ class _Compiler:
             map_out=raw.get("map_out") or {v: k for k, v in raw.get("map", {}).items()},
             options=tuple((str(o["name"]), str(o["value"])) for o in options),
             error_key=raw.get("error_key"),
+            error_match=self.regex(raw["error_match"], (*path, "error_match"))
+            if "error_match" in raw
+            else None,
             meta=raw.get("meta", True),
         )
 
@@ -302,6 +318,16 @@ class _Compiler:
                     if "existing_interactions" in s
                     else None,
                     restart_on_conflict=s.get("on_conflict") == "restart",
+                    answer_messages=self.jmespath(
+                        s["answer_errors"]["messages"], (*sp, "answer_errors", "messages")
+                    )
+                    if "answer_errors" in s
+                    else None,
+                    answer_failed=self.regex(
+                        s["answer_errors"]["failed"], (*sp, "answer_errors", "failed")
+                    )
+                    if "answer_errors" in s
+                    else None,
                 )
             )
         (key, expr), *_ = raw["result"].items()
@@ -352,7 +378,7 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
         errors=ErrorSpec(
             **{
                 k: c.jmespath(errors[k], ("errors", k)) if k in errors else None
-                for k in ("type", "message", "fields", "field_message", "field_key")
+                for k in ("type", "message", "fields", "field_message", "field_key", "messages")
             },
             idempotency_mismatch=errors.get("idempotency_mismatch"),
         ),
@@ -367,6 +393,7 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
         routing=compile_routing(c, raw["expertflow"], customer_fields)
         if "expertflow" in raw
         else None,
+        verify_writes=bool(raw.get("verify_writes", False)),
     )
 
 

@@ -3,6 +3,7 @@ caller sees (CONTRACT §4), with validation details under the caller's field nam
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -53,6 +54,9 @@ def translate(
         return IdempotencyMismatch(detail=detail)
     if resp.status in (400, 422):
         named, loose = field_errors(spec, payload, fields)
+        if spec.messages is not None:
+            more_named, more_loose = attribute(_messages(spec.messages(payload)), fields)
+            named, loose = named + more_named, loose + more_loose
         message = _text(spec.message(payload)) if spec.message else None
         if named or loose or resp.status == 422:
             text = "The CRM did not accept the values."
@@ -91,6 +95,38 @@ def field_errors(
             else:
                 loose.append(text)
     return named, loose
+
+
+def attribute(
+    messages: Iterable[str], fields: Iterable[FieldSpec]
+) -> tuple[list[FieldError], list[str]]:
+    """Plain messages, each under the first field whose `error_match` it matches."""
+    patterned = [f for f in fields if f.error_match is not None]
+    named, loose = [], []
+    for text in messages:
+        f = next((f for f in patterned if f.error_match and f.error_match.search(text)), None)
+        if f is not None:
+            named.append(FieldError(f.name, text))
+        else:
+            loose.append(text)
+    return named, loose
+
+
+def failed_answer(
+    messages: Any, failed: re.Pattern[str], fields: Iterable[FieldSpec], where: str
+) -> ValidationFailed | None:
+    """A 2xx answer whose messages report failures (some CRMs answer 200 to a bad value)."""
+    bad = [m for m in _messages(messages) if failed.search(m)]
+    if not bad:
+        return None
+    named, loose = attribute(bad, fields)
+    text = "The CRM did not accept the values." + ("".join(f" {m}" for m in loose))
+    return ValidationFailed(text, fields=named, detail=f"{where} -> 2xx with failures")
+
+
+def _messages(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    return [m for m in items if isinstance(m, str) and m]
 
 
 def _text(value: Any) -> str | None:
