@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.example.yaml
 
-.PHONY: run test lint format sandbox clean
+.PHONY: run test test-rt5 lint format sandbox clean
 
 $(BIN)/crm-gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ lint: $(BIN)/crm-gateway
 
 test: lint
 	$(BIN)/pytest -q
+
+# The scenario suite against a real Request Tracker 5 on 127.0.0.1 (Debian packages, installed
+# when missing; needs root). Started, used, and stopped, also when the tests fail.
+RT5_PORT ?= 8181
+test-rt5: $(BIN)/crm-gateway
+	@set -e; env=$$(bash tests/rt5/rt5.sh up $(RT5_PORT) | grep '^RT5_'); \
+	trap 'bash tests/rt5/rt5.sh down $(RT5_PORT)' EXIT; \
+	env $$env $(BIN)/pytest -q tests/test_scenarios.py -k rt5 -p no:cacheprovider
 
 format: $(BIN)/crm-gateway
 	$(BIN)/ruff format gateway tests

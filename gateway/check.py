@@ -27,19 +27,21 @@ def check(config_file: str, *, out: TextIO) -> tuple[int, Config | None]:
 
 
 async def check_online(config: Config, out: TextIO) -> int:
-    rt = runtime.build(config)
+    built = runtime.build(config)
     doc = load_yaml(config.mapping_file)
     errors = notes = 0
     logs.start_request()
-    await rt.upstream.start()
+    await built.upstream.start()
     try:
         for kind in ("customer", "case"):
-            obj = rt.mapping.objects[kind]
+            obj = built.mapping.objects[kind]
             if obj.custom_fields is None:
                 continue
             try:
                 with deadline.budget(config.meta_budget, config.margin):
-                    data = await rt.engine.fetch(obj.custom_fields.request, rt.engine.base_ctx)
+                    data = await built.engine.fetch(
+                        obj.custom_fields.request, built.engine.base_ctx
+                    )
             except GatewayError as exc:
                 problem = f"{exc.message} ({exc.detail})"
                 print(
@@ -50,7 +52,7 @@ async def check_online(config: Config, out: TextIO) -> int:
             e, n = _compare(obj, data, doc, out)
             errors, notes = errors + e, notes + n
     finally:
-        await rt.upstream.close()
+        await built.upstream.close()
     summary = f"{errors} mapped field(s) missing upstream, {notes} upstream field(s) not mapped"
     print(f"online: {summary}", file=out)
     return 1 if errors else 0

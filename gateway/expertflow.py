@@ -27,11 +27,10 @@ class Routing:
 
     async def _entries(self) -> list[tuple[str, str]]:
         source = self.spec.labels
-        data = (
-            await self.engine.fetch(source.request, self.engine.base_ctx)
-            if source.request
-            else None
-        )
+        ctx = dict(self.engine.base_ctx)
+        if source.lookup is not None:
+            ctx["lookup"] = await self.engine.fetch(source.lookup, ctx)
+        data = await self.engine.fetch(source.request, ctx) if source.request else None
         return routing.label_entries(source, data)
 
     async def entries(self) -> list[tuple[str, str]]:

@@ -67,9 +67,9 @@ class DryUpstream(Upstream):
 
 
 def _call(
-    rt: runtime.Runtime, operation: str, *, id: str, body: Any, kind: str
+    built: runtime.Runtime, operation: str, *, id: str, body: Any, kind: str
 ) -> Callable[[], Awaitable[Any]]:
-    engine, routing = rt.engine, rt.routing
+    engine, routing = built.engine, built.routing
     calls: dict[str, Callable[[], Awaitable[Any]]] = {
         "meta": lambda: engine.meta(kind),
         "search_customers": lambda: engine.search_customers(body),
@@ -95,36 +95,36 @@ async def explain(
 ) -> int:
     if operation in ("create_case", "update_case"):
         body = case_body(body, create=operation == "create_case")  # as the route checks it
-    rt = runtime.build(config)
+    built = runtime.build(config)
     if not live:
         dry = DryUpstream(
             config.upstream_url,
-            rt.mapping,
+            built.mapping,
             config.credentials,
             attempt_timeout=config.attempt_timeout,
             max_connections=1,
             oauth=config.oauth,
         )
-        rt = runtime.build(config, rt.mapping)
-        rt.upstream = dry
-        rt.engine.upstream = dry
+        built = runtime.build(config, built.mapping)
+        built.upstream = dry
+        built.engine.upstream = dry
     secrets = secrets_of(config)
     stats = logs.start_request()
     stats.keep_bodies = True
-    await rt.upstream.start()
+    await built.upstream.start()
     code = 0
     empty_answers = False
     try:
         with deadline.budget(
             config.meta_budget if operation == "meta" else config.default_budget, config.margin
         ):
-            result: Any = await _call(rt, operation, id=id, body=body, kind=kind)()
+            result: Any = await _call(built, operation, id=id, body=body, kind=kind)()
     except GatewayError as exc:
         result = {"status": exc.status, **exc.body("explain")}
         code = 1
         empty_answers = not live and isinstance(exc, UpstreamError | MappingFailed | NotFound)
     finally:
-        await rt.upstream.close()
+        await built.upstream.close()
     mode = "live" if live else "dry run: nothing is sent, every answer is {}"
     print(f"{operation} against {config.upstream_url} ({mode})\n", file=out)
     for n, call in enumerate(stats.calls, 1):

@@ -98,7 +98,7 @@ class RateGate:
         self.not_before = max(self.not_before, time.monotonic() + seconds)
 
     def observe(self, headers: Mapping[str, str], ceiling: float) -> None:
-        """Zendesk's own signals: nothing left in the window means wait for its reset."""
+        """Rate-limit headers (`ratelimit-*`, `X-Rate-Limit-*`): none left, wait for the reset."""
         for remaining_key, reset_key in (
             ("ratelimit-remaining", "ratelimit-reset"),
             ("X-Rate-Limit-Remaining", "ratelimit-reset"),

@@ -114,3 +114,22 @@ def test_discovered_field_renders_its_definition() -> None:
     )
     assert f.read({"custom_fields": [{"id": 7, "value": "p_phone"}]}) == "p_phone"
     assert discovered_field(spec, {**item, "type": "multiselect"}) is None
+
+
+def test_rt5_mapping_and_config_load() -> None:
+    from conftest import gateway_env
+
+    from gateway.config import load_config
+
+    spec = load_mapping(ROOT / "mappings/rt5.yaml")
+    assert spec.name == "rt5" and spec.verify_writes
+    assert spec.routing is not None and spec.routing.labels.lookup is not None
+    env = {
+        **gateway_env("x"),
+        "RT5_URL": "http://127.0.0.1:8181",
+        "RT5_USER": "u",
+        "RT5_PASSWORD": "p",
+    }
+    config = load_config(ROOT / "config.rt5.example.yaml", env=env)
+    assert config.mapping_file == ROOT / "mappings/rt5.yaml"
+    assert config.settings["rt_queue"] == "General"

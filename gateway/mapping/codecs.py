@@ -22,7 +22,7 @@ def _phone_out(value: Any) -> str:
     only = digits(text)
     if len(only) < 3:
         raise ValueError("is not a phone number")
-    # E.164 as Zendesk wants it; a number without country prefix keeps its local digits.
+    # E.164 (what CRMs store); a number without a country prefix keeps its local digits.
     international = text.startswith(("+", "00")) or text[:1].isspace()
     return f"+{only}" if international else only
 

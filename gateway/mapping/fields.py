@@ -131,8 +131,10 @@ def search_pairs(
     return pairs
 
 
-def search_terms(pairs: Iterable[tuple[FieldSpec, str]], ctx: Mapping[str, Any]) -> list[str]:
-    return [str(f.search({**ctx, "value": v})) for f, v in pairs if f.search]
+def search_terms(pairs: Iterable[tuple[FieldSpec, str]], ctx: Mapping[str, Any]) -> list[Any]:
+    """One term per searched field, as its template makes it: text for a query language,
+    or a structure (a filter object) that the request body sends as is."""
+    return [f.search({**ctx, "value": v}) for f, v in pairs if f.search]
 
 
 def matches(

@@ -22,6 +22,7 @@ CUSTOMER_KEYS = ("first_name", "last_name", "email", "createdAt", "updatedAt")
 
 @dataclass(frozen=True)
 class LabelSource:
+    lookup: Request | None  # asked first; its answer is `lookup` in `request`'s templates
     request: Request | None  # labels read from the upstream, or
     declared: tuple[tuple[str, str], ...]  # a declared set of (key, name)
     items: Path | None
@@ -63,6 +64,7 @@ def compile_routing(c: _Compiler, raw: Mapping[str, Any], customer_fields: set[s
         if "phones" in customer
         else None,
         labels=LabelSource(
+            lookup=c.request(lab["lookup"], (*lp, "lookup")) if "lookup" in lab else None,
             request=c.request(lab["request"], (*lp, "request")) if "request" in lab else None,
             declared=tuple(
                 (str(d["key"]), str(d.get("name", d["key"]))) for d in lab.get("declared", [])
