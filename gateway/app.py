@@ -17,7 +17,7 @@ from aiohttp import web
 from gateway import admin, deadline, expertflow, health, khoros, logs, metrics, runtime
 from gateway.config import Config, Secret, secrets_of
 from gateway.errors import DeadlineExceeded, GatewayError, NotFound, Unauthorized
-from gateway.mapping.spec import MappingSpec
+from gateway.mapping.model import MappingSpec
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

@@ -16,7 +16,8 @@ from gateway.config import Config, load_config
 from gateway.errors import ConfigError
 from gateway.expertflow import Routing
 from gateway.mapping.engine import Engine
-from gateway.mapping.spec import MappingSpec, load_mapping
+from gateway.mapping.model import MappingSpec
+from gateway.mapping.spec import load_mapping
 from gateway.upstream import Upstream
 
 

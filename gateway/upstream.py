@@ -18,7 +18,7 @@ from multidict import CIMultiDictProxy
 from gateway import deadline, logs, metrics
 from gateway.config import OAuthSettings, Secret
 from gateway.errors import AttemptTimedOut, BadGateway, DeadlineExceeded, UpstreamUnavailable
-from gateway.mapping.spec import MappingSpec
+from gateway.mapping.model import MappingSpec
 from gateway.oauth import TokenKeeper
 from gateway.retry import CircuitBreaker, RateGate, RetryPolicy, RetrySettings, parse_retry_after
 

@@ -17,7 +17,8 @@ from gateway.errors import (
     UpstreamUnavailable,
     ValidationFailed,
 )
-from gateway.mapping.spec import FieldSpec, load_mapping
+from gateway.mapping.model import FieldSpec
+from gateway.mapping.spec import load_mapping
 from gateway.mapping.translate import translate
 from gateway.upstream import Response
 

@@ -21,16 +21,8 @@ from gateway.mapping import fields as fm
 from gateway.mapping.codecs import MATCHES
 from gateway.mapping.interactions import comment as render_comment
 from gateway.mapping.interactions import drop_existing, idempotency_key
-from gateway.mapping.spec import (
-    FieldSpec,
-    MappingSpec,
-    ObjectSpec,
-    Operation,
-    Request,
-    Step,
-    discovered_field,
-    with_fields,
-)
+from gateway.mapping.model import FieldSpec, MappingSpec, ObjectSpec, Operation, Request, Step
+from gateway.mapping.spec import discovered_field, with_fields
 from gateway.mapping.translate import failed_answer, translate
 from gateway.upstream import Response, Upstream
 

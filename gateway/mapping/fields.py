@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.errors import BadRequest, FieldError, ValidationFailed
 from gateway.mapping.codecs import CODECS, MATCHES
-from gateway.mapping.spec import FieldSpec, ListWrite, ObjectSpec
+from gateway.mapping.model import FieldSpec, ListWrite, ObjectSpec
 
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
 

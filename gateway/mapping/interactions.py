@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.mapping.spec import Interactions
+from gateway.mapping.model import Interactions
 
 
 def comment(spec: Interactions, interactions: list[Mapping[str, Any]]) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from gateway.mapping.codecs import digits
 from gateway.mapping.expr import Path, Template
 
 if TYPE_CHECKING:
-    from gateway.mapping.spec import Request, _Compiler
+    from gateway.mapping.model import Request
+    from gateway.mapping.spec import _Compiler
     from gateway.yamlfile import PathKey
 
 CUSTOMER_KEYS = ("first_name", "last_name", "email", "createdAt", "updatedAt")

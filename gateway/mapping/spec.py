@@ -1,19 +1,34 @@
-"""A mapping file, validated and compiled once at load into plain typed objects."""
+"""Loading a mapping file: validated against the schema and compiled once, at load, into the
+model of `gateway.mapping.model`; every problem is reported at its file, line and key."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path as FilePath
 from typing import Any
 
 from gateway import yamlfile
 from gateway.mapping.expr import ExprError, Expression, Path, Template, compile_tree
-from gateway.mapping.routing import RoutingSpec, compile_routing
+from gateway.mapping.model import (
+    AuthRule,
+    CustomFields,
+    ErrorSpec,
+    FieldSpec,
+    Interactions,
+    Join,
+    ListWrite,
+    MappingSpec,
+    ObjectSpec,
+    Operation,
+    Request,
+    Step,
+    Strategy,
+    Tree,
+)
+from gateway.mapping.routing import compile_routing
 from gateway.yamlfile import PathKey, YamlDoc
-
-Tree = Callable[[Mapping[str, Any]], Any]
 
 KHOROS_OPERATIONS = (
     "find_customer",
@@ -27,152 +42,6 @@ KHOROS_OPERATIONS = (
 )
 CASE_FIELDS = ("number", "customerId", "title", "description", "created", "lastUpdated", "status")
 RESERVED = {"customer": {"id", "url", "uri"}, "case": {"id", "url", "linkUrl", "interactions"}}
-
-
-@dataclass(frozen=True)
-class ListWrite:
-    """Write a value as one item of a list: ``{list: custom_fields, item: {id: 7}}``."""
-
-    list: str
-    item: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    name: str
-    label: str
-    read: Path
-    type: str = "text"
-    write: str | ListWrite | None = None
-    codec: str = "string"
-    searchable: bool = False
-    search: Tree | None = None
-    match: str = "exact"
-    map: Mapping[str, str] = field(default_factory=dict)
-    map_out: Mapping[str, str] = field(default_factory=dict)
-    options: tuple[tuple[str, str], ...] = ()
-    error_key: str | None = None
-    error_match: re.Pattern[str] | None = None
-    meta: bool = True
-
-    @property
-    def error_keys(self) -> set[str]:
-        keys = {self.name}
-        if self.error_key:
-            keys.add(self.error_key)
-        if isinstance(self.write, str):
-            keys.add(self.write.split(".")[-1])
-        return keys
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: Template
-    query: Tree
-    headers: Tree
-    body: Tree | None
-    idempotent: bool = False
-
-
-@dataclass(frozen=True)
-class CustomFields:
-    """How upstream custom field definitions become fields."""
-
-    request: Request
-    items: Path
-    type: Template
-    field: Mapping[str, Any]
-    types: Mapping[str, Mapping[str, str]]
-
-
-@dataclass(frozen=True)
-class Join:
-    source: Path
-    where: str
-    equals: Path
-    one: bool
-
-
-@dataclass(frozen=True)
-class ObjectSpec:
-    kind: str
-    id: Path
-    url: Template
-    fields: tuple[FieldSpec, ...]
-    joins: Mapping[str, Join]
-    custom_fields: CustomFields | None
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    request: Request
-    when: Expression | None
-    for_each: Expression | None
-    not_found: str | None
-    existing_interactions: Path | None
-    restart_on_conflict: bool = False
-    # A 2xx answer that may still report failure: its messages, and which of them do.
-    answer_messages: Path | None = None
-    answer_failed: re.Pattern[str] | None = None
-
-
-@dataclass(frozen=True)
-class Operation:
-    name: str
-    steps: tuple[Step, ...]
-    result: Path
-    many: bool
-
-
-@dataclass(frozen=True)
-class Strategy:
-    field: str
-    values: Expression
-    match: str | None
-
-
-@dataclass(frozen=True)
-class AuthRule:
-    when: Expression
-    headers: Tree
-    basic: tuple[Template, Template] | None
-
-
-@dataclass(frozen=True)
-class ErrorSpec:
-    type: Path | None
-    message: Path | None
-    fields: Path | None
-    field_message: Path | None
-    field_key: Path | None
-    idempotency_mismatch: str | None = None
-    messages: Path | None = None
-
-
-@dataclass(frozen=True)
-class Interactions:
-    marker: Template
-    template: Template
-    separator: str
-
-
-@dataclass(frozen=True)
-class MappingSpec:
-    file: str
-    name: str
-    auth: tuple[AuthRule, ...]
-    headers: Tree
-    oauth_token_url: str | None
-    readiness: Request | None
-    errors: ErrorSpec
-    objects: Mapping[str, ObjectSpec]
-    interactions: Interactions
-    operations: Mapping[str, Operation]
-    strategies: tuple[Strategy, ...]
-    routing: RoutingSpec | None
-    verify_writes: bool = False
 
 
 class _Compiler:

@@ -18,7 +18,7 @@ from gateway.errors import (
     UpstreamUnavailable,
     ValidationFailed,
 )
-from gateway.mapping.spec import ErrorSpec, FieldSpec
+from gateway.mapping.model import ErrorSpec, FieldSpec
 from gateway.upstream import Response
 
 
