@@ -37,8 +37,10 @@ if [ "$ACTION" = down ]; then stop; say "stopped"; exit 0; fi
 installed() { dpkg-query -W -f='${Status}' request-tracker5 rt5-standalone rt5-db-sqlite sqlite3 curl 2>/dev/null | grep -c "ok installed" | grep -qx 5; }
 if ! installed; then
   say "installing request-tracker5 (about a minute)"
-  # A purged earlier install leaves templates without questions, which the preseed refuses.
-  for p in request-tracker5 rt5-db-sqlite; do echo PURGE | debconf-communicate "$p" >/dev/null 2>&1 || true; done
+  # After a purged install, dbconfig's shared questions are gone and the preseed is refused:
+  # register them again (on a machine that never had RT this changes nothing).
+  printf 'REGISTER dbconfig-common/%s request-tracker5/%s\n' dbconfig-install dbconfig-install \
+    database-type database-type | debconf-communicate request-tracker5 >/dev/null 2>&1 || true
   debconf-set-selections <<EOF
 rt5-db-sqlite rt5-db-sqlite/available boolean true
 request-tracker5 request-tracker5/dbconfig-install boolean true
