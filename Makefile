@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.example.yaml
 
-.PHONY: run test test-rt5 lint format sandbox clean
+.PHONY: run test test-rt5 bench lint format sandbox clean
 
 $(BIN)/crm-gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ test-rt5: $(BIN)/crm-gateway
 	@set -e; env=$$(bash tests/rt5/rt5.sh up $(RT5_PORT) | grep '^RT5_'); \
 	trap 'bash tests/rt5/rt5.sh down $(RT5_PORT)' EXIT; \
 	env $$env $(BIN)/pytest -q tests/test_scenarios.py -k rt5 -p no:cacheprovider
+
+# Benchmarks (not part of `make test`): wrk and nginx from Debian (installed when missing; needs
+# root), matplotlib and py-spy from PyPI. Prints a table; writes it and a plot to
+# tests/bench/results/.
+bench: $(BIN)/crm-gateway
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk nginx-light)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python tests/bench/run.py
 
 format: $(BIN)/crm-gateway
 	$(BIN)/ruff format gateway tests

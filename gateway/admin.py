@@ -6,7 +6,7 @@ import json
 
 from aiohttp import web
 
-from gateway import runtime
+from gateway import jsonio, runtime
 from gateway.cache import Caches
 from gateway.errors import BadRequest, FieldError
 
@@ -24,4 +24,4 @@ async def purge_caches(request: web.Request) -> web.Response:
             "Unknown cache.",
             fields=[FieldError("caches", "Choose from: " + ", ".join(Caches.NAMES))],
         )
-    return web.json_response({"purged": runtime.of(request).caches.purge(names)})
+    return jsonio.response({"purged": runtime.of(request).caches.purge(names)})

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from gateway import admin, deadline, expertflow, health, khoros, logs, metrics, runtime
+from gateway import admin, deadline, expertflow, health, jsonio, khoros, logs, metrics, runtime
 from gateway.config import Config, Secret, secrets_of
 from gateway.errors import DeadlineExceeded, GatewayError, NotFound, Unauthorized
 from gateway.mapping.model import MappingSpec
@@ -65,7 +65,7 @@ async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamRes
     """Request id, auth, budget, error bodies and the request's log line, in one place."""
     config = runtime.pin(request).config
     given_id = request.headers.get("X-Request-Id", "")
-    request_id = given_id if _REQUEST_ID.match(given_id) else uuid.uuid4().hex
+    request_id = given_id if _REQUEST_ID.match(given_id) else os.urandom(12).hex()
     operation, realm = _ROUTES.get(request.match_info.handler, (None, ""))
     structlog.contextvars.bind_contextvars(request_id=request_id)
     stats = logs.start_request()
@@ -137,7 +137,7 @@ def _trace(stats: logs.RequestStats) -> str:
 def _error(exc: GatewayError, request_id: str) -> web.Response:
     if exc.detail or exc.status >= 500:
         logs.get().warning("request_failed", error=exc.error, status=exc.status, detail=exc.detail)
-    return web.json_response(exc.body(request_id), status=exc.status, headers=exc.headers)
+    return jsonio.response(exc.body(request_id), status=exc.status, headers=exc.headers)
 
 
 def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Application:

@@ -30,6 +30,16 @@ def _load(path: str, host: str | None, port: int | None) -> Config:
     return Config(**{**config.__dict__, **overrides}) if overrides else config
 
 
+async def _sandbox(app: web.Application, port: int) -> None:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
 def _tool(args: argparse.Namespace) -> int:
     """The integrator's commands: output on stdout, exit 0 or 1."""
     logs.configure("warning", "console")
@@ -96,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sandbox = sub.add_parser("sandbox", help="run only the sandbox CRM, seeded with demo data")
     sandbox.add_argument("--port", type=int, default=8081)
     sandbox.add_argument("--delay", type=float, default=0.0, help="answer this much later")
+    sandbox.add_argument("--status", type=int, help="answer every API call with this status")
+    sandbox.add_argument("--retry-after", help="the Retry-After header of those answers")
     args = parser.parse_args(argv)
 
     if args.command in ("check", "explain", "register"):
@@ -103,8 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "sandbox":
         logs.configure()
         store = seed(Store(base_url=f"http://127.0.0.1:{args.port}"))
-        app = create_sandbox(store, faults=Faults(delay=args.delay))
-        web.run_app(app, host="127.0.0.1", port=args.port, print=None)
+        faults = Faults(delay=args.delay, status=args.status, retry_after=args.retry_after)
+        app = create_sandbox(store, faults=faults)
+        serving.run(_sandbox(app, args.port))
         return 0
     if args.command == "demo":
         # The sandbox's own credentials, and a demo key unless the caller set keys.

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import logs
+from gateway import jsonio, logs
 from gateway.errors import BadRequest, NotFound
 from gateway.mapping import routing
 from gateway.mapping.codecs import digits
@@ -97,8 +97,8 @@ def _routing(request: web.Request) -> Routing:
 async def customer(request: web.Request) -> web.Response:
     routing = _routing(request)
     phone = parse_query(request.query.get("query"))
-    return web.json_response(await routing.customer(phone))
+    return jsonio.response(await routing.customer(phone))
 
 
 async def labels(request: web.Request) -> web.Response:
-    return web.json_response(await _routing(request).labels())
+    return jsonio.response(await _routing(request).labels())

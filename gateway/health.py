@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import deadline, runtime
+from gateway import deadline, jsonio, runtime
 from gateway.errors import GatewayError
 
 READY_BUDGET = 3.0  # seconds a readiness probe may take
@@ -18,14 +18,14 @@ _last: dict[web.Application, tuple[float, int, dict[str, Any]]] = {}
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return jsonio.response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
     cached = _last.get(app)
     if cached and time.monotonic() - cached[0] < READY_TTL:
-        return web.json_response(cached[2], status=cached[1])
+        return jsonio.response(cached[2], status=cached[1])
     engine = runtime.of(request).engine
     body: dict[str, Any] = {"upstream": engine.mapping.name, "mapping": engine.mapping.file}
     probe = engine.mapping.readiness
@@ -42,4 +42,4 @@ async def readyz(request: web.Request) -> web.Response:
             status = 503
             body.update(status="not ready", reason=exc.error, detail=exc.detail or exc.message)
     _last[app] = (time.monotonic(), status, body)
-    return web.json_response(body, status=status)
+    return jsonio.response(body, status=status)

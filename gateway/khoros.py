@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import runtime
+from gateway import jsonio, runtime
 from gateway.errors import BadRequest, FieldError, NotFound
 from gateway.mapping.engine import Engine
 
@@ -54,7 +54,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status)
+    return jsonio.response(data, status=status)
 
 
 async def meta(request: web.Request) -> web.Response:

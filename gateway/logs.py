@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import structlog
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
@@ -78,18 +79,20 @@ redactor = Redactor()
 SINKS: list[Callable[[str], None]] = []
 
 
-class _Printer(structlog.PrintLogger):
+class _Printer:
+    """Writes to the stdout of the moment (so a logger built once still follows a redirect)."""
+
     def msg(self, message: str) -> None:
-        super().msg(message)
+        out = sys.stdout
+        out.write(message + "\n")
+        out.flush()
         for sink in SINKS:
             sink(message)
 
     log = debug = info = warn = warning = error = critical = exception = fatal = failure = msg
 
 
-class _PrinterFactory:
-    def __call__(self, *args: Any) -> _Printer:
-        return _Printer(sys.stdout)
+_logger: Any = None
 
 
 def configure(
@@ -97,9 +100,14 @@ def configure(
 ) -> None:
     redactor.configure(secrets, pii=pii)
     renderer: Any = (
-        structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer()
+        if fmt == "console"
+        else structlog.processors.JSONRenderer(serializer=_dumps)
     )
-    structlog.configure(
+    global _logger
+    # Built once per configuration: a logger per call would cost more than the line it writes.
+    _logger = structlog.wrap_logger(
+        _Printer(),
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
@@ -109,13 +117,17 @@ def configure(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=_PrinterFactory(),
-        cache_logger_on_first_use=False,
-    )
+    ).bind()
+
+
+def _dumps(value: Any, **_: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
 
 
 def get() -> Any:
-    return structlog.get_logger("crm-gateway")
+    if _logger is None:
+        configure()
+    return _logger
 
 
 @dataclass

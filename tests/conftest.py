@@ -54,6 +54,13 @@ SECRETS = {
 logs.SINKS.append(OUTPUT.append)
 
 
+def events(output: str) -> list[dict[str, Any]]:
+    """The JSON log lines in captured output."""
+    import json
+
+    return [json.loads(x) for x in output.splitlines() if x.startswith("{")]
+
+
 def leaked(output: list[str], secrets: set[str]) -> list[tuple[str, str]]:
     return [(s, line[:200]) for line in output for s in secrets if s and s in line]
 

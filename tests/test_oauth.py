@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API, AUTH, ROOT, gateway_env
+from conftest import API, AUTH, ROOT, events, gateway_env
 
 from gateway.config import Config, load_config
 from gateway.sandbox.server import CREDENTIALS, Credentials
@@ -96,4 +96,4 @@ async def test_a_refused_refresh_is_502_and_loud(
     resp = await client.get(FIND, headers=AUTH)
     assert resp.status == 502
     out = capsys.readouterr().out
-    assert '"event": "oauth_refresh_failed"' in out and "wrong" not in out
+    assert any(e["event"] == "oauth_refresh_failed" for e in events(out)) and "wrong" not in out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, events
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.errors import (
@@ -92,4 +92,5 @@ def test_every_envelope(resp: Response, not_found: str | None, kind: type, statu
 
 def test_403_object_error_is_logged_by_its_title(capsys: Any) -> None:
     run(response(403, {"error": {"title": "Forbidden", "message": "Scope missing"}}))
-    assert '"upstream_error": "Forbidden"' in capsys.readouterr().out
+    (line,) = events(capsys.readouterr().out)
+    assert line["upstream_error"] == "Forbidden"

@@ -17,6 +17,7 @@ import jinja2
 import jmespath
 import jmespath.exceptions
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jmespath.visitor import Options, TreeInterpreter
 
 from gateway.errors import MappingFailed
 from gateway.mapping import codecs
@@ -109,10 +110,18 @@ class Expression:
             raise MappingFailed(detail=f"expression {self.source[:80]!r}: {exc}") from None
 
 
-class Path:
-    """A compiled JMESPath expression."""
+# `a.b."c d"`: the common case, read without the JMESPath interpreter (same meaning).
+_PLAIN = re.compile(
+    r'^(?:[A-Za-z_][A-Za-z0-9_]*|"[^"\\]*")(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|"[^"\\]*"))*$'
+)
+_SEGMENT = re.compile(r'[A-Za-z_][A-Za-z0-9_]*|"([^"\\]*)"')
 
-    __slots__ = ("_expr", "source")
+
+class Path:
+    """A compiled JMESPath expression. Plain field paths are read directly (they are most of a
+    mapping's reads, and the interpreter costs more than the rest of a request)."""
+
+    __slots__ = ("_expr", "_interpreter", "_keys", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -120,10 +129,23 @@ class Path:
             self._expr = jmespath.compile(source)
         except jmespath.exceptions.JMESPathError as exc:
             raise ExprError(f"JMESPath does not compile: {exc}") from None
+        self._keys: tuple[str, ...] | None = None
+        if _PLAIN.match(source.strip()):
+            self._keys = tuple(
+                m.group(1) if m.group(1) is not None else m.group(0)
+                for m in _SEGMENT.finditer(source)
+            )
+        self._interpreter = TreeInterpreter(Options())
 
     def __call__(self, data: Any) -> Any:
+        if self._keys is not None:
+            for key in self._keys:
+                if not isinstance(data, dict):
+                    return None
+                data = data.get(key)
+            return data
         try:
-            return self._expr.search(data)
+            return self._interpreter.visit(self._expr.parsed, data)
         except jmespath.exceptions.JMESPathError:
             # A type error on unexpected upstream data reads as "no value", never as a crash.
             return None
