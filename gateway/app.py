@@ -145,7 +145,7 @@ def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Applic
         config.log_level, config.log_format, secrets=secrets_of(config), pii=config.log_pii
     )
     holder = runtime.Holder(runtime.build(config, mapping))
-    app = web.Application(middlewares=[_serve])
+    app = web.Application(middlewares=[_serve], client_max_size=khoros.MAX_BODY_BYTES)
     app[runtime.HOLDER] = holder
     base = config.base_path.rstrip("/")
     for method, path, handler, _ in khoros.ROUTES:

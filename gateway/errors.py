@@ -6,6 +6,8 @@
     │   ├── BadRequest                400  malformed JSON, wrong types, unknown fields
     │   ├── Unauthorized              401  missing or wrong API key
     │   ├── NotFound                  404  unknown record, unknown meta type
+    │   ├── PayloadTooLarge           413  a body over the limit
+    │   ├── UnsupportedMediaType      415  a body that is not JSON
     │   └── ValidationFailed          422  the upstream refused a value
     └── UpstreamError                 the upstream CRM could not give an answer (5xx)
         ├── BadGateway                502  5xx, reset, refused, garbage, our credentials refused
@@ -93,6 +95,18 @@ class NotFound(ClientError):
     status = 404
     error = "NotFound"
     default_message = "No record exists with the given id."
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    error = "PayloadTooLarge"
+    default_message = "The request body is too large."
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    error = "UnsupportedMediaType"
+    default_message = "The request body must be JSON (Content-Type: application/json)."
 
 
 class ValidationFailed(ClientError):

@@ -153,8 +153,9 @@ async def test_search_bad_bodies_are_400_with_fields(client: Any) -> None:
         resp = await client.post(f"{API}/customers", json=body, headers=AUTH)
         assert resp.status == 400
         assert [f["name"] for f in (await resp.json())["fields"]] == [field]
+    json_type = {**AUTH, "Content-Type": "application/json"}
     for raw in (b"{not json", b"[1,2]", b""):
-        resp = await client.post(f"{API}/customers", data=raw, headers=AUTH)
+        resp = await client.post(f"{API}/customers", data=raw, headers=json_type)
         assert resp.status == 400
         assert (await resp.json())["fields"] == []
 
@@ -413,3 +414,44 @@ async def test_update_closed_ticket_is_422_under_status(client: Any, store: Stor
     resp = await client.patch(f"{API}/case/5002", json={"title": "Reopen?"}, headers=AUTH)
     assert resp.status == 422
     assert [f["name"] for f in (await resp.json())["fields"]] == ["status"]
+
+
+# -- limits on what a caller may send ---------------------------------------------------------
+
+
+async def test_a_body_over_1_mb_is_413_with_the_error_body(client: Any) -> None:
+    big = {"notes": "x" * (1024 * 1024 + 1)}
+    resp = await client.post(f"{API}/customer", json=big, headers=AUTH)
+    assert resp.status == 413
+    assert (await resp.json())["error"] == "PayloadTooLarge"
+
+
+async def test_a_body_that_is_not_json_is_415(client: Any) -> None:
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
+        resp = await client.post(
+            f"{API}/customer", data=b'{"name": "x"}', headers={**AUTH, "Content-Type": content_type}
+        )
+        assert resp.status == 415, content_type
+        assert (await resp.json())["error"] == "UnsupportedMediaType"
+    ok = {**AUTH, "Content-Type": "application/json; charset=utf-8"}
+    assert (
+        await client.post(f"{API}/customer", data=b'{"name": "Utf Eight"}', headers=ok)
+    ).status == 201
+
+
+async def test_too_deep_too_long_too_many_are_400_with_fields(client: Any) -> None:
+    deep: Any = "x"
+    for _ in range(20):
+        deep = {"a": deep}
+    cases = [
+        ({"customerId": "1001", "title": "t", "deep": deep}, "deep.a.a.a"),
+        ({"name": "x" * 100_001}, "name"),
+        ({"customerId": "1001", "title": "t", "interactions": [{}] * 1001}, "interactions"),
+    ]
+    for body, field in cases:
+        resp = await client.post(
+            f"{API}/case" if "title" in body else f"{API}/customer", json=body, headers=AUTH
+        )
+        assert resp.status == 400
+        names = [f["name"] for f in (await resp.json())["fields"]]
+        assert any(n == field or n.startswith(field + ".") for n in names), names
