@@ -49,6 +49,45 @@ _env = ImmutableSandboxedEnvironment(
     autoescape=False, keep_trailing_newline=False, undefined=jinja2.ChainableUndefined
 )
 _env.filters.update(quote=_quote, without=_without, digits=codecs.digits)
+# Nothing to reach beyond the context: no globals but dict, no filter that reads attributes.
+_env.globals = {"dict": dict}
+del _env.filters["attr"]
+_FILE_NODES = (
+    jinja2.nodes.Include,
+    jinja2.nodes.Import,
+    jinja2.nodes.FromImport,
+    jinja2.nodes.Extends,
+)
+
+
+def _refuse_unsafe(source: str) -> None:
+    """Refuse at load what the sandbox would only stop at run time: private attributes, the
+    template itself, and anything that reads files."""
+    try:
+        tree = _env.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ExprError(f"template does not compile: {exc.message}") from None
+    for node in tree.find_all(jinja2.nodes.Node):
+        if isinstance(node, _FILE_NODES):
+            raise ExprError("templates may not include, import or extend other files")
+        if isinstance(node, jinja2.nodes.Getattr) and node.attr.startswith("_"):
+            raise ExprError(f"templates may not reach the attribute '{node.attr}'")
+        if (
+            isinstance(node, jinja2.nodes.Getitem)
+            and isinstance(node.arg, jinja2.nodes.Const)
+            and str(node.arg.value).startswith("_")
+        ):
+            raise ExprError(f"templates may not reach the key '{node.arg.value}'")
+        if isinstance(node, jinja2.nodes.Name) and node.name in ("self", "loop", "caller"):
+            raise ExprError(f"templates may not use '{node.name}'")
+        if (
+            isinstance(node, jinja2.nodes.Call)
+            and isinstance(node.node, jinja2.nodes.Name)
+            and node.node.name not in _env.globals
+        ):
+            raise ExprError(f"templates may call only dict() and methods, not {node.node.name}()")
+
+
 _WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 
 
@@ -71,6 +110,7 @@ class Template:
     def __init__(self, source: str) -> None:
         self.source = source
         self._fn: Callable[[Mapping[str, Any]], Any]
+        _refuse_unsafe(source)
         try:
             whole = _WHOLE.match(source)
             if whole and "{{" not in whole.group(1) and "{%" not in source:
@@ -98,6 +138,7 @@ class Expression:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        _refuse_unsafe("{{ " + source + " }}")
         try:
             self._fn = _env.compile_expression(source, undefined_to_none=True)
         except jinja2.TemplateSyntaxError as exc:
