@@ -161,3 +161,57 @@ async def test_priority_routing_by_phone(upstream: Upstream) -> None:
     assert found["first_name"] == "Scenario" and found["labels"] == [gold["_id"]]
     unknown = await c.get("/customer", params={"query": "phone:+1 999 555 0000"})
     assert unknown.status == 404
+
+
+HOSTILE = [
+    '"',
+    '" OR "',
+    "*",
+    "**",
+    "type:user",
+    "type:ticket status:open",
+    "-jane",
+    ":",
+    "\\",
+    "%",
+    "_",
+    "jane\nname:*",
+    "jane\r\nX-Injected: 1",
+    "' OR 1=1 --",
+    "%' OR '1'='1",
+    "') OR ('1'='1",
+    "CF.{Phone} LIKE '%'",
+    '{"field":"Name","value":"root"}',
+    "j\u0430ne@example.com",  # a Cyrillic a
+    "\uff4a\uff41\uff4e\uff45",  # fullwidth "jane"
+    "\u202ejane",  # right-to-left override
+    "\x00",
+    "name:*",
+    "email:*@*",
+    "   ",
+    "0" * 300,
+]
+
+
+async def test_hostile_values_never_widen_a_search(upstream: Upstream) -> None:
+    c, person = upstream.client, someone()
+    await ok(await c.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    meta = await ok(await c.get(f"{API}/meta/object/customer", headers=AUTH))
+    searchable = [f["name"] for f in meta["fields"] if f["searchable"]]
+    for value in HOSTILE:
+        for field in searchable:
+            resp = await c.post(f"{API}/customers", json={field: value}, headers=AUTH)
+            assert resp.status in (204, 400), (upstream.name, field, repr(value), resp.status)
+        body = {"displayName": value, "screenName": value, "email": value, "phoneNumbers": [value]}
+        resp = await c.post(f"{API}/customer/bestmatch", json=body, headers=AUTH)
+        assert resp.status == 200 and await resp.json() == [], (upstream.name, repr(value))
+        resp = await c.get("/customer", params={"query": f"phone:{value}"})
+        assert resp.status in (400, 404), (upstream.name, repr(value), resp.status)
+    # A value that is a prefix, a wildcard or a fragment of a real one still finds nothing.
+    for partial in (
+        person["email"][:8],
+        person["email"].replace("scenario", "*"),
+        person["phone"][:6],
+    ):
+        resp = await c.post(f"{API}/customers", json={"email": partial}, headers=AUTH)
+        assert resp.status == 204, (upstream.name, partial)
