@@ -13,10 +13,17 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from cachetools import TTLCache
 
 from gateway import admin, deadline, expertflow, health, jsonio, khoros, logs, metrics, runtime
 from gateway.config import Config, Secret, secrets_of
-from gateway.errors import DeadlineExceeded, GatewayError, NotFound, Unauthorized
+from gateway.errors import (
+    DeadlineExceeded,
+    GatewayError,
+    NotFound,
+    TooManyFailures,
+    Unauthorized,
+)
 from gateway.mapping.model import MappingSpec
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -45,7 +52,38 @@ _ROUTES: dict[Any, tuple[str, str]] = {
 }
 
 
+class FailureLimit:
+    """Failed authentications per client address in the last minute (bounded memory)."""
+
+    def __init__(self) -> None:
+        self._seen: TTLCache[str, list[float]] = TTLCache(maxsize=10_000, ttl=60)
+
+    def blocked(self, address: str, limit: int) -> bool:
+        now = time.monotonic()
+        recent = [t for t in self._seen.get(address, []) if now - t < 60]
+        return limit > 0 and len(recent) >= limit
+
+    def failed(self, address: str) -> None:
+        now = time.monotonic()
+        self._seen[address] = [t for t in self._seen.get(address, []) if now - t < 60] + [now]
+
+
+FAILURES: web.AppKey[FailureLimit] = web.AppKey("auth_failures", FailureLimit)
+
+
 def _check_access(request: web.Request, config: Config, realm: str) -> None:
+    address = request.remote or "unknown"
+    failures = request.app[FAILURES]
+    if failures.blocked(address, config.max_auth_failures):
+        raise TooManyFailures(headers={"Retry-After": "60"})
+    try:
+        _check_key(request, config, realm)
+    except Unauthorized:
+        failures.failed(address)
+        raise
+
+
+def _check_key(request: web.Request, config: Config, realm: str) -> None:
     if realm == "khoros":
         ok = authorized(request.headers.get("Authorization"), config.api_keys)
     elif realm == "expertflow":
@@ -147,6 +185,7 @@ def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Applic
     holder = runtime.Holder(runtime.build(config, mapping))
     app = web.Application(middlewares=[_serve], client_max_size=khoros.MAX_BODY_BYTES)
     app[runtime.HOLDER] = holder
+    app[FAILURES] = FailureLimit()
     base = config.base_path.rstrip("/")
     for method, path, handler, _ in khoros.ROUTES:
         app.router.add_route(method, base + path, handler)

@@ -85,6 +85,7 @@ class Config:
     base_path: str
     watch_seconds: float
     api_keys: tuple[Secret, ...]
+    max_auth_failures: int
     upstream_url: str
     mapping_file: Path
     credentials: Mapping[str, Secret]
@@ -182,6 +183,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         base_path=c["server"]["base_path"],
         watch_seconds=float(c["server"]["watch_seconds"]),
         api_keys=api_keys,
+        max_auth_failures=int(c["auth"].get("max_failures_per_minute", 0)),
         upstream_url=c["upstream"]["base_url"].rstrip("/"),
         mapping_file=mapping,
         credentials={k: Secret(v or "") for k, v in c["upstream"]["credentials"].items()},

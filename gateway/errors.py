@@ -6,6 +6,7 @@
     │   ├── BadRequest                400  malformed JSON, wrong types, unknown fields
     │   ├── Unauthorized              401  missing or wrong API key
     │   ├── NotFound                  404  unknown record, unknown meta type
+    │   ├── TooManyFailures           429  too many failed authentications from one address
     │   ├── PayloadTooLarge           413  a body over the limit
     │   ├── UnsupportedMediaType      415  a body that is not JSON
     │   └── ValidationFailed          422  the upstream refused a value
@@ -95,6 +96,12 @@ class NotFound(ClientError):
     status = 404
     error = "NotFound"
     default_message = "No record exists with the given id."
+
+
+class TooManyFailures(ClientError):
+    status = 429
+    error = "TooManyRequests"
+    default_message = "Too many failed attempts. Please try again later."
 
 
 class PayloadTooLarge(ClientError):

@@ -18,6 +18,7 @@ from gateway.errors import ConfigError
 
 PathKey = tuple[str | int, ...]
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_FILE = re.compile(r"\$\{file:([^}]+)\}")  # a secret file (Docker / Kubernetes secrets)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,16 @@ def _expand(doc: YamlDoc, value: Any, path: PathKey, env: Mapping[str, str]) -> 
     if isinstance(value, list):
         return [_expand(doc, v, (*path, i), env) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
+
+        def read(m: re.Match[str]) -> str:
+            try:
+                return Path(m.group(1).strip()).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise doc.error(
+                    path, f"cannot read secret file {m.group(1)}: {exc.strerror}"
+                ) from None
+
+        value = _FILE.sub(read, value)
 
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
