@@ -15,7 +15,18 @@ import structlog
 from aiohttp import web
 from cachetools import TTLCache
 
-from gateway import admin, deadline, expertflow, health, jsonio, khoros, logs, metrics, runtime
+from gateway import (
+    admin,
+    deadline,
+    expertflow,
+    health,
+    jsonio,
+    khoros,
+    logs,
+    metrics,
+    openapi,
+    runtime,
+)
 from gateway.config import Config, Secret, secrets_of
 from gateway.errors import (
     DeadlineExceeded,
@@ -195,6 +206,7 @@ def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Applic
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", metrics.metrics)
+    app.router.add_get("/openapi.json", openapi.openapi)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         await holder.current.upstream.start()
