@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.example.yaml
 
-.PHONY: run test test-rt5 bench lint format sandbox clean
+.PHONY: run test test-rt5 bench fuzz lint format sandbox clean
 
 $(BIN)/crm-gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench: $(BIN)/crm-gateway
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk nginx-light)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python tests/bench/run.py
+
+# The long fuzz: schemathesis with 1000 examples per operation (make test runs 40).
+fuzz: $(BIN)/crm-gateway
+	FUZZ_EXAMPLES=1000 $(BIN)/pytest -q tests/test_fuzz.py -p no:cacheprovider
 
 format: $(BIN)/crm-gateway
 	$(BIN)/ruff format gateway tests

@@ -48,15 +48,18 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
             p.wait()
 
 
-def gateway(*args: str, env: dict[str, str | None] | None = None) -> subprocess.Popen[bytes]:
-    """`python -m gateway ARGS`; env values of None remove the variable."""
+def gateway(
+    *args: str, env: dict[str, str | None] | None = None, quiet: bool = False
+) -> subprocess.Popen[bytes]:
+    """`python -m gateway ARGS`; env values of None remove the variable. Its output is a pipe
+    the test reads, or (quiet) discarded: a pipe nobody reads fills up and blocks the process."""
     merged = {**os.environ, **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "gateway", *args],
         cwd=ROOT,
         env={k: v for k, v in merged.items() if v is not None},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stdout=subprocess.DEVNULL if quiet else subprocess.PIPE,
+        stderr=subprocess.DEVNULL if quiet else subprocess.STDOUT,
     )
 
 
