@@ -4,6 +4,7 @@ way users configure it (config.example.yaml plus environment variables)."""
 from __future__ import annotations
 
 import base64
+import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,15 @@ def make_client(aiohttp_client: Any) -> Callable[[Config], Any]:
 @pytest.fixture
 async def client(make_client: Any, config: Config) -> TestClient[web.Request, web.Application]:
     return await make_client(config)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def editable_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the example config and the Zendesk mapping, for tests that edit them."""
+    (tmp_path / "mappings").mkdir()
+    shutil.copy(ROOT / "config.example.yaml", tmp_path / "gateway.yaml")
+    shutil.copy(ROOT / "mappings/zendesk.yaml", tmp_path / "mappings/zendesk.yaml")
+    return tmp_path / "gateway.yaml", tmp_path / "mappings/zendesk.yaml"
 
 
 def interaction(service_id: str, body: str = "My screen broke!", **more: Any) -> dict[str, Any]:

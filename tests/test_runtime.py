@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API, AUTH, ROOT, events, gateway_env
+from conftest import API, AUTH, events, gateway_env
 from test_cli import free_port, gateway, processes, wait_for
 
 from gateway.config import load_config
@@ -20,15 +19,6 @@ from gateway.runtime import HOLDER
 from gateway.sandbox.server import Faults
 
 __all__ = ["processes"]
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> tuple[Path, Path]:
-    """A copy of the example config and the Zendesk mapping that tests may edit."""
-    (tmp_path / "mappings").mkdir()
-    shutil.copy(ROOT / "config.example.yaml", tmp_path / "gateway.yaml")
-    shutil.copy(ROOT / "mappings/zendesk.yaml", tmp_path / "mappings/zendesk.yaml")
-    return tmp_path / "gateway.yaml", tmp_path / "mappings/zendesk.yaml"
 
 
 def rename_name_field(mapping: Path, to: str = "fullName") -> None:
@@ -43,9 +33,9 @@ def env_for(sandbox: Any, **more: str) -> dict[str, str]:
 
 
 async def test_reload_swaps_and_requests_in_flight_keep_their_config(
-    make_client: Any, sandbox: Any, faults: Faults, files: tuple[Path, Path], capsys: Any
+    make_client: Any, sandbox: Any, faults: Faults, editable_files: tuple[Path, Path], capsys: Any
 ) -> None:
-    config_file, mapping = files
+    config_file, mapping = editable_files
     client = await make_client(load_config(config_file, env=env_for(sandbox)))
     await client.get(f"{API}/meta/object/customer", headers=AUTH)
     faults.delay = 0.4
@@ -66,9 +56,9 @@ async def test_reload_swaps_and_requests_in_flight_keep_their_config(
 
 
 async def test_an_invalid_file_is_refused_and_the_old_config_serves(
-    make_client: Any, sandbox: Any, faults: Faults, files: tuple[Path, Path], capsys: Any
+    make_client: Any, sandbox: Any, faults: Faults, editable_files: tuple[Path, Path], capsys: Any
 ) -> None:
-    config_file, mapping = files
+    config_file, mapping = editable_files
     client = await make_client(load_config(config_file, env=env_for(sandbox)))
     await client.get(f"{API}/meta/object/customer", headers=AUTH)
     faults.delay = 0.3
@@ -90,9 +80,9 @@ async def test_an_invalid_file_is_refused_and_the_old_config_serves(
 
 
 async def test_a_changed_file_is_picked_up_by_the_watcher(
-    make_client: Any, sandbox: Any, files: tuple[Path, Path], monkeypatch: Any
+    make_client: Any, sandbox: Any, editable_files: tuple[Path, Path], monkeypatch: Any
 ) -> None:
-    config_file, mapping = files
+    config_file, mapping = editable_files
     for k, v in env_for(sandbox).items():
         monkeypatch.setenv(k, v)
     config_file.write_text(
@@ -111,9 +101,9 @@ async def test_a_changed_file_is_picked_up_by_the_watcher(
 
 
 def test_sighup_reloads_a_running_server(
-    processes: Any, sandbox_process: str, files: tuple[Path, Path]
+    processes: Any, sandbox_process: str, editable_files: tuple[Path, Path]
 ) -> None:
-    config_file, mapping = files
+    config_file, mapping = editable_files
     config_file.write_text(
         config_file.read_text().replace("watch_seconds: 1 ", "watch_seconds: 0 ")
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,16 +33,8 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def edited(tmp_path: Path) -> tuple[Path, Path]:
-    (tmp_path / "mappings").mkdir()
-    shutil.copy(ROOT / "config.example.yaml", tmp_path / "gateway.yaml")
-    shutil.copy(ROOT / "mappings/zendesk.yaml", tmp_path / "mappings/zendesk.yaml")
-    return tmp_path / "gateway.yaml", tmp_path / "mappings/zendesk.yaml"
-
-
-def test_check_exit_codes_and_messages(edited: tuple[Path, Path]) -> None:
-    config, mapping = edited
+def test_check_exit_codes_and_messages(editable_files: tuple[Path, Path]) -> None:
+    config, mapping = editable_files
     env = {**gateway_env("https://acme.zendesk.com"), "PATH": "/usr/bin:/bin"}
     ok = run("check", "--config", str(config), env=env)
     assert ok.returncode == 0 and ok.stdout.startswith("ok: ")
@@ -60,9 +51,9 @@ def test_check_exit_codes_and_messages(edited: tuple[Path, Path]) -> None:
 
 
 async def test_check_online_compares_with_the_upstream(
-    sandbox: Any, edited: tuple[Path, Path]
+    sandbox: Any, editable_files: tuple[Path, Path]
 ) -> None:
-    config_file, mapping = edited
+    config_file, mapping = editable_files
     text = mapping.read_text().replace(
         "      - name: facebook\n",
         "      - {name: tier, read: 'user_fields.\"vip_levl\"', write: user_fields.vip_levl}\n"
