@@ -197,6 +197,7 @@ def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Applic
     app = web.Application(middlewares=[_serve], client_max_size=khoros.MAX_BODY_BYTES)
     app[runtime.HOLDER] = holder
     app[FAILURES] = FailureLimit()
+    app[health.LAST_PROBE] = health.LastProbe()
     base = config.base_path.rstrip("/")
     for method, path, handler, _ in khoros.ROUTES:
         app.router.add_route(method, base + path, handler)

@@ -47,7 +47,7 @@ class AsyncTTLCache(Generic[V]):
         if task is None:
             # A task of its own, so one waiter's cancellation does not cancel the others' load.
             task = asyncio.ensure_future(self._load(key, load))
-            task.add_done_callback(_retrieve)
+            task.add_done_callback(seen)
             self._loading[key] = task
         return await asyncio.shield(task)
 
@@ -110,7 +110,8 @@ def _record(cache: str, outcome: str) -> None:
         stats.cache.append(outcome)
 
 
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    # Every waiter may have gone (cancelled); mark the outcome seen so asyncio does not warn.
+def seen(task: asyncio.Task[Any]) -> None:
+    """For a task shared by waiters: every waiter may have gone (cancelled), so mark the
+    outcome seen, or asyncio warns that an exception was never retrieved."""
     if not task.cancelled():
         task.exception()

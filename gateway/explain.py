@@ -55,14 +55,7 @@ class DryUpstream(Upstream):
         body: Any = None,
         retry_safe: bool = False,
     ) -> Response:
-        stats = logs.stats()
-        if stats is not None:
-            url = path + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
-            auth = self.tokens.authorization() if self.tokens else None
-            sent = {**self._headers, **({"Authorization": auth} if auth else {}), **(headers or {})}
-            stats.calls.append(
-                {"method": method, "path": route, "url": url, "headers": sent, "body": body}
-            )
+        self.record(method, path, route, query, self.outgoing_headers(headers), body, attempt=1)
         return Response(200, CIMultiDictProxy(CIMultiDict()), {}, "{}")
 
 

@@ -14,7 +14,15 @@ from gateway.errors import GatewayError
 READY_BUDGET = 3.0  # seconds a readiness probe may take
 READY_TTL = 2.0  # probes closer together than this share one upstream call
 
-_last: dict[web.Application, tuple[float, int, dict[str, Any]]] = {}
+
+class LastProbe:
+    """The latest readiness answer of one app: (when, status, body)."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[float, int, dict[str, Any]] | None = None
+
+
+LAST_PROBE: web.AppKey[LastProbe] = web.AppKey("last_probe", LastProbe)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -22,8 +30,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    app = request.app
-    cached = _last.get(app)
+    last = request.app[LAST_PROBE]
+    cached = last.answer
     if cached and time.monotonic() - cached[0] < READY_TTL:
         return jsonio.response(cached[2], status=cached[1])
     engine = runtime.of(request).engine
@@ -41,5 +49,5 @@ async def readyz(request: web.Request) -> web.Response:
         except GatewayError as exc:
             status = 503
             body.update(status="not ready", reason=exc.error, detail=exc.detail or exc.message)
-    _last[app] = (time.monotonic(), status, body)
+    last.answer = (time.monotonic(), status, body)
     return jsonio.response(body, status=status)

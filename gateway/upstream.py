@@ -176,6 +176,34 @@ class Upstream:
             self.breaker.success()
             return resp
 
+    def outgoing_headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+        """The headers a request is sent with: the mapping's, the current token, its own."""
+        auth = self.tokens.authorization() if self.tokens else None
+        return {**self._headers, **({"Authorization": auth} if auth else {}), **(extra or {})}
+
+    def record(
+        self,
+        method: str,
+        path: str,
+        route: str,
+        query: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+        body: Any,
+        attempt: int,
+    ) -> dict[str, Any]:
+        """The call in the request's stats (for `explain` and the debug trace); the dict is
+        completed with the outcome once there is one."""
+        call: dict[str, Any] = {"method": method, "path": route, "url": path, "attempt": attempt}
+        request_stats = logs.stats()
+        if request_stats is not None:
+            request_stats.upstream_calls += 1
+            request_stats.calls.append(call)
+            if query:
+                call["url"] += "?" + urlencode(query)
+            if request_stats.keep_bodies:
+                call.update(headers=dict(headers), body=body)
+        return call
+
     def _retrying(self, route: str, attempt: int, reason: str, wait: float) -> None:
         self._log.info(
             "upstream_retry", path=route, attempt=attempt, reason=reason, wait_ms=round(wait * 1000)
@@ -199,27 +227,15 @@ class Upstream:
         status: int | str = "error"
         if self.tokens is not None:
             await self.tokens.fresh(self._session)
-        auth = self.tokens.authorization() if self.tokens else None
+        sent = self.outgoing_headers(headers)
         await self.gate.slot(budget)
-        request_stats = logs.stats()
-        call: dict[str, Any] = {"method": method, "path": route, "url": path, "attempt": attempt}
-        if request_stats is not None:
-            request_stats.upstream_calls += 1
-            request_stats.calls.append(call)
-            if query:
-                call["url"] += "?" + urlencode(query)
-            if request_stats.keep_bodies:
-                call.update(headers={**self._headers, **(headers or {})}, body=body)
+        call = self.record(method, path, route, query, sent, body, attempt)
         try:
             async with self._session.request(
                 method,
                 self.base_url + path,
                 params=query,
-                headers={
-                    **self._headers,
-                    **({"Authorization": auth} if auth else {}),
-                    **(headers or {}),
-                },
+                headers=sent,
                 json=body,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway import logs
-from gateway.cache import Caches
+from gateway.cache import Caches, seen
 from gateway.errors import (
     BadGateway,
     FieldError,
@@ -183,13 +183,9 @@ class Engine:
         if task is None:
             task = asyncio.ensure_future(self._create_case(body, key))
             self._creating[key] = task
-            task.add_done_callback(lambda t: self._done_creating(key, t))
+            task.add_done_callback(lambda t: self._creating.pop(key, None))
+            task.add_done_callback(seen)
         return await asyncio.shield(task)
-
-    def _done_creating(self, key: str, task: asyncio.Task[Any]) -> None:
-        self._creating.pop(key, None)
-        if not task.cancelled():
-            task.exception()  # seen, even when every waiter has gone
 
     async def _create_case(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
         obj = await self.object("case")
@@ -340,8 +336,6 @@ class Engine:
             or any(k.lower() == "idempotency-key" for k in headers),
         )
         if resp.ok:
-            if resp.data is None and resp.text:
-                raise BadGateway(detail=f"{req.method} {req.path.source}: body is not JSON")
             return resp.data
         raise await self._error(resp, req, not_found, kind)
 
