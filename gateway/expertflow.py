@@ -1,5 +1,5 @@
-"""Expertflow Hybrid Chat priority routing (CONTRACT §2): `GET /customer?query=phone:{refId}`
-and `GET /label`, through the mapping's `expertflow` section."""
+"""Expertflow Hybrid Chat priority routing (docs/behaviour.md §2):
+`GET /customer?query=phone:{refId}` and `GET /label`, through the mapping's `expertflow` section."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Khoros Marketing Custom CRM API: routes, body checks, status codes (CONTRACT §1)."""
+"""The Khoros Marketing Custom CRM API: routes, body checks, status codes (docs/behaviour.md §1)."""
 
 from __future__ import annotations
 

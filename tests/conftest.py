@@ -4,8 +4,15 @@ way users configure it (config.example.yaml plus environment variables)."""
 from __future__ import annotations
 
 import base64
+import os
 import shutil
-from collections.abc import AsyncIterator, Callable
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +28,7 @@ from gateway.sandbox.server import CREDENTIALS, FAULTS, Faults, create_sandbox
 from gateway.sandbox.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+SPECS = ROOT / "tests" / "contracts"  # third-party specifications, copied in (see its README)
 API_KEY = "test-key-1"
 SECOND_KEY = "test-key-2"
 API = "/api/v1"
@@ -153,3 +160,69 @@ def interaction(service_id: str, body: str = "My screen broke!", **more: Any) ->
         },
         **more,
     }
+
+
+# -- real processes: `python -m gateway ...` on free local ports, stopped by the test's fixture --
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(url: str, headers: dict[str, str] | None = None, timeout: float = 15) -> bytes:
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {})) as r:
+                return bytes(r.read())
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts; each is stopped (SIGTERM, then SIGKILL) by its own pid."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def gateway(
+    *args: str, env: dict[str, str | None] | None = None, quiet: bool = False
+) -> subprocess.Popen[bytes]:
+    """`python -m gateway ARGS`; env values of None remove the variable. Its output is a pipe
+    the test reads, or (quiet) discarded: a pipe nobody reads fills up and blocks the process."""
+    merged = {**os.environ, **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", *args],
+        cwd=ROOT,
+        env={k: v for k, v in merged.items() if v is not None},
+        stdout=subprocess.DEVNULL if quiet else subprocess.PIPE,
+        stderr=subprocess.DEVNULL if quiet else subprocess.STDOUT,
+    )
+
+
+def start_demo(processes: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Popen[bytes], int]:
+    """`crm-gateway demo` as `make run` starts it, with no upstream or keys in the environment."""
+    sandbox_port, port = free_port(), free_port()
+    proc = gateway(
+        "demo",
+        *("--config", "config.example.yaml", "--port", str(port)),
+        *("--sandbox-port", str(sandbox_port)),
+        env=dict.fromkeys(
+            ("GATEWAY_API_KEYS", "GATEWAY_ADMIN_KEY", "ZENDESK_URL", "ZENDESK_OAUTH_TOKEN")
+        ),
+    )
+    processes.append(proc)
+    wait_for(f"http://127.0.0.1:{port}/healthz")
+    return proc, port

@@ -1,4 +1,4 @@
-"""Expertflow priority routing (CONTRACT §2) against the sandbox, through the real HTTP stack."""
+"""Expertflow priority routing (docs/behaviour.md §2) against the sandbox, through HTTP."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, SHARED, events, gateway_env
+from conftest import ROOT, SPECS, events, gateway_env
 
 from gateway.cache import CacheSettings
 from gateway.config import Config, load_config
@@ -42,7 +42,7 @@ def upstream_calls(sandbox: Any, fragment: str) -> int:
 
 
 def test_documented_keys_are_the_seeds() -> None:
-    seed = (SHARED / "seeds/004_08901c52ecfc8d2f.txt").read_text()
+    seed = (SPECS / "expertflow-priority-routing.txt").read_text()
     for key in CUSTOMER_KEYS + LABEL_KEYS:
         assert f'"{key}"' in seed or key == "labels", key
 

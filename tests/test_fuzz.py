@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from conftest import SHARED
+from conftest import SPECS, free_port, gateway, wait_for
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -19,7 +19,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_cli import free_port, gateway, wait_for
 
 from gateway.openapi import document
 
@@ -35,7 +34,7 @@ CHECKS = [
 
 
 def khoros_schema() -> Any:
-    spec = json.loads((SHARED / "contracts/khoros-custom-crm-callback.openapi.json").read_text())
+    spec = json.loads((SPECS / "khoros-custom-crm-callback.openapi.json").read_text())
     spec["paths"] = {
         p: v for p, v in spec["paths"].items() if not p.startswith(("/list", "/asset"))
     }

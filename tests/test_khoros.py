@@ -1,11 +1,11 @@
-"""Every row of CONTRACT §1, driven through the real HTTP stack against the sandbox CRM."""
+"""Every row of docs/behaviour.md §1, driven through the real HTTP stack against the sandbox CRM."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from conftest import API, AUTH, SECOND_KEY, SHARED, interaction
+from conftest import API, AUTH, SECOND_KEY, SPECS, interaction
 
 from gateway.sandbox.server import CALLS
 from gateway.sandbox.store import Store
@@ -196,7 +196,7 @@ async def test_bestmatch_wrong_types_are_400(client: Any) -> None:
 
 
 async def test_bestmatch_accepts_the_spec_example_fields(client: Any) -> None:
-    spec = json.loads((SHARED / "contracts/khoros-custom-crm-callback.openapi.json").read_text())
+    spec = json.loads((SPECS / "khoros-custom-crm-callback.openapi.json").read_text())
     props = spec["paths"]["/customer/bestmatch"]["post"]["requestBody"]["content"][
         "application/json"
     ]["schema"]["properties"]
@@ -355,7 +355,7 @@ async def test_create_case_errors(client: Any) -> None:
 
 
 async def test_create_case_spec_request_example(client: Any) -> None:
-    spec = json.loads((SHARED / "contracts/khoros-custom-crm-callback.openapi.json").read_text())
+    spec = json.loads((SPECS / "khoros-custom-crm-callback.openapi.json").read_text())
     example = spec["paths"]["/case"]["post"]["requestBody"]["content"]["application/json"][
         "examples"
     ]["Request Example"]["value"]

@@ -9,10 +9,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from conftest import ROOT
-from test_cli import processes, start_demo
-
-__all__ = ["processes"]
+from conftest import ROOT, start_demo
 
 
 def examples() -> list[str]:

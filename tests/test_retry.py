@@ -1,4 +1,4 @@
-"""CONTRACT §4, row by row, with faults injected into the sandbox: the status and body the
+"""docs/behaviour.md §4, row by row, with faults injected into the sandbox: the status and body the
 caller gets, and the time it took (always inside the budget). Counts come from the sandbox's
 state and call log, not from the gateway's."""
 

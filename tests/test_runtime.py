@@ -11,14 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API, AUTH, events, gateway_env
-from test_cli import free_port, gateway, processes, wait_for
+from conftest import API, AUTH, events, free_port, gateway, gateway_env, wait_for
 
 from gateway.config import load_config
 from gateway.runtime import HOLDER
 from gateway.sandbox.server import Faults
-
-__all__ = ["processes"]
 
 
 def rename_name_field(mapping: Path, to: str = "fullName") -> None:

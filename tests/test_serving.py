@@ -11,10 +11,7 @@ import time
 import urllib.request
 from typing import Any
 
-from conftest import gateway_env
-from test_cli import free_port, gateway, processes, wait_for
-
-__all__ = ["processes"]
+from conftest import free_port, gateway, gateway_env, wait_for
 
 
 def get(url: str, key: str = "test-key-1") -> tuple[int, bytes]:

@@ -1,4 +1,4 @@
-"""Every Zendesk error envelope of research/zendesk.md §3, through the one translation."""
+"""Every error envelope Zendesk answers with (docs/behaviour.md §3), through the one translation."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The mapping's `expertflow` section (priority routing, CONTRACT §2): where labels come from,
-which labels a customer carries, and how a customer record becomes Hybrid Chat's customer
+"""The mapping's `expertflow` section (priority routing, docs/behaviour.md §2): where labels come
+from, which labels a customer carries, and how a customer record becomes Hybrid Chat's customer
 object. Compiled at load; the object builders are pure functions."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Error translation, in one place: an upstream error answer becomes the gateway error the
-caller sees (CONTRACT §4), with validation details under the caller's field names."""
+caller sees (docs/behaviour.md §4), with validation details under the caller's field names."""
 
 from __future__ import annotations
 

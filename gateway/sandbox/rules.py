@@ -1,5 +1,5 @@
 """Zendesk's rules the sandbox enforces: its error envelopes and custom field values
-(research/zendesk.md §3, §8)."""
+(docs/behaviour.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Zendesk's search syntax over sandbox users, as fuzzy as the real one (research/zendesk.md §7):
+"""Zendesk's search syntax over sandbox users, as fuzzy as the real one (docs/behaviour.md §3):
 ``key:value``, ``key:"a phrase"``, ``"a phrase"``, bare words, ``-`` negation, ``*`` wildcards,
 ``type:user``; terms AND together, the same key repeated ORs; words match by prefix."""
 

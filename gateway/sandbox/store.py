@@ -1,5 +1,5 @@
 """The sandbox's data: users, identities, organizations, custom fields, tickets and comments,
-with Zendesk's validation rules and error envelopes (research/zendesk.md §3, §6, §8, §9)."""
+with Zendesk's validation rules and error envelopes (docs/behaviour.md §3)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
 #
 # Seeded: an API user (basic auth), user custom fields Phone and ExternalId (free text) and
 # Label (select: Gold, Silver, Platinum), and the ticket custom field "Order number", all applied
-# globally. Needs root (apt-get, /etc/request-tracker5). Notes: ../../../shared/research/rt5.md.
+# globally. Needs root (apt-get, /etc/request-tracker5). RT5 REST2 notes: docs/mappings.md (Request Tracker 5).
 set -euo pipefail
 
 ACTION=${1:-up}
