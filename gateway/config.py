@@ -12,7 +12,7 @@ from typing import Any
 from gateway import yamlfile
 from gateway.cache import CacheSettings
 from gateway.errors import ConfigError
-from gateway.retry import RetrySettings
+from gateway.upstream.settings import BreakerSettings, RetrySettings
 
 
 class Secret:
@@ -47,7 +47,12 @@ DEFAULTS: dict[str, Any] = {
             "max_retry_after_seconds": 60.0,
             "min_attempt_seconds": 0.25,
         },
-        "circuit_breaker": {"failures": 5, "cooldown_seconds": 30.0},
+        "circuit_breaker": {
+            "failure_rate": 0.5,
+            "min_requests": 20,
+            "window_seconds": 30.0,
+            "cooldown_seconds": 30.0,
+        },
         "oauth": {
             "client_id": None,
             "client_secret": None,
@@ -91,7 +96,9 @@ class Config:
     credentials: Mapping[str, Secret]
     attempt_timeout: float
     max_connections: int
+    max_in_flight: int
     retry: RetrySettings
+    breaker: BreakerSettings
     oauth: OAuthSettings | None
     meta_budget: float
     default_budget: float
@@ -189,11 +196,13 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         credentials={k: Secret(v or "") for k, v in c["upstream"]["credentials"].items()},
         attempt_timeout=float(c["upstream"]["attempt_timeout_seconds"]),
         max_connections=int(c["upstream"]["max_connections"]),
-        retry=RetrySettings(
-            **{k: v for k, v in c["upstream"]["retry"].items()},
-            max_in_flight=int(c["upstream"]["max_in_flight"]),
-            breaker_failures=int(c["upstream"]["circuit_breaker"]["failures"]),
-            breaker_cooldown_seconds=float(c["upstream"]["circuit_breaker"]["cooldown_seconds"]),
+        max_in_flight=int(c["upstream"]["max_in_flight"]),
+        retry=RetrySettings(**c["upstream"]["retry"]),
+        breaker=BreakerSettings(
+            failure_rate=float(c["upstream"]["circuit_breaker"]["failure_rate"]),
+            min_requests=int(c["upstream"]["circuit_breaker"]["min_requests"]),
+            window_seconds=float(c["upstream"]["circuit_breaker"]["window_seconds"]),
+            cooldown_seconds=float(c["upstream"]["circuit_breaker"]["cooldown_seconds"]),
         ),
         oauth=_oauth(c["upstream"]["oauth"], Path(path).parent),
         meta_budget=c["deadlines"]["meta_seconds"] * share,

@@ -37,6 +37,12 @@ def current() -> Deadline | None:
     return _current.get()
 
 
+def left() -> float | None:
+    """What the current budget leaves for upstream work (its margin kept); None: no budget."""
+    budget = _current.get()
+    return None if budget is None else budget.remaining() - budget.margin
+
+
 @contextmanager
 def budget(seconds: float, margin: float) -> Iterator[Deadline]:
     token = _current.set(Deadline(seconds, margin))

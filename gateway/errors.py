@@ -12,6 +12,7 @@
     │   └── ValidationFailed          422  the upstream refused a value
     └── UpstreamError                 the upstream CRM could not give an answer (5xx)
         ├── BadGateway                502  5xx, reset, refused, garbage, our credentials refused
+        │   ├── AttemptFailed         502  one attempt: reset, refused, not JSON (retried if safe)
         │   ├── UpdateConflict        502  the record changed under a guarded write (409)
         │   └── IdempotencyMismatch   502  same idempotency key, different request
         ├── UpstreamUnavailable       503  rate limited past the budget, circuit open
@@ -132,6 +133,15 @@ class BadGateway(UpstreamError):
     status = 502
     error = "BadGateway"
     default_message = "The CRM gave an unexpected answer. Please try again."
+
+
+class AttemptFailed(BadGateway):
+    """One attempt got no usable answer (a reset, a refused connection, a 2xx body that is not
+    JSON); the budget may allow another. ``cause`` names it for logs and metrics."""
+
+    def __init__(self, message: str | None = None, *, detail: str | None = None, cause: str):
+        super().__init__(message, detail=detail)
+        self.cause = cause
 
 
 class UpdateConflict(BadGateway):

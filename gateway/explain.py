@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -12,9 +13,11 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway import deadline, logs, runtime
 from gateway.config import Config, secrets_of
 from gateway.errors import GatewayError, MappingFailed, NotFound, UpstreamError
+from gateway.exchange import Response
 from gateway.expertflow import parse_query
 from gateway.khoros import case_body
-from gateway.upstream import Response, Upstream
+from gateway.upstream import trace
+from gateway.upstream.call import Call
 
 OPERATIONS = (
     "meta",
@@ -41,22 +44,19 @@ NEEDS_BODY = (
 )
 
 
-class DryUpstream(Upstream):
-    """Records each request as the real client would send it, and answers `{}`."""
+class DryTransport:
+    """Sends nothing: records each request as the real transport would send it (headers and
+    body included, for the printout), and answers `{}`."""
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        route: str,
-        query: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        body: Any = None,
-        retry_safe: bool = False,
-    ) -> Response:
-        self.record(method, path, route, query, self.outgoing_headers(headers), body, attempt=1)
+    async def send(self, call: Call) -> Response:
+        trace.record(call)
         return Response(200, CIMultiDictProxy(CIMultiDict()), {}, "{}")
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
 
 
 def _call(
@@ -88,19 +88,12 @@ async def explain(
 ) -> int:
     if operation in ("create_case", "update_case"):
         body = case_body(body, create=operation == "create_case")  # as the route checks it
-    built = runtime.build(config)
-    if not live:
-        dry = DryUpstream(
-            config.upstream_url,
-            built.mapping,
-            config.credentials,
-            attempt_timeout=config.attempt_timeout,
-            max_connections=1,
-            oauth=config.oauth,
-        )
-        built = runtime.build(config, built.mapping)
-        built.upstream = dry
-        built.engine.upstream = dry
+    if live:
+        built = runtime.build(config)
+    else:
+        # No token refresh either: the dry run shows the configured credentials' headers.
+        dry = dataclasses.replace(config, oauth=None)
+        built = runtime.build(dry, transport=DryTransport())
     secrets = secrets_of(config)
     stats = logs.start_request()
     stats.keep_bodies = True

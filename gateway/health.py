@@ -34,7 +34,8 @@ async def readyz(request: web.Request) -> web.Response:
     cached = last.answer
     if cached and time.monotonic() - cached[0] < READY_TTL:
         return jsonio.response(cached[2], status=cached[1])
-    engine = runtime.of(request).engine
+    live = runtime.of(request)
+    engine = live.engine
     body: dict[str, Any] = {"upstream": engine.mapping.name, "mapping": engine.mapping.file}
     probe = engine.mapping.readiness
     status = 200
@@ -49,5 +50,7 @@ async def readyz(request: web.Request) -> web.Response:
         except GatewayError as exc:
             status = 503
             body.update(status="not ready", reason=exc.error, detail=exc.detail or exc.message)
+    # Open: the probe above failed fast; half open: it was (or waits behind) the one probe.
+    body["circuit"] = live.upstream.breaker.state
     last.answer = (time.monotonic(), status, body)
     return jsonio.response(body, status=status)

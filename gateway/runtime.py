@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import logs
+from gateway import connect, logs
 from gateway.cache import Caches
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError
@@ -19,6 +19,7 @@ from gateway.mapping.engine import Engine
 from gateway.mapping.model import MappingSpec
 from gateway.mapping.spec import load_mapping
 from gateway.upstream import Upstream
+from gateway.upstream.call import Transport
 
 
 @dataclass
@@ -31,18 +32,13 @@ class Runtime:
     routing: Routing | None
 
 
-def build(config: Config, mapping: MappingSpec | None = None) -> Runtime:
-    """Everything a config and its mapping make; raises ConfigError, touches no network."""
+def build(
+    config: Config, mapping: MappingSpec | None = None, *, transport: Transport | None = None
+) -> Runtime:
+    """Everything a config and its mapping make; raises ConfigError, touches no network.
+    ``transport`` replaces HTTP to the upstream (`explain`'s dry run)."""
     mapping = mapping or load_mapping(config.mapping_file)
-    upstream = Upstream(
-        config.upstream_url,
-        mapping,
-        config.credentials,
-        attempt_timeout=config.attempt_timeout,
-        max_connections=config.max_connections,
-        retry=config.retry,
-        oauth=config.oauth,
-    )
+    upstream = connect.upstream(config, mapping, transport)
     caches = Caches(config.caches)
     engine = Engine(
         mapping, upstream, caches, settings=config.settings, upstream_url=config.upstream_url

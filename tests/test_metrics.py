@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import Config
 from gateway.sandbox.server import Faults
+from gateway.upstream.settings import BreakerSettings
 
 
 async def scrape(client: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -48,8 +49,8 @@ async def test_counters_move(make_client: Any, config: Config, faults: Faults) -
 
 
 async def test_circuit_state_gauge(make_client: Any, config: Config, faults: Faults) -> None:
-    retry = dataclasses.replace(config.retry, breaker_failures=1, breaker_cooldown_seconds=60)
-    client = await make_client(dataclasses.replace(config, retry=retry))
+    breaker = BreakerSettings(min_requests=1, cooldown_seconds=60)
+    client = await make_client(dataclasses.replace(config, breaker=breaker))
     faults.status = 500
     await client.get(f"{API}/customer/1001", headers=AUTH)
     assert value(await scrape(client), "crm_gateway_circuit_state", upstream="zendesk") == 2

@@ -15,10 +15,9 @@ import pytest
 from conftest import API, AUTH, interaction
 
 from gateway.config import Config
-from gateway.errors import UpstreamUnavailable
-from gateway.retry import CircuitBreaker, RetrySettings, parse_retry_after
 from gateway.sandbox.server import CALLS, Faults
 from gateway.sandbox.store import Store
+from gateway.upstream.settings import BreakerSettings, RetrySettings
 
 BUDGET = 2.0
 FIND = f"{API}/customer/1001"
@@ -37,8 +36,8 @@ def fast(config: Config) -> Config:
             backoff_max_seconds=0.2,
             max_retry_after_seconds=30,
             min_attempt_seconds=0.1,
-            breaker_failures=50,
         ),
+        breaker=BreakerSettings(min_requests=1000),  # out of the way; tested on its own below
     )
 
 
@@ -110,13 +109,15 @@ async def test_429_past_the_budget_is_503_at_once(
         assert calls(sandbox, "/tickets/5001") == 0
 
 
-async def test_exhausted_rate_limit_headers_hold_calls(gw: Any, store: Store, sandbox: Any) -> None:
-    from gateway.runtime import HOLDER
-
-    gate = gw.server.app[HOLDER].current.upstream.gate
-    gate.observe({"ratelimit-remaining": "0", "ratelimit-reset": "60"}, ceiling=60)
+async def test_exhausted_rate_limit_headers_hold_calls(
+    gw: Any, faults: Faults, sandbox: Any
+) -> None:
+    faults.status, faults.times = 200, 1
+    faults.body = json.dumps({"user": {"id": 1001, "name": "Jane Doe"}})
+    faults.headers = {"ratelimit-remaining": "0", "ratelimit-reset": "60"}
+    assert (await gw.get(FIND, headers=AUTH)).status == 200  # the last call of the quota
     resp, took = await timed(gw.get(FIND, headers=AUTH))
-    assert resp.status == 503 and took < 0.5 and calls(sandbox, "/users/1001") == 0
+    assert resp.status == 503 and took < 0.5 and calls(sandbox, "/users/1001") == 1
 
 
 # -- 5xx, reset, refused, garbage ------------------------------------------------------------
@@ -213,10 +214,11 @@ async def test_refused_credentials_are_502_and_a_loud_log_line(
 async def test_circuit_opens_fails_fast_and_probes(
     make_client: Any, fast: Config, faults: Faults, sandbox: Any
 ) -> None:
-    retry = dataclasses.replace(fast.retry, breaker_failures=3, breaker_cooldown_seconds=0.3)
-    client = await make_client(dataclasses.replace(fast, retry=retry))
+    breaker = BreakerSettings(failure_rate=0.5, min_requests=2, cooldown_seconds=0.3)
+    client = await make_client(dataclasses.replace(fast, breaker=breaker))
     faults.status = 500
-    assert (await client.get(FIND, headers=AUTH)).status == 502  # three failures: open
+    for _ in range(2):  # two requests, each retried to exhaustion: two failures, open
+        assert (await client.get(FIND, headers=AUTH)).status == 502
     seen = calls(sandbox, "/users/1001")
     resp, took = await timed(client.get(FIND, headers=AUTH))
     assert resp.status == 503 and took < 0.1 and calls(sandbox, "/users/1001") == seen
@@ -224,26 +226,6 @@ async def test_circuit_opens_fails_fast_and_probes(
     faults.status = None
     await asyncio.sleep(0.35)  # cool-down over: one probe goes through and closes it
     assert (await client.get(FIND, headers=AUTH)).status == 200
-
-
-def test_breaker_half_open_lets_one_probe() -> None:
-    breaker = CircuitBreaker("t", failures=1, cooldown=0)
-    breaker.failure()
-    breaker.before()  # the probe
-    with pytest.raises(UpstreamUnavailable):
-        breaker.before()  # a second caller while the probe is out
-    breaker.success()
-    assert breaker.state == "closed"
-
-
-def test_retry_after_parsing() -> None:
-    assert parse_retry_after("2", ceiling=60) == 2
-    assert parse_retry_after("999", ceiling=60) == 60
-    assert parse_retry_after("-3", ceiling=60) == 0
-    assert parse_retry_after(None, ceiling=60) is None
-    assert parse_retry_after("soon", ceiling=60) is None
-    date = email.utils.formatdate(1_000_030, usegmt=True)
-    assert parse_retry_after(date, ceiling=60, now=1_000_000) == pytest.approx(30)
 
 
 # -- no duplicates ---------------------------------------------------------------------------
@@ -324,9 +306,7 @@ async def test_calls_in_flight_are_capped(
 ) -> None:
     from gateway.sandbox.server import LOAD
 
-    client = await make_client(
-        dataclasses.replace(fast, retry=dataclasses.replace(fast.retry, max_in_flight=2))
-    )
+    client = await make_client(dataclasses.replace(fast, max_in_flight=2))
     await client.get(f"{API}/meta/object/customer", headers=AUTH)
     faults.delay = 0.1
     responses = await asyncio.gather(*(client.get(FIND, headers=AUTH) for _ in range(8)))

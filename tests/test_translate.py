@@ -17,10 +17,10 @@ from gateway.errors import (
     UpstreamUnavailable,
     ValidationFailed,
 )
+from gateway.exchange import Response
 from gateway.mapping.model import FieldSpec
 from gateway.mapping.spec import load_mapping
 from gateway.mapping.translate import translate
-from gateway.upstream import Response
 
 MAPPING = load_mapping(ROOT / "mappings/zendesk.yaml")
 CUSTOMER = MAPPING.objects["customer"].fields

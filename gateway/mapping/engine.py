@@ -17,6 +17,7 @@ from gateway.errors import (
     UpdateConflict,
     ValidationFailed,
 )
+from gateway.exchange import Caller, Response
 from gateway.mapping import fields as fm
 from gateway.mapping.codecs import MATCHES
 from gateway.mapping.interactions import comment as render_comment
@@ -24,7 +25,6 @@ from gateway.mapping.interactions import drop_existing, idempotency_key
 from gateway.mapping.model import FieldSpec, MappingSpec, ObjectSpec, Operation, Request, Step
 from gateway.mapping.spec import discovered_field, with_fields
 from gateway.mapping.translate import failed_answer, translate
-from gateway.upstream import Response, Upstream
 
 RESTARTS = 3  # times an operation is run again after a guarded write met a conflict
 
@@ -43,7 +43,7 @@ class Engine:
     def __init__(
         self,
         mapping: MappingSpec,
-        upstream: Upstream,
+        upstream: Caller,
         caches: Caches,
         *,
         settings: Mapping[str, Any],

@@ -136,6 +136,17 @@ class ErrorSpec:
 
 
 @dataclass(frozen=True)
+class RateLimitSpec:
+    """How the CRM's rate limits are read: `narrow` (JMESPath over a limiting answer's
+    `{status, headers, body}`, header names in lower case) is true when the answer limits less
+    than the whole account; it then holds only the requests of the same `scope` (a template
+    over the request's `method`, rendered `path` and `route`)."""
+
+    narrow: Path
+    scope: Template
+
+
+@dataclass(frozen=True)
 class Interactions:
     marker: Template
     template: Template
@@ -157,3 +168,4 @@ class MappingSpec:
     strategies: tuple[Strategy, ...]
     routing: RoutingSpec | None
     verify_writes: bool = False
+    rate_limits: RateLimitSpec | None = None

@@ -22,6 +22,7 @@ from gateway.mapping.model import (
     MappingSpec,
     ObjectSpec,
     Operation,
+    RateLimitSpec,
     Request,
     Step,
     Strategy,
@@ -263,6 +264,17 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
         if "expertflow" in raw
         else None,
         verify_writes=bool(raw.get("verify_writes", False)),
+        rate_limits=_rate_limits(c, raw["rate_limits"]) if "rate_limits" in raw else None,
+    )
+
+
+DEFAULT_SCOPE = "{{ method }} {{ path }}"  # one record's writes, or one endpoint's reads
+
+
+def _rate_limits(c: _Compiler, raw: Mapping[str, Any]) -> RateLimitSpec:
+    return RateLimitSpec(
+        narrow=c.jmespath(raw["narrow"], ("rate_limits", "narrow")),
+        scope=c.template(raw.get("scope", DEFAULT_SCOPE), ("rate_limits", "scope")),
     )
 
 

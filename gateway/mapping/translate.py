@@ -18,8 +18,8 @@ from gateway.errors import (
     UpstreamUnavailable,
     ValidationFailed,
 )
+from gateway.exchange import Response
 from gateway.mapping.model import ErrorSpec, FieldSpec
-from gateway.upstream import Response
 
 
 def translate(

@@ -32,6 +32,7 @@ class Faults:
     body: str | None = None  # the body of that answer (default: a Zendesk JSON error)
     content_type: str = "application/json"
     retry_after: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # more headers of that answer
     reset: bool = False  # drop the connection without an answer
     garbage: bool = False  # answer 200 with a body that is not JSON
     method: str | None = None
@@ -156,6 +157,7 @@ async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
         return web.Response(text='{"user": {"id": 1', content_type="application/json")
     if faulty and faults.status:
         headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
+        headers.update(faults.headers)
         body = faults.body
         if body is None:
             body = json.dumps({"error": "ServerError", "description": "injected"})

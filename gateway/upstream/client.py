@@ -1,0 +1,88 @@
+"""The upstream CRM's client: one request through small layers, outermost first (docs/behaviour.md
+§4): the breaker (fail fast while the CRM is failing; records every request's outcome), the
+retry policy (attempts inside the budget), auth (headers, or an OAuth token and one re-send
+after a 401), the rate gate and in-flight slot, and the transport (one attempt). It knows no
+CRM and no mapping: what it needs from them comes in as plain data and functions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from gateway.exchange import Response
+from gateway.upstream.auth import Auth, StaticAuth
+from gateway.upstream.breaker import Breaker
+from gateway.upstream.call import Call, Transport
+from gateway.upstream.clock import SYSTEM, Clock
+from gateway.upstream.gate import RateGate
+from gateway.upstream.limits import RateLimits
+from gateway.upstream.policy import RetryPolicy, retrying
+from gateway.upstream.settings import BreakerSettings, RetrySettings
+from gateway.upstream.shared import Holds
+
+
+class Upstream:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        name: str,
+        headers: Mapping[str, str] | None = None,
+        auth: Auth | None = None,
+        retry: RetrySettings | None = None,
+        breaker: BreakerSettings | None = None,
+        max_in_flight: int = 20,
+        limits: RateLimits | None = None,
+        holds: Holds | None = None,
+        clock: Clock = SYSTEM,
+    ) -> None:
+        """``headers`` go on every request, under auth's and the request's own."""
+        retry = retry or RetrySettings()
+        self.transport = transport
+        self.name = name
+        self.headers = dict(headers or {})
+        self.auth = auth or StaticAuth({})
+        self.limits = limits or RateLimits()
+        self.policy = RetryPolicy(retry, clock)
+        self.gate = RateGate(
+            max_in_flight, limits=self.limits, holds=holds, retry=retry, clock=clock
+        )
+        self.breaker = Breaker(name, breaker or BreakerSettings(), clock)
+
+    async def start(self) -> None:
+        await self.transport.start()
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        route: str,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        retry_safe: bool = False,
+    ) -> Response:
+        """A call with retries inside the request's budget. ``route`` is the unrendered path
+        template: it goes to the log, where ids and customer data must not. ``retry_safe``:
+        repeating the call cannot apply it twice (a read, or a keyed or guarded write)."""
+        scope = self.limits.scope(method, path, route)
+        call = Call(method, path, route, query or {}, headers or {}, body, retry_safe, scope)
+        with self.breaker.guard() as guard:
+            guard.answer = await retrying(self.policy, call, self._attempt)
+        return guard.answer
+
+    async def _attempt(self, call: Call) -> Response:
+        return await self.auth.send(call, self._admitted)
+
+    async def _admitted(self, call: Call) -> Response:
+        async with self.gate.admit(call):
+            answer = await self.transport.send(
+                replace(call, headers={**self.headers, **call.headers})
+            )
+        await self.gate.observe(call, answer)
+        return answer

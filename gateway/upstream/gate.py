@@ -1,0 +1,74 @@
+"""The rate gate and the in-flight slot: a call starts when no rate limit holds it (a hold that
+does not fit the budget is 503 at once) and one of `max_in_flight` slots is free, so a burst
+from the callers does not become a 429 storm. Answers teach it the holds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from gateway import deadline
+from gateway.errors import DeadlineExceeded, UpstreamUnavailable
+from gateway.exchange import Response
+from gateway.upstream.call import Call
+from gateway.upstream.clock import SYSTEM, Clock
+from gateway.upstream.limits import RateLimits, asked_wait, keys
+from gateway.upstream.settings import RetrySettings
+from gateway.upstream.shared import Holds, LocalHolds
+
+
+class RateGate:
+    def __init__(
+        self,
+        max_in_flight: int,
+        *,
+        limits: RateLimits | None = None,
+        holds: Holds | None = None,
+        retry: RetrySettings | None = None,
+        clock: Clock = SYSTEM,
+    ) -> None:
+        self.limits = limits or RateLimits()
+        self.holds = holds if holds is not None else LocalHolds(clock)
+        self.settings = retry or RetrySettings()
+        self.clock = clock
+        self._slots = asyncio.Semaphore(max_in_flight)
+
+    @asynccontextmanager
+    async def admit(self, call: Call) -> AsyncIterator[None]:
+        """Wait out the holds on this call if they fit the budget, then hold a slot."""
+        wait = await self.holds.until(keys(call)) - self.clock.time()
+        if wait > 0:
+            if not self.settings.fits(deadline.left(), wait):
+                raise UpstreamUnavailable(
+                    "The CRM asked us to slow down. Please try again in a moment.",
+                    headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+                    detail=f"{call.method} {call.route}: rate limited for {wait:.1f}s more",
+                )
+            await self.clock.sleep(wait)
+        await self._take_slot(deadline.left())
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    async def observe(self, call: Call, resp: Response) -> None:
+        """An answer that limits calls (a 429, a quota with none left) holds what it limits."""
+        settings = self.settings
+        now = self.clock.time()
+        wait = asked_wait(
+            resp, ceiling=settings.max_retry_after_seconds, default=settings.backoff_max_seconds,
+            now=now,
+        )  # fmt: skip
+        if wait is not None and wait > 0:
+            await self.holds.hold(self.limits.key(call, resp), now + wait)
+
+    async def _take_slot(self, left: float | None) -> None:
+        """A slot among the calls in flight, waiting at most what the budget allows."""
+        if left is None:
+            await self._slots.acquire()
+            return
+        try:
+            await asyncio.wait_for(self._slots.acquire(), max(left, 0))
+        except TimeoutError:
+            raise DeadlineExceeded(detail="no upstream slot free within the budget") from None

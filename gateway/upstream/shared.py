@@ -1,0 +1,124 @@
+"""State a fleet of gateways will share (through Redis, later): rate-limit holds, OAuth tokens
+and the lock around their refresh. Each is a small interface with an in-process implementation
+here; a shared one replaces it without touching the layers that use it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from gateway import logs
+from gateway.upstream.clock import SYSTEM, Clock
+
+
+class Holds(Protocol):
+    """Keys held by rate limits, until a wall-clock time (the account, or one scope)."""
+
+    async def until(self, keys: Iterable[str]) -> float:
+        """The latest time any of these keys is held until; 0 when none is."""
+        ...
+
+    async def hold(self, key: str, until: float) -> None:
+        """Hold the key until then; a longer hold already there stays."""
+        ...
+
+
+class LocalHolds:
+    """Holds in this process. Bounded: past `limit` keys, those whose hold is over go."""
+
+    def __init__(self, clock: Clock = SYSTEM, limit: int = 10_000) -> None:
+        self._clock, self._limit = clock, limit
+        self._until: dict[str, float] = {}
+
+    async def until(self, keys: Iterable[str]) -> float:
+        return max((self._until.get(k, 0.0) for k in keys), default=0.0)
+
+    async def hold(self, key: str, until: float) -> None:
+        if until > self._until.get(key, 0.0):
+            self._until[key] = until
+        if len(self._until) > self._limit:
+            now = self._clock.time()
+            self._until = {k: t for k, t in self._until.items() if t > now}
+            while len(self._until) > self._limit:  # all still held: the earliest to end goes
+                del self._until[min(self._until, key=self._until.__getitem__)]
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access: str = field(repr=False)
+    refresh: str = field(repr=False)
+    expires_at: float | None = None  # wall-clock seconds; None: unknown
+
+
+class TokenStore(Protocol):
+    """The OAuth tokens everyone uses, and the lock that lets one refresh them at a time."""
+
+    async def get(self) -> Tokens: ...
+
+    async def put(self, tokens: Tokens) -> None: ...
+
+    def refreshing(self) -> AbstractAsyncContextManager[None]:
+        """Held while one caller refreshes; the others wait, then read what it stored."""
+        ...
+
+
+class LocalTokenStore:
+    """Tokens in memory, and in the operator's file (mode 0600) when one is named, so that a
+    restart uses the latest tokens: refresh tokens rotate, and the first one is then spent."""
+
+    def __init__(self, initial: Tokens, file: Path | None = None) -> None:
+        self._tokens = initial
+        self._file = file
+        self._lock = asyncio.Lock()
+        self._load()
+
+    async def get(self) -> Tokens:
+        return self._tokens
+
+    async def put(self, tokens: Tokens) -> None:
+        self._tokens = tokens
+        if self._file is not None:
+            saved = {
+                "access_token": tokens.access,
+                "refresh_token": tokens.refresh,
+                "expires_at": tokens.expires_at,
+            }
+            _write_private(self._file, json.dumps(saved))
+
+    @asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        async with self._lock:
+            yield
+
+    def refreshing(self) -> AbstractAsyncContextManager[None]:
+        return self._locked()
+
+    def _load(self) -> None:
+        if self._file is None or not self._file.exists():
+            return
+        try:
+            saved = json.loads(self._file.read_text())
+            expires = saved.get("expires_at")
+            self._tokens = Tokens(
+                access=str(saved.get("access_token") or self._tokens.access),
+                refresh=str(saved.get("refresh_token") or self._tokens.refresh),
+                expires_at=float(expires) if isinstance(expires, int | float) else None,
+            )
+        except (OSError, ValueError, AttributeError):
+            logs.get().warning("oauth_token_file_unreadable", file=str(self._file))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write so that only the owner can read, and readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,99 @@
+"""One attempt over HTTP (aiohttp): the call goes out with a timeout taken from the request's
+budget, and the answer comes back as a `Response`, or the failure as a gateway error: a timeout
+as AttemptTimedOut (DeadlineExceeded when the budget is spent), a reset, a refused connection
+or a 2xx body that is not JSON as AttemptFailed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+
+from gateway import deadline
+from gateway.errors import AttemptFailed, AttemptTimedOut, DeadlineExceeded
+from gateway.exchange import Response
+from gateway.upstream import trace
+from gateway.upstream.call import Call
+
+
+class HttpTransport:
+    def __init__(
+        self, base_url: str, *, name: str, attempt_timeout: float, max_connections: int
+    ) -> None:
+        self.base_url = base_url
+        self.name = name
+        self.attempt_timeout = attempt_timeout
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self._max_connections)
+        self._session = aiohttp.ClientSession(connector=connector)
+        # aiohttp silently repeats GET/PUT/DELETE once when a reused connection drops; that
+        # would hide attempts from the retry policy and the budget, and repeat PUTs unasked.
+        # Its own test client switches it off the same way.
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def send(self, call: Call) -> Response:
+        """One attempt, traced: a log line, metrics, the request's stats."""
+        timeout = self._timeout()
+        with trace.attempt(self.name, call) as attempt:
+            try:
+                answer = await self._exchange(call, timeout)
+            except (AttemptFailed, DeadlineExceeded) as exc:
+                attempt.status = exc.cause if isinstance(exc, AttemptFailed) else "timeout"
+                raise
+            attempt.status = answer.status
+            return answer
+
+    async def exchange(self, call: Call) -> Response:
+        """One attempt, untraced: for calls that must leave no trace (the OAuth token grant,
+        whose body holds the client secret)."""
+        return await self._exchange(call, self._timeout())
+
+    def _timeout(self) -> float:
+        """The attempt's timeout: the cap, or less when the budget is short (DeadlineExceeded
+        when it is spent)."""
+        budget = deadline.current()
+        return budget.attempt_timeout(self.attempt_timeout) if budget else self.attempt_timeout
+
+    async def _exchange(self, call: Call, timeout: float) -> Response:
+        assert self._session is not None, "HttpTransport.start() was not awaited"
+        budget = deadline.current()
+        where = f"{call.method} {call.route}"
+        try:
+            async with self._session.request(
+                call.method,
+                self.base_url + call.path,
+                params=call.query or None,
+                headers=call.headers,
+                json=call.body,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
+                text = await resp.text(errors="replace")
+                data = _json(text)
+                if 200 <= resp.status < 300 and data is None and text.strip():
+                    raise AttemptFailed(detail=f"{where}: the body is not JSON", cause="garbage")
+                return Response(resp.status, resp.headers, data, text)
+        except TimeoutError:
+            if budget and budget.remaining() <= budget.margin:
+                raise DeadlineExceeded(detail=f"{where} did not answer in time") from None
+            raise AttemptTimedOut(detail=f"{where} timed out after {timeout:.1f}s") from None
+        except aiohttp.ClientError as exc:
+            name = type(exc).__name__
+            raise AttemptFailed(detail=f"{where}: {name}", cause=name) from None
+
+
+def _json(text: str) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
