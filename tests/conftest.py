@@ -3,7 +3,10 @@ way users configure it (config.example.yaml plus environment variables)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -19,13 +22,17 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway import logs
 from gateway.app import create_app
 from gateway.config import Config, load_config
+from gateway.exchange import Response
 from gateway.sandbox.demo import seed
 from gateway.sandbox.server import CREDENTIALS, FAULTS, Faults, create_sandbox
 from gateway.sandbox.store import Store
+from gateway.upstream.call import Call
+from gateway.upstream.settings import BreakerSettings, RetrySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "tests" / "contracts"  # third-party specifications, copied in (see its README)
@@ -64,8 +71,6 @@ logs.SINKS.append(OUTPUT.append)
 
 def events(output: str) -> list[dict[str, Any]]:
     """The JSON log lines in captured output."""
-    import json
-
     return [json.loads(x) for x in output.splitlines() if x.startswith("{")]
 
 
@@ -129,6 +134,38 @@ def make_client(aiohttp_client: Any) -> Callable[[Config], Any]:
     return make
 
 
+FAST_BUDGET = 2.0  # the `fast` config's budget, in seconds
+
+
+@pytest.fixture
+def fast(config: Config) -> Config:
+    """Budgets short enough for tests; the policy is the production one, scaled down, and the
+    breaker out of the way (its own tests set it)."""
+    return dataclasses.replace(
+        config,
+        default_budget=FAST_BUDGET,
+        attempt_timeout=0.5,
+        retry=RetrySettings(
+            attempts=3,
+            backoff_start_seconds=0.05,
+            backoff_max_seconds=0.2,
+            max_retry_after_seconds=30,
+            min_attempt_seconds=0.1,
+        ),
+        breaker=BreakerSettings(min_requests=1000),
+    )
+
+
+@pytest.fixture
+async def gw(make_client: Any, fast: Config) -> Any:
+    """A gateway on the `fast` config, with the field definitions cached, so that faults hit
+    the call under test."""
+    client = await make_client(fast)
+    for kind in ("customer", "case"):
+        assert (await client.get(f"{API}/meta/object/{kind}", headers=AUTH)).status == 200
+    return client
+
+
 @pytest.fixture
 async def client(make_client: Any, config: Config) -> TestClient[web.Request, web.Application]:
     return await make_client(config)  # type: ignore[no-any-return]
@@ -160,6 +197,69 @@ def interaction(service_id: str, body: str = "My screen broke!", **more: Any) ->
         },
         **more,
     }
+
+
+# -- the upstream layers' unit tests: time that moves only when asked, scripted answers --------
+
+
+class FakeClock:
+    """A clock for the upstream layers: time moves when a layer sleeps or the test advances it,
+    so waits of minutes take no time and every assertion on time is exact."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += max(seconds, 0.0)
+        await asyncio.sleep(0)  # let other tasks run, as a real sleep would
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def answer(status: int = 200, data: Any = None, **headers: str) -> Response:
+    """An upstream answer; header names with `_` for `-` (``Retry_After="5"``)."""
+    proxy = CIMultiDictProxy(CIMultiDict({k.replace("_", "-"): v for k, v in headers.items()}))
+    text = "" if data is None else json.dumps(data)
+    return Response(status, proxy, data, text)
+
+
+Script = Response | BaseException | Callable[[Call], Any]
+
+
+class FakeTransport:
+    """Answers each attempt with the next item of a script (the last one repeats): a Response,
+    an exception to raise, or a function of the call (async ones may hang until cancelled)."""
+
+    def __init__(self, *script: Script) -> None:
+        self.script = list(script)
+        self.calls: list[Call] = []
+
+    async def send(self, call: Call) -> Response:
+        self.calls.append(call)
+        item = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if callable(item) and not isinstance(item, BaseException):
+            item = item(call)
+            if asyncio.iscoroutine(item):
+                item = await item
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, Response)
+        return item
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
 
 
 # -- real processes: `python -m gateway ...` on free local ports, stopped by the test's fixture --

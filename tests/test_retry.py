@@ -12,41 +12,15 @@ import time
 from typing import Any
 
 import pytest
-from conftest import API, AUTH, interaction
+from conftest import API, AUTH, FAST_BUDGET, interaction
 
 from gateway.config import Config
 from gateway.sandbox.server import CALLS, Faults
 from gateway.sandbox.store import Store
-from gateway.upstream.settings import BreakerSettings, RetrySettings
+from gateway.upstream.settings import BreakerSettings
 
-BUDGET = 2.0
+BUDGET = FAST_BUDGET
 FIND = f"{API}/customer/1001"
-
-
-@pytest.fixture
-def fast(config: Config) -> Config:
-    """Budgets short enough for tests; the policy is the production one, scaled down."""
-    return dataclasses.replace(
-        config,
-        default_budget=BUDGET,
-        attempt_timeout=0.5,
-        retry=RetrySettings(
-            attempts=3,
-            backoff_start_seconds=0.05,
-            backoff_max_seconds=0.2,
-            max_retry_after_seconds=30,
-            min_attempt_seconds=0.1,
-        ),
-        breaker=BreakerSettings(min_requests=1000),  # out of the way; tested on its own below
-    )
-
-
-@pytest.fixture
-async def gw(make_client: Any, fast: Config) -> Any:
-    client = await make_client(fast)
-    for kind in ("customer", "case"):  # field definitions cached: faults hit the call under test
-        assert (await client.get(f"{API}/meta/object/{kind}", headers=AUTH)).status == 200
-    return client
 
 
 def calls(sandbox: Any, fragment: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 from collections import deque
 from types import TracebackType
 
@@ -74,7 +75,7 @@ class Breaker:
         assert self._opened_at is not None
         left = self.settings.cooldown_seconds - (self.clock.monotonic() - self._opened_at)
         raise UpstreamUnavailable(
-            headers={"Retry-After": str(max(1, round(left + 0.5)))}, detail="circuit open"
+            headers={"Retry-After": str(max(1, math.ceil(left)))}, detail="circuit open"
         )
 
     def record(self, probe: bool, outcome: Verdict) -> None:

@@ -5,6 +5,7 @@ or a 2xx body that is not JSON as AttemptFailed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -48,6 +49,9 @@ class HttpTransport:
                 answer = await self._exchange(call, timeout)
             except (AttemptFailed, DeadlineExceeded) as exc:
                 attempt.status = exc.cause if isinstance(exc, AttemptFailed) else "timeout"
+                raise
+            except asyncio.CancelledError:
+                attempt.status = "cancelled"
                 raise
             attempt.status = answer.status
             return answer

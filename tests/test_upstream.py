@@ -1,0 +1,165 @@
+"""The upstream layers end to end, through the gateway's HTTP stack against the sandbox:
+docs/behaviour.md §4's rows on rate limits that hold one record only, and on a breaker that
+always recovers. Faults are injected into the sandbox; counts come from its call log."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Any
+
+from conftest import API, AUTH, FAST_BUDGET, interaction
+
+from gateway.config import Config
+from gateway.sandbox.server import CALLS, Faults
+from gateway.upstream.settings import BreakerSettings
+
+FIND = f"{API}/customer/1001"
+PUT_1002 = "PUT /api/v2/users/1002"
+
+
+def calls(sandbox: Any, call: str) -> int:
+    return sandbox.app[CALLS].count(call)
+
+
+def per_user_limit(faults: Faults, retry_after: str) -> None:
+    """Zendesk's answer to a 6th update of user 1002 within a minute: a 429 while the account
+    still has quota."""
+    faults.status, faults.retry_after, faults.times = 429, retry_after, 1
+    faults.method, faults.path_prefix = "PUT", "/api/v2/users/1002"
+    faults.body = "You have exceeded the rate limit for updating a single unique user"
+    faults.content_type = "text/plain"
+    faults.headers = {"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "650"}
+
+
+async def test_after_one_customers_limit_other_customers_reads_and_writes_answer(
+    gw: Any, faults: Faults, sandbox: Any
+) -> None:
+    per_user_limit(faults, retry_after="20")
+    limited = await gw.patch(f"{API}/customer/1002", json={"notes": "6th"}, headers=AUTH)
+    assert limited.status == 503 and limited.headers["Retry-After"] == "20"
+    others = await asyncio.gather(
+        gw.patch(FIND, json={"notes": "Still served."}, headers=AUTH),
+        gw.get(FIND, headers=AUTH),
+        gw.get(f"{API}/customer/1002", headers=AUTH),  # the limited customer's own read
+        gw.get(f"{API}/customer/1001/cases", headers=AUTH),
+        gw.patch(f"{API}/case/5001", json={"interactions": [interaction("rl")]}, headers=AUTH),
+        gw.post(f"{API}/customers", json={"email": "jane@example.com"}, headers=AUTH),
+        gw.get("/customer?query=phone:%2B41791234567"),
+        gw.get("/label"),
+    )
+    assert [r.status for r in others] == [201, 200, 200, 200, 200, 200, 200, 200]
+    before = calls(sandbox, PUT_1002)
+    started = time.monotonic()
+    again = await gw.patch(f"{API}/customer/1002", json={"notes": "7th"}, headers=AUTH)
+    assert again.status == 503 and time.monotonic() - started < 0.5
+    assert calls(sandbox, PUT_1002) == before  # held here: the CRM is not asked again
+
+
+async def test_a_limit_that_fits_makes_only_that_write_wait(
+    gw: Any, faults: Faults, sandbox: Any
+) -> None:
+    per_user_limit(faults, retry_after="1")
+
+    async def timed(coro: Any) -> tuple[int, float]:
+        started = time.monotonic()
+        resp = await coro
+        return resp.status, time.monotonic() - started
+
+    update = asyncio.create_task(
+        timed(gw.patch(f"{API}/customer/1002", json={"notes": "Waited."}, headers=AUTH))
+    )
+    await asyncio.sleep(0.2)  # the 429 is in: user 1002's writes are held
+    others = await asyncio.gather(
+        timed(gw.patch(FIND, json={"notes": "Not held."}, headers=AUTH)),
+        timed(gw.get(f"{API}/customer/1002", headers=AUTH)),
+    )
+    assert [status for status, _ in others] == [201, 200]
+    assert all(took < 0.5 for _, took in others)
+    status, took = await update
+    assert status == 201 and 1.0 <= took < FAST_BUDGET
+    assert calls(sandbox, PUT_1002) == 2
+
+
+async def test_an_account_limit_holds_every_call(gw: Any, faults: Faults, sandbox: Any) -> None:
+    faults.status, faults.retry_after, faults.times = 429, "20", 1
+    faults.method, faults.path_prefix = "PUT", "/api/v2/users/1002"
+    faults.headers = {"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "0"}
+    limited = await gw.patch(f"{API}/customer/1002", json={"notes": "x"}, headers=AUTH)
+    assert limited.status == 503
+    seen = len(sandbox.app[CALLS])
+    assert (await gw.get(FIND, headers=AUTH)).status == 503
+    assert len(sandbox.app[CALLS]) == seen
+
+
+# -- the breaker -----------------------------------------------------------------------------
+
+
+async def test_one_request_retried_to_exhaustion_does_not_open_the_breaker(
+    make_client: Any, fast: Config, config: Config, faults: Faults, sandbox: Any
+) -> None:
+    client = await make_client(dataclasses.replace(fast, breaker=config.breaker))  # the defaults
+    assert (await client.get(f"{API}/meta/object/customer", headers=AUTH)).status == 200
+    faults.status, faults.times = 500, 3
+    assert (await client.get(FIND, headers=AUTH)).status == 502
+    assert calls(sandbox, "GET /api/v2/users/1001") == 3
+    assert (await client.get(FIND, headers=AUTH)).status == 200  # not 503: the CRM was asked
+    assert calls(sandbox, "GET /api/v2/users/1001") >= 4
+
+
+BREAKER = BreakerSettings(failure_rate=0.5, min_requests=2, window_seconds=30, cooldown_seconds=0.3)
+
+
+async def opened(make_client: Any, fast: Config, faults: Faults) -> Any:
+    """A gateway whose breaker has just opened."""
+    client = await make_client(dataclasses.replace(fast, breaker=BREAKER))
+    for kind in ("customer", "case"):
+        assert (await client.get(f"{API}/meta/object/{kind}", headers=AUTH)).status == 200
+    faults.status = 500
+    for _ in range(2):
+        assert (await client.get(FIND, headers=AUTH)).status == 502
+    assert (await client.get(FIND, headers=AUTH)).status == 503  # open: fails fast
+    faults.status = None
+    await asyncio.sleep(BREAKER.cooldown_seconds + 0.05)
+    return client
+
+
+async def test_a_probe_that_hangs_past_the_deadline_leaves_the_breaker_able_to_close(
+    make_client: Any, fast: Config, faults: Faults
+) -> None:
+    # Attempts as long as the budget: the probe ends by the deadline, not by a retry.
+    slow = dataclasses.replace(fast, attempt_timeout=10, default_budget=1.0)
+    client = await opened(make_client, slow, faults)
+    faults.delay = 30
+    probe = await client.get(FIND, headers=AUTH)
+    assert probe.status == 504
+    faults.delay = 0
+    await asyncio.sleep(BREAKER.cooldown_seconds + 0.05)  # the failed probe opened it again
+    assert (await client.get(FIND, headers=AUTH)).status == 200
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_a_probe_answered_429_leaves_the_breaker_able_to_close(
+    make_client: Any, fast: Config, faults: Faults
+) -> None:
+    client = await opened(make_client, fast, faults)
+    per_user_limit(faults, retry_after="20")
+    probe = await client.patch(f"{API}/customer/1002", json={"notes": "x"}, headers=AUTH)
+    assert probe.status == 503
+    assert (await client.get(FIND, headers=AUTH)).status == 200  # the next call probes, at once
+    ready = await client.get("/readyz")
+    assert ready.status == 200 and (await ready.json())["circuit"] == "closed"
+
+
+async def test_readiness_reports_the_open_circuit(
+    make_client: Any, fast: Config, faults: Faults
+) -> None:
+    client = await make_client(dataclasses.replace(fast, breaker=BREAKER))
+    faults.status = 500
+    for _ in range(2):
+        await client.get(FIND, headers=AUTH)
+    ready = await client.get("/readyz")
+    body = await ready.json()
+    assert ready.status == 503 and body["circuit"] == "open"
+    assert body["reason"] == "ServiceUnavailable"

@@ -1,0 +1,136 @@
+"""One attempt over real HTTP, against the sandbox: answers become Responses, failures gateway
+errors, timeouts come from the request's budget, and each attempt leaves a log line, metrics
+and an entry in the request's stats."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from conftest import events
+
+from gateway import deadline, logs
+from gateway.errors import AttemptFailed, AttemptTimedOut, DeadlineExceeded
+from gateway.sandbox.server import CALLS, Faults
+from gateway.upstream.call import Call
+from gateway.upstream.transport import HttpTransport
+
+AUTH = {"Authorization": "Bearer sandbox-oauth-token"}
+FIND = Call("GET", "/api/v2/users/1001", "/api/v2/users/{{ id }}", headers=AUTH)
+
+
+@pytest.fixture
+async def transport(sandbox: Any) -> AsyncIterator[HttpTransport]:
+    url = str(sandbox.make_url("")).rstrip("/")
+    t = HttpTransport(url, name="zendesk", attempt_timeout=0.5, max_connections=4)
+    await t.start()
+    yield t
+    await t.close()
+
+
+async def test_an_answer(transport: HttpTransport) -> None:
+    resp = await transport.send(FIND)
+    assert resp.ok and resp.data["user"]["id"] == 1001
+    assert resp.headers["content-type"].startswith("application/json")  # any case
+
+
+async def test_an_error_body_that_is_not_json_is_an_answer(
+    transport: HttpTransport, faults: Faults
+) -> None:
+    faults.status, faults.body, faults.content_type = 500, "<html>oops</html>", "text/html"
+    resp = await transport.send(FIND)
+    assert resp.status == 500 and resp.data is None and resp.text == "<html>oops</html>"
+
+
+async def test_a_2xx_body_that_is_not_json_is_a_failed_attempt(
+    transport: HttpTransport, faults: Faults
+) -> None:
+    faults.garbage = True
+    with pytest.raises(AttemptFailed) as raised:
+        await transport.send(FIND)
+    assert raised.value.cause == "garbage"
+
+
+async def test_a_reset_is_a_failed_attempt(transport: HttpTransport, faults: Faults) -> None:
+    faults.reset = True
+    with pytest.raises(AttemptFailed) as raised:
+        await transport.send(FIND)
+    assert "Disconnected" in raised.value.cause
+
+
+async def test_a_refused_connection_is_a_failed_attempt() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    t = HttpTransport(closed, name="zendesk", attempt_timeout=0.5, max_connections=1)
+    await t.start()
+    try:
+        with pytest.raises(AttemptFailed) as raised:
+            await t.send(FIND)
+    finally:
+        await t.close()
+    assert raised.value.cause == "ClientConnectorError"
+
+
+async def test_a_hang_is_an_attempt_timeout_then_the_budget(
+    transport: HttpTransport, faults: Faults
+) -> None:
+    faults.delay = 5
+    with deadline.budget(3.0, 0.1), pytest.raises(AttemptTimedOut):
+        await transport.send(FIND)  # the attempt's own cap: 0.5 s
+    with deadline.budget(0.3, 0.1), pytest.raises(DeadlineExceeded) as raised:
+        await transport.send(FIND)  # what the budget leaves: 0.2 s, and then nothing
+    assert not isinstance(raised.value, AttemptTimedOut)
+
+
+async def test_no_attempt_once_the_budget_is_spent(transport: HttpTransport, sandbox: Any) -> None:
+    stats = logs.start_request()
+    with deadline.budget(0.05, 0.1), pytest.raises(DeadlineExceeded):
+        await transport.send(FIND)
+    assert sandbox.app[CALLS] == [] and stats.calls == []
+
+
+async def test_each_attempt_is_traced(transport: HttpTransport, capsys: Any) -> None:
+    stats = logs.start_request()
+    stats.keep_bodies = True
+    call = Call(
+        "GET",
+        "/api/v2/users/1001",
+        "/api/v2/users/{{ id }}",
+        query={"include": "identities"},
+        headers=AUTH,
+        attempt=2,
+        retry_reason="timeout",
+    )
+    await transport.send(call)
+    [entry] = stats.calls
+    assert entry["url"] == "/api/v2/users/1001?include=identities"
+    assert entry["status"] == 200 and entry["retry_reason"] == "timeout"
+    assert entry["headers"] == AUTH and stats.upstream_calls == 1
+    [line] = [e for e in events(capsys.readouterr().out) if e["event"] == "upstream"]
+    assert line["path"] == "/api/v2/users/{{ id }}" and line["attempt"] == 2  # no id in logs
+
+
+async def test_the_untraced_exchange_leaves_no_trace(transport: HttpTransport, capsys: Any) -> None:
+    stats = logs.start_request()
+    await transport.exchange(FIND)
+    assert stats.calls == [] and not any(
+        e["event"] == "upstream" for e in events(capsys.readouterr().out)
+    )
+
+
+async def test_a_cancelled_attempt_is_traced_and_frees_its_connection(
+    transport: HttpTransport, faults: Faults
+) -> None:
+    faults.delay, faults.times = 5, 1
+    stats = logs.start_request()
+    task = asyncio.create_task(transport.send(FIND))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stats.calls[0]["status"] == "cancelled"
+    assert (await transport.send(FIND)).ok
