@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from gateway.exchange import Response
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call:
     method: str
     path: str  # rendered, relative to the upstream's base URL

@@ -65,7 +65,7 @@ class RateGate:
 
     async def _take_slot(self, left: float | None) -> None:
         """A slot among the calls in flight, waiting at most what the budget allows."""
-        if left is None:
+        if left is None or not self._slots.locked():  # free: taken at once, no timer needed
             await self._slots.acquire()
             return
         try:
