@@ -23,18 +23,22 @@ from gateway.upstream.transport import HttpTransport
 
 def upstream(config: Config, mapping: MappingSpec, transport: Transport | None = None) -> Upstream:
     """The client; ``transport`` replaces HTTP (`explain`'s dry run, tests' fakes)."""
-    http = HttpTransport(
-        config.upstream_url,
-        name=mapping.name,
-        attempt_timeout=config.attempt_timeout,
-        max_connections=config.max_connections,
-    )
-    chosen = transport or http
+    send: Send
+    if transport is None:
+        http = HttpTransport(
+            config.upstream_url,
+            name=mapping.name,
+            attempt_timeout=config.attempt_timeout,
+            max_connections=config.max_connections,
+        )
+        transport, send = http, http.exchange  # token grants leave no trace: secrets in body
+    else:
+        send = transport.send
     return Upstream(
-        chosen,
+        transport,
         name=mapping.name,
         headers={k: str(v) for k, v in mapping.headers({}).items()},
-        auth=_auth(config, mapping, http.exchange if transport is None else chosen.send),
+        auth=_auth(config, mapping, send),
         retry=config.retry,
         breaker=config.breaker,
         max_in_flight=config.max_in_flight,

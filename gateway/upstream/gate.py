@@ -5,6 +5,7 @@ from the callers does not become a 429 storm. Answers teach it the holds."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -42,7 +43,7 @@ class RateGate:
             if not self.settings.fits(deadline.left(), wait):
                 raise UpstreamUnavailable(
                     "The CRM asked us to slow down. Please try again in a moment.",
-                    headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
                     detail=f"{call.method} {call.route}: rate limited for {wait:.1f}s more",
                 )
             await self.clock.sleep(wait)

@@ -5,6 +5,7 @@ wait and one more attempt. Backoff is exponential with jitter (aiohttp-retry's s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from aiohttp_retry import JitterRetry
@@ -102,6 +103,6 @@ def _rate_limited(call: Call, resp: Response, wait: float) -> UpstreamUnavailabl
     retry_after = resp.headers.get("Retry-After")
     return UpstreamUnavailable(
         "The CRM asked us to slow down. Please try again in a moment.",
-        headers={"Retry-After": str(max(1, round(wait + 0.49)))},
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
         detail=f"{call.method} {call.route} -> 429, Retry-After {retry_after!r}",
     )
