@@ -134,6 +134,22 @@ async def test_a_cancelled_probe_leaves_the_breaker_able_to_close() -> None:
     assert (await get(up)).ok and up.breaker.state == "closed"  # no second cool-down
 
 
+async def test_of_racing_callers_in_half_open_one_probes() -> None:
+    clock, transport = FakeClock(), FakeTransport()
+    up = client(transport, clock)
+    await open_breaker(up, transport, clock)
+
+    async def slow(call: Call) -> Response:
+        await asyncio.sleep(0.01)
+        return answer(200, {})
+
+    transport.script = [slow]
+    results = await asyncio.gather(*(get(up) for _ in range(20)), return_exceptions=True)
+    assert sum(isinstance(r, Response) for r in results) == 1
+    assert sum(isinstance(r, UpstreamUnavailable) for r in results) == 19
+    assert len(transport.calls) == 1 and up.breaker.state == "closed"
+
+
 @pytest.mark.parametrize("quota", ["0", "250"])
 async def test_a_probe_answered_429_leaves_the_breaker_able_to_close(quota: str) -> None:
     clock, transport = FakeClock(), FakeTransport()
