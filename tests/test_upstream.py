@@ -70,7 +70,9 @@ async def test_a_limit_that_fits_makes_only_that_write_wait(
     update = asyncio.create_task(
         timed(gw.patch(f"{API}/customer/1002", json={"notes": "Waited."}, headers=AUTH))
     )
-    await asyncio.sleep(0.2)  # the 429 is in: user 1002's writes are held
+    while calls(sandbox, PUT_1002) == 0:  # until the 429 is in: user 1002's writes are held
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
     others = await asyncio.gather(
         timed(gw.patch(FIND, json={"notes": "Not held."}, headers=AUTH)),
         timed(gw.get(f"{API}/customer/1002", headers=AUTH)),
