@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import logs, runtime
+from gateway import logs, runtime, shipped
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.sandbox.demo import seed
@@ -52,6 +52,7 @@ async def serve(config: Config, *, sandbox_port: int | None = None, worker: bool
     runners.append(runner)
     logs.get().info(
         "started",
+        version=shipped.version(),
         url=f"http://{config.host}:{config.port}{config.base_path}",
         config=config.file,
         mapping=str(config.mapping_file),
