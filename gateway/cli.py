@@ -47,6 +47,7 @@ class Environment:
     host: str | None
     port: int | None
     workers: int | None
+    log_queue_lines: int | None
 
 
 def from_environment(env: Mapping[str, str]) -> Environment:
@@ -54,7 +55,17 @@ def from_environment(env: Mapping[str, str]) -> Environment:
         host=env.get("GATEWAY_HOST", "").strip() or None,
         port=_number(env, "GATEWAY_PORT", 65535),
         workers=_number(env, "GATEWAY_WORKERS", 64),
+        log_queue_lines=_number(env, "GATEWAY_LOG_QUEUE_LINES", 10_000_000),
     )
+
+
+def _start_writer(env: Environment) -> None:
+    """Serving processes log through a background writer: a stalled stdout costs log lines,
+    never requests."""
+    if env.log_queue_lines is None:
+        logs.start_writer()
+    else:
+        logs.start_writer(capacity=env.log_queue_lines)
 
 
 def _load(path: str, host: str | None, port: int | None) -> Config:
@@ -158,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _tool(args)
     if args.command == "sandbox":
         logs.configure()
+        logs.start_writer()
         store = seed(Store(base_url=f"http://127.0.0.1:{args.port}"))
         faults = Faults(delay=args.delay, status=args.status, retry_after=args.retry_after)
         app = create_sandbox(store, faults=faults)
@@ -189,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  try: curl -H 'Authorization: {DEMO_KEY}' {base}/customer/1001\n",
             flush=True,
         )
+    _start_writer(env)
     # A worker is one process, whatever GATEWAY_WORKERS its supervisor passed on to it.
     if args.command == "serve" and not args.worker:
         workers = args.workers if args.workers is not None else env.workers or 1

@@ -81,6 +81,7 @@ async def serve(config: Config, *, sandbox_port: int | None = None, worker: bool
             watch.cancel()
         for r in reversed(runners):
             await r.cleanup()
+        logs.shutting_down()
         logs.get().info("stopped", pid=os.getpid())
 
 
@@ -146,6 +147,7 @@ def supervise(config: Config, workers: int) -> int:
                 p.wait()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+    logs.shutting_down()
     log.info("supervisor_stopped", code=code)
     return code
 

@@ -71,10 +71,10 @@ def test_the_environment_reads_gateway_variables_and_refuses_bad_numbers() -> No
     from gateway.cli import Environment, from_environment
     from gateway.errors import ConfigError
 
-    assert from_environment({}) == Environment(None, None, None)
+    assert from_environment({}) == Environment(None, None, None, None)
     assert from_environment(
         {"GATEWAY_HOST": "0.0.0.0", "GATEWAY_PORT": "8081", "GATEWAY_WORKERS": " 4 "}
-    ) == Environment("0.0.0.0", 8081, 4)
+    ) == Environment("0.0.0.0", 8081, 4, None)
     assert from_environment({"GATEWAY_PORT": "", "GATEWAY_HOST": " "}) == from_environment({})
     for name, value in [("GATEWAY_PORT", "80a"), ("GATEWAY_PORT", "70000"),
                         ("GATEWAY_WORKERS", "0"), ("GATEWAY_WORKERS", "-1")]:  # fmt: skip
