@@ -1,4 +1,9 @@
-"""The command line: `crm-gateway serve`, `crm-gateway demo`, `crm-gateway sandbox`."""
+"""The command line: `crm-gateway serve`, `crm-gateway demo`, `crm-gateway sandbox`, and the
+integrator's `check`, `explain` and `register`.
+
+Where to listen comes from, strongest first: a flag (`--host`, `--port`, `--workers`), the
+environment (`GATEWAY_HOST`, `GATEWAY_PORT`, `GATEWAY_WORKERS`), the config file; the config
+file itself from `--config` or `GATEWAY_CONFIG`."""
 
 from __future__ import annotations
 
@@ -7,12 +12,13 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-from gateway import check, explain, logs, register, serving
+from gateway import check, explain, logs, register, serving, shipped
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError
 from gateway.explain import OPERATIONS as EXPLAINED
@@ -22,6 +28,44 @@ from gateway.sandbox.store import Store
 
 DEMO_KEY = "demo-key"
 DEMO_ADMIN_KEY = "demo-admin-key"
+
+
+def _number(env: Mapping[str, str], name: str, highest: int) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= highest:
+        problem = f"{raw!r} is not a whole number from 1 to {highest}"
+        raise ConfigError("environment", None, name, problem)
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The GATEWAY_* variables of a deployment; None where unset or empty."""
+
+    host: str | None
+    port: int | None
+    workers: int | None
+    log_queue_lines: int | None
+
+
+def from_environment(env: Mapping[str, str]) -> Environment:
+    return Environment(
+        host=env.get("GATEWAY_HOST", "").strip() or None,
+        port=_number(env, "GATEWAY_PORT", 65535),
+        workers=_number(env, "GATEWAY_WORKERS", 64),
+        log_queue_lines=_number(env, "GATEWAY_LOG_QUEUE_LINES", 10_000_000),
+    )
+
+
+def _start_writer(env: Environment) -> None:
+    """Serving processes log through a background writer: a stalled stdout costs log lines,
+    never requests."""
+    if env.log_queue_lines is None:
+        logs.start_writer()
+    else:
+        logs.start_writer(capacity=env.log_queue_lines)
 
 
 def _load(path: str, host: str | None, port: int | None) -> Config:
@@ -55,6 +99,11 @@ def _tool(args: argparse.Namespace) -> int:
     code, config = check.check(args.config, out=out)
     if config is None:
         return code
+    try:
+        from_environment(os.environ)
+    except ConfigError as exc:
+        print(exc, file=out)
+        return 1
     if args.command == "check":
         print(f"ok: {config.file} and {config.mapping_file} are valid")
         return asyncio.run(check.check_online(config, sys.stdout)) if args.online else code
@@ -78,22 +127,24 @@ def _tool(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="crm-gateway", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="crm-gateway", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"crm-gateway {shipped.version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the Khoros API in front of the configured CRM")
     demo = sub.add_parser("demo", help="serve in front of the built-in sandbox CRM")
+    check = sub.add_parser("check", help="validate the config and mapping, as start-up does")
+    explain = sub.add_parser("explain", help="show the upstream requests of an operation")
+    for p in (serve, demo, check, explain):
+        p.add_argument("--config", help="the config file (YAML); default: $GATEWAY_CONFIG")
     for p in (serve, demo):
-        p.add_argument("--config", required=True, help="the config file (YAML)")
-        p.add_argument("--host", help="address to bind (default from config: 127.0.0.1)")
-        p.add_argument("--port", type=int, help="port to bind (default from config: 8080)")
-    serve.add_argument("--workers", type=int, default=1, help="processes to serve with")
+        p.add_argument("--host", help="address to bind (else $GATEWAY_HOST, else the config)")
+        p.add_argument("--port", type=int, help="port (else $GATEWAY_PORT, else the config)")
+    serve.add_argument("--workers", type=int, help="processes (else $GATEWAY_WORKERS, else 1)")
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--sandbox-port", type=int, default=8081)
-    check = sub.add_parser("check", help="validate the config and mapping, as start-up does")
-    check.add_argument("--config", required=True)
     check.add_argument("--online", action="store_true", help="also compare with the upstream")
-    explain = sub.add_parser("explain", help="show the upstream requests of an operation")
-    explain.add_argument("--config", required=True)
     explain.add_argument("operation", choices=EXPLAINED)
     explain.add_argument("--body", default="{}", help="the request body: JSON, or @file")
     explain.add_argument("--id", default="1", help="the record id (or phone) in the URL")
@@ -109,11 +160,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sandbox.add_argument("--status", type=int, help="answer every API call with this status")
     sandbox.add_argument("--retry-after", help="the Retry-After header of those answers")
     args = parser.parse_args(argv)
+    if "config" in args and not args.config:
+        args.config = os.environ.get("GATEWAY_CONFIG", "").strip()
+        if not args.config:
+            parser.error(f"{args.command} needs --config FILE, or GATEWAY_CONFIG set to one")
 
     if args.command in ("check", "explain", "register"):
         return _tool(args)
     if args.command == "sandbox":
         logs.configure()
+        logs.start_writer()
         store = seed(Store(base_url=f"http://127.0.0.1:{args.port}"))
         faults = Faults(delay=args.delay, status=args.status, retry_after=args.retry_after)
         app = create_sandbox(store, faults=faults)
@@ -129,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("GATEWAY_API_KEYS", DEMO_KEY)
         os.environ.setdefault("GATEWAY_ADMIN_KEY", DEMO_ADMIN_KEY)
     try:
-        config = _load(args.config, args.host, args.port)
+        env = from_environment(os.environ)
+        port = env.port if args.port is None else args.port
+        config = _load(args.config, args.host or env.host, port)
     except ConfigError as exc:
         print(f"crm-gateway: invalid configuration\n{exc}", file=sys.stderr)
         return 1
@@ -143,8 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  try: curl -H 'Authorization: {DEMO_KEY}' {base}/customer/1001\n",
             flush=True,
         )
-    if args.command == "serve" and args.workers > 1:
-        return serving.supervise(config, args.workers)
+    _start_writer(env)
+    # A worker is one process, whatever GATEWAY_WORKERS its supervisor passed on to it.
+    if args.command == "serve" and not args.worker:
+        workers = args.workers if args.workers is not None else env.workers or 1
+        if workers > 1:
+            return serving.supervise(config, workers)
     sandbox_port = args.sandbox_port if args.command == "demo" else None
     serving.run(
         serving.serve(

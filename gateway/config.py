@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway import yamlfile
+from gateway import shipped, yamlfile
 from gateway.cache import CacheSettings
 from gateway.errors import ConfigError
 from gateway.upstream.settings import BreakerSettings, RetrySettings
@@ -166,10 +166,39 @@ def _oauth(raw: Mapping[str, Any], here: Path) -> OAuthSettings | None:
     )
 
 
+# The config file formats this gateway reads (the optional top-level `version:`).
+CONFIG_VERSIONS = ("1",)
+
+
+def _check_version(doc: yamlfile.YamlDoc) -> None:
+    """Before the schema: a file written for another format would otherwise read as a list of
+    unknown keys."""
+    given = doc.data.get("version", CONFIG_VERSIONS[-1])
+    if str(given).strip() not in CONFIG_VERSIONS:
+        raise doc.error(
+            ("version",),
+            f"config version '{given}' is not one crm-gateway {shipped.version()} reads "
+            f"(it reads version {', '.join(CONFIG_VERSIONS)})",
+        )
+
+
+def _mapping_file(doc: yamlfile.YamlDoc, given: str, here: Path) -> Path:
+    """A bare name is a mapping shipped with the gateway; anything else is a file's path,
+    relative to the config file."""
+    if shipped.is_bare(given):
+        try:
+            return shipped.mapping(given)
+        except shipped.UnknownMapping as exc:
+            raise doc.error(("upstream", "mapping"), str(exc)) from None
+    mapping = Path(given)
+    return mapping if mapping.is_absolute() else here / mapping
+
+
 def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
     doc = yamlfile.load(path, env=env)
     if not isinstance(doc.data, dict):
         raise ConfigError(doc.file, 1, "", "the config must be a mapping of keys")
+    _check_version(doc)
     yamlfile.validate(doc, yamlfile.schema("config"))
     c = _merged(DEFAULTS, doc.data)
     api_keys = _keys(c["auth"]["api_keys"])
@@ -179,9 +208,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         port = int(c["server"]["port"])
     except ValueError:
         raise doc.error(("server", "port"), "must be a port number") from None
-    mapping = Path(c["upstream"]["mapping"])
-    if not mapping.is_absolute():
-        mapping = Path(path).parent / mapping
+    mapping = _mapping_file(doc, c["upstream"]["mapping"], Path(path).parent)
     share = c["deadlines"]["share"]
     return Config(
         file=str(path),

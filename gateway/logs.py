@@ -1,5 +1,9 @@
 """Structured logs: JSON lines on stdout (or a readable console format for development).
 
+A serving process writes them through a background writer (`start_writer`, see logwriter.py):
+a stdout nobody reads costs dropped, counted lines, never a stalled request. Elsewhere (the
+integrator's commands, tests in one process) lines are written as they are made.
+
 Every line passes through redaction last: configured secrets (API keys, upstream credentials,
 tokens) are replaced wherever they appear, and customer PII (emails, phone numbers, and the
 values of keys such as `name` or `body`) is masked unless `LOG_PII=true`.
@@ -7,6 +11,7 @@ values of keys such as `name` or `body`) is masked unless `LOG_PII=true`.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import sys
@@ -17,6 +22,8 @@ from typing import Any
 
 import orjson
 import structlog
+
+from gateway.logwriter import BackgroundWriter
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 # International numbers (+41 79..., 0041...) and long digit runs; not dates, not short ids.
@@ -80,9 +87,14 @@ SINKS: list[Callable[[str], None]] = []
 
 
 class _Printer:
-    """Writes to the stdout of the moment (so a logger built once still follows a redirect)."""
+    """Hands the line to the background writer, or writes to the stdout of the moment (so a
+    logger built once still follows a redirect)."""
 
     def msg(self, message: str) -> None:
+        writer = _writer
+        if writer is not None:
+            writer.put(message)
+            return
         out = sys.stdout
         out.write(message + "\n")
         out.flush()
@@ -93,6 +105,8 @@ class _Printer:
 
 
 _logger: Any = None
+_reporter: Any = None  # the same pipeline, returning the line: for the writer's own warnings
+_writer: BackgroundWriter | None = None
 
 
 def configure(
@@ -104,19 +118,20 @@ def configure(
         if fmt == "console"
         else structlog.processors.JSONRenderer(serializer=_dumps)
     )
-    global _logger
+    processors = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redactor,
+        renderer,
+    ]
+    wrapper = structlog.make_filtering_bound_logger(logging.getLevelName(level.upper()))
+    global _logger, _reporter
     # Built once per configuration: a logger per call would cost more than the line it writes.
-    _logger = structlog.wrap_logger(
-        _Printer(),
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redactor,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+    _logger = structlog.wrap_logger(_Printer(), processors=processors, wrapper_class=wrapper).bind()
+    _reporter = structlog.wrap_logger(
+        structlog.ReturnLogger(), processors=processors, wrapper_class=wrapper
     ).bind()
 
 
@@ -128,6 +143,68 @@ def get() -> Any:
     if _logger is None:
         configure()
     return _logger
+
+
+def _dropped_line(count: int) -> str | None:
+    if _reporter is None:
+        configure()
+    line: str | None = _reporter.warning("log_lines_dropped", dropped=count)
+    return line
+
+
+def start_writer(fd: int | None = None, **options: Any) -> BackgroundWriter:
+    """From now on, lines go through a background writer to `fd` (stdout by default). Python's
+    own logging (aiohttp's, asyncio's) is sent through the same pipeline, so it is redacted and
+    cannot block either. Flushed at exit."""
+    global _writer
+    if _writer is not None:
+        return _writer
+    sys.stdout.flush()  # whatever was printed before comes first
+    _writer = BackgroundWriter(
+        sys.stdout.fileno() if fd is None else fd, report=_dropped_line, sinks=SINKS, **options
+    )
+    logging.getLogger().addHandler(_FORWARD)
+    logging.captureWarnings(True)
+    atexit.register(stop_writer)
+    return _writer
+
+
+def shutting_down() -> None:
+    """The process is stopping and has no request left to stall: from now on every line is
+    kept, however full the queue (the `stopped` line above all)."""
+    if _writer is not None:
+        _writer.keep_everything()
+
+
+def stop_writer(timeout: float = 2.0) -> bool:
+    """Write what is queued, waiting at most `timeout` (a stalled reader must not keep the
+    process from exiting); then lines are written directly again. False when time ran out: the
+    writer then stays, so that nothing blocks on the stalled output."""
+    global _writer
+    writer = _writer
+    if writer is None:
+        return True
+    if not writer.close(timeout):
+        return False
+    _writer = None
+    logging.getLogger().removeHandler(_FORWARD)
+    logging.captureWarnings(False)
+    return True
+
+
+class _Forward(logging.Handler):
+    """Python's logging records, as log lines of ours."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # structlog knows the standard levels only: a custom one counts as the one below it.
+        level = min(max(record.levelno // 10 * 10, logging.DEBUG), logging.CRITICAL)
+        get().log(
+            level,
+            "python_log",
+            logger=record.name,
+            message=record.getMessage(),
+            exc_info=record.exc_info or False,
+        )
 
 
 @dataclass
@@ -158,3 +235,6 @@ def start_request() -> RequestStats:
 
 def stats() -> RequestStats | None:
     return _stats.get()
+
+
+_FORWARD = _Forward(logging.WARNING)

@@ -42,6 +42,11 @@ BUDGET_EXHAUSTED = Counter(
     "crm_gateway_budget_exhausted_total", "Requests answered 504: the budget ran out", ["operation"]
 )
 
+LOG_LINES_DROPPED = Counter(
+    "crm_gateway_log_lines_dropped_total",
+    "Log lines dropped because the output did not keep up (its reader stalled or went away)",
+)
+
 
 async def metrics(request: web.Request) -> web.Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import logs, runtime
+from gateway import logs, runtime, shipped
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.sandbox.demo import seed
@@ -52,6 +52,7 @@ async def serve(config: Config, *, sandbox_port: int | None = None, worker: bool
     runners.append(runner)
     logs.get().info(
         "started",
+        version=shipped.version(),
         url=f"http://{config.host}:{config.port}{config.base_path}",
         config=config.file,
         mapping=str(config.mapping_file),
@@ -80,6 +81,7 @@ async def serve(config: Config, *, sandbox_port: int | None = None, worker: bool
             watch.cancel()
         for r in reversed(runners):
             await r.cleanup()
+        logs.shutting_down()
         logs.get().info("stopped", pid=os.getpid())
 
 
@@ -145,6 +147,7 @@ def supervise(config: Config, workers: int) -> int:
                 p.wait()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+    logs.shutting_down()
     log.info("supervisor_stopped", code=code)
     return code
 

@@ -301,7 +301,8 @@ def gateway(
     *args: str, env: dict[str, str | None] | None = None, quiet: bool = False
 ) -> subprocess.Popen[bytes]:
     """`python -m gateway ARGS`; env values of None remove the variable. Its output is a pipe
-    the test reads, or (quiet) discarded: a pipe nobody reads fills up and blocks the process."""
+    the test reads, or (quiet) discarded: a pipe nobody reads fills up, and the gateway then
+    drops its log lines (test_logwriter.py)."""
     merged = {**os.environ, **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "gateway", *args],

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, free_port, gateway, gateway_env, start_demo, wait_for
 
 
@@ -54,3 +56,89 @@ def test_invalid_config_stops_start_up_with_file_line_key(tmp_path: Path) -> Non
     )
     assert done.returncode == 1
     assert f"{bad}:5: upstream.credentails: unknown key; did you mean 'credentials'?" in done.stderr
+
+
+def test_version() -> None:
+    from gateway import shipped
+
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "--version"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout == f"crm-gateway {shipped.version()}\n"
+
+
+def test_the_environment_reads_gateway_variables_and_refuses_bad_numbers() -> None:
+    from gateway.cli import Environment, from_environment
+    from gateway.errors import ConfigError
+
+    assert from_environment({}) == Environment(None, None, None, None)
+    assert from_environment(
+        {"GATEWAY_HOST": "0.0.0.0", "GATEWAY_PORT": "8081", "GATEWAY_WORKERS": " 4 "}
+    ) == Environment("0.0.0.0", 8081, 4, None)
+    assert from_environment({"GATEWAY_PORT": "", "GATEWAY_HOST": " "}) == from_environment({})
+    for name, value in [("GATEWAY_PORT", "80a"), ("GATEWAY_PORT", "70000"),
+                        ("GATEWAY_WORKERS", "0"), ("GATEWAY_WORKERS", "-1")]:  # fmt: skip
+        with pytest.raises(ConfigError) as err:
+            from_environment({name: value})
+        assert str(err.value).startswith(f"environment: {name}: '{value}' is not a whole number")
+
+
+def test_environment_beats_the_config_and_flags_beat_the_environment(
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """No --config (GATEWAY_CONFIG), the host and port from the environment, 2 workers from
+    GATEWAY_WORKERS: a supervisor and two workers, not a supervisor of supervisors."""
+    port, ignored = free_port(), free_port()
+    env = gateway_env(
+        "http://127.0.0.1:9",
+        GATEWAY_CONFIG="config.example.yaml",
+        GATEWAY_HOST="127.0.0.2",
+        GATEWAY_PORT=str(port),
+        GATEWAY_WORKERS="2",
+    )
+    supervisor = gateway("serve", env=env)
+    processes.append(supervisor)
+    wait_for(f"http://127.0.0.2:{port}/healthz")
+    workers = subprocess.run(
+        ["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert len(workers) == 2
+    for pid in workers:  # and no worker has workers of its own
+        assert subprocess.run(["pgrep", "-P", pid], capture_output=True).stdout == b""
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(30) == 0
+    processes.remove(supervisor)
+
+    env.update(GATEWAY_CONFIG="missing.yaml", GATEWAY_PORT=str(ignored))
+    flagged = gateway(
+        "serve", "--config", "config.example.yaml", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1", env=env,
+    )  # fmt: skip
+    processes.append(flagged)
+    wait_for(f"http://127.0.0.1:{port}/healthz")
+    flagged.send_signal(signal.SIGTERM)
+    assert flagged.wait(30) == 0
+    processes.remove(flagged)
+    out = flagged.stdout.read().decode() if flagged.stdout else ""
+    started = [json.loads(x) for x in out.splitlines() if '"started"' in x]
+    assert [s["url"] for s in started] == [f"http://127.0.0.1:{port}/api/v1"]  # one process
+
+
+def test_serve_without_a_config_or_with_a_bad_port_says_so() -> None:
+    def serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        merged = {k: v for k, v in os.environ.items() if k != "GATEWAY_CONFIG"}
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", "serve", *args],
+            cwd=ROOT,
+            env={**merged, **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    done = serve({})
+    assert done.returncode == 2
+    assert "serve needs --config FILE, or GATEWAY_CONFIG set to one" in done.stderr
+    done = serve(gateway_env("http://x", GATEWAY_PORT="http"), "--config", "config.example.yaml")
+    assert done.returncode == 1
+    assert "environment: GATEWAY_PORT: 'http' is not a whole number from 1 to 65535" in done.stderr

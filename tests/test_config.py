@@ -74,3 +74,54 @@ def test_empty_keys_and_bad_yaml(tmp_path: Path) -> None:
         load_config(path)
     with pytest.raises(ConfigError, match=r":3: \(top level\): not valid YAML"):
         load_config(write(tmp_path, "auth:\n  - [\n"))
+
+
+MINIMAL = "auth:\n  api_keys: k\nupstream:\n  mapping: {mapping}\n  base_url: http://x\n"
+
+
+def test_a_bare_mapping_name_is_a_shipped_mapping(tmp_path: Path) -> None:
+    from gateway import shipped
+
+    for name in ("zendesk", "rt5"):
+        config = load_config(write(tmp_path, MINIMAL.format(mapping=name)))
+        assert config.mapping_file == shipped.mapping(name)
+    # A file beside the config with that name does not change what a bare name means.
+    (tmp_path / "zendesk").write_text("not a mapping")
+    config = load_config(write(tmp_path, MINIMAL.format(mapping="zendesk")))
+    assert config.mapping_file == shipped.mapping("zendesk")
+
+
+def test_a_path_is_a_file_relative_to_the_config(tmp_path: Path) -> None:
+    for given, expected in [
+        ("zendesk.yaml", tmp_path / "zendesk.yaml"),
+        ("mappings/zendesk.yaml", tmp_path / "mappings/zendesk.yaml"),
+        ("./zendesk", tmp_path / "zendesk"),
+        (str(ROOT / "mappings/rt5.yaml"), ROOT / "mappings/rt5.yaml"),
+    ]:
+        config = load_config(write(tmp_path, MINIMAL.format(mapping=given)))
+        assert config.mapping_file == expected, given
+
+
+def test_an_unknown_mapping_name_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.format(mapping="zendsk"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(
+        f"{path}:4: upstream.mapping: no mapping named 'zendsk' ships with crm-gateway; "
+        "did you mean 'zendesk'?"
+    )
+
+
+def test_config_version_1_is_read_and_any_other_refused(tmp_path: Path) -> None:
+    from gateway import shipped
+
+    for version in ("1", "'1'"):
+        load_config(write(tmp_path, f"version: {version}\n" + MINIMAL.format(mapping="rt5")))
+    # Refused before the schema: a newer format's keys would only read as unknown keys.
+    path = write(tmp_path, "version: 2\nnew_section: {}\n" + MINIMAL.format(mapping="rt5"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (
+        f"{path}:1: version: config version '2' is not one crm-gateway {shipped.version()} "
+        "reads (it reads version 1)"
+    )
