@@ -64,7 +64,7 @@ def test_zendesk_mapping_compiles() -> None:
         (
             "method: PUT",
             "method: FETCH",
-            "operations.update_customer.steps[0].request.method",
+            "operations.update_customer.steps[2].request.method",
             "'FETCH' is not one of",
         ),
         (
@@ -74,8 +74,8 @@ def test_zendesk_mapping_compiles() -> None:
             "field 'email' is defined twice",
         ),
         (
-            "result: {records: steps.found.users}",
-            "result: {record: steps.found.users}",
+            'result: {records: "steps.found[].users[]"}',
+            'result: {record: "steps.found[].users[]"}',
             "operations.search_customers.result.record",
             "this operation needs `records`",
         ),

@@ -50,6 +50,22 @@ def to_object(obj: ObjectSpec, record: Mapping[str, Any], ctx: Mapping[str, Any]
     return out
 
 
+def not_kept(
+    fields: Iterable[FieldSpec], body: Mapping[str, Any], result: Mapping[str, Any]
+) -> list[FieldError]:
+    """The written fields of ``body`` whose value the caller's object ``result`` does not
+    hold (compared as the field's search re-check compares)."""
+    lost = []
+    for f in fields:
+        wanted = body.get(f.name)
+        if f.write is None or wanted in (None, ""):
+            continue
+        have = result.get(f.name)
+        if have is None or not MATCHES[f.match](str(have), str(wanted)):
+            lost.append(FieldError(f.name, f"{f.label} was not saved by the CRM."))
+    return lost
+
+
 def _type_ok(f: FieldSpec, value: Any) -> bool:
     if value is None:
         return True
