@@ -46,12 +46,6 @@ class _OutcomeUnknown(Exception):
         self.error = error
 
 
-CORE_META = {
-    "customer": [("id", "ID"), ("uri", "Link")],
-    "case": [("id", "ID"), ("linkUrl", "Link")],
-}
-
-
 class Engine:
     def __init__(
         self,
@@ -102,24 +96,7 @@ class Engine:
         return result
 
     async def _meta(self, kind: str) -> dict[str, Any]:
-        obj = await self.object(kind)
-        out = [
-            {"name": n, "label": label, "type": "text", "searchable": False}
-            for n, label in CORE_META[kind]
-        ]
-        for f in obj.fields:
-            if not f.meta:
-                continue
-            entry: dict[str, Any] = {
-                "name": f.name,
-                "label": f.label,
-                "type": f.type,
-                "searchable": f.searchable and kind == "customer",
-            }
-            if f.type == "single_sel_list":
-                entry["listValues"] = [{"name": n, "value": v} for n, v in f.options]
-            out.append(entry)
-        return {"name": kind, "fields": out}
+        return fm.meta_of(await self.object(kind))
 
     # -- customers -------------------------------------------------------------------------
 
@@ -332,25 +309,7 @@ class Engine:
         def done(pages: list[Any]) -> bool:
             return enough is not None and enough({**ctx["steps"], step.name: pages})
 
-        pages, capped = await paging.follow(
-            step.paginate, get, self.upstream.base_url, done if enough else None
-        )
-        if capped:
-            reads = step.recorded_interactions or step.existing_interactions
-            self.log.warning(
-                "pagination_capped",
-                step=step.name,
-                path=step.request.path.source,
-                pages=len(pages),
-                outcome="refused" if reads else "partial",
-            )
-            if reads:
-                # Without every page, an interaction already on the record could be added again.
-                raise BadGateway(
-                    "The record has more history than the gateway reads; nothing was added.",
-                    detail=f"{step.name}: more than {len(pages)} pages",
-                )
-        return pages
+        return await paging.every_page(step, get, self.upstream.base_url, done if enough else None)
 
     async def fetch(
         self,

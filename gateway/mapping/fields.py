@@ -11,6 +11,31 @@ from gateway.mapping.codecs import CODECS, MATCHES
 from gateway.mapping.model import FieldSpec, ListWrite, ObjectSpec
 
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
+CORE_META = {
+    "customer": [("id", "ID"), ("uri", "Link")],
+    "case": [("id", "ID"), ("linkUrl", "Link")],
+}
+
+
+def meta_of(obj: ObjectSpec) -> dict[str, Any]:
+    """The caller's description of an object: its core properties, then its fields."""
+    out = [
+        {"name": n, "label": label, "type": "text", "searchable": False}
+        for n, label in CORE_META[obj.kind]
+    ]
+    for f in obj.fields:
+        if not f.meta:
+            continue
+        entry: dict[str, Any] = {
+            "name": f.name,
+            "label": f.label,
+            "type": f.type,
+            "searchable": f.searchable and obj.kind == "customer",
+        }
+        if f.type == "single_sel_list":
+            entry["listValues"] = [{"name": n, "value": v} for n, v in f.options]
+        out.append(entry)
+    return {"name": obj.kind, "fields": out}
 
 
 def join(obj: ObjectSpec, record: Mapping[str, Any], data: Any) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from typing import Any
 
 from yarl import URL
 
+from gateway import logs
 from gateway.errors import BadGateway
-from gateway.mapping.model import Paging
+from gateway.mapping.model import Paging, Step
 
 
 @dataclass(frozen=True)
@@ -68,3 +69,31 @@ async def follow(
             return pages, True
         pages.append(await get(after))
     return pages, False
+
+
+async def every_page(
+    step: Step,
+    get: Callable[[Next | None], Awaitable[Any]],
+    base_url: str,
+    enough: Callable[[list[Any]], bool] | None = None,
+) -> list[Any]:
+    """A paginated step's answer: the list of its pages. At the cap a `pagination_capped` line
+    is logged; a step that reads the interactions on a record is refused there instead, since
+    an interaction on a page not read could be added again."""
+    assert step.paginate is not None
+    pages, capped = await follow(step.paginate, get, base_url, enough)
+    if capped:
+        reads = step.recorded_interactions or step.existing_interactions
+        logs.get().warning(
+            "pagination_capped",
+            step=step.name,
+            path=step.request.path.source,
+            pages=len(pages),
+            outcome="refused" if reads else "partial",
+        )
+        if reads:
+            raise BadGateway(
+                "The record has more history than the gateway reads; nothing was added.",
+                detail=f"{step.name}: more than {len(pages)} pages",
+            )
+    return pages
