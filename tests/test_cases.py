@@ -11,6 +11,7 @@ from typing import Any
 
 from conftest import API, AUTH, Upstream, events, interaction, ok, someone
 
+from gateway.sandbox.server import Faults
 from gateway.sandbox.store import Store
 
 
@@ -223,3 +224,36 @@ async def test_the_page_cap_refuses_an_update_but_lists_what_it_read(
         ("audits", "refused"),
         ("tickets", "partial"),
     ]
+
+
+async def test_a_changed_repeat_on_another_replica_applies_its_values(
+    make_client: Any, config: Any, store: Store, capsys: Any
+) -> None:
+    one, two = await make_client(config), await make_client(config)
+    body = {"customerId": "1001", "title": "Two replicas", "priority": "low",
+            "interactions": [interaction("rep")]}  # fmt: skip
+    first = await ok(await one.post(f"{API}/case", json=body, headers=AUTH), 201)
+    # The other replica has no memory of it: Zendesk's idempotency key refuses the other body.
+    changed = await ok(
+        await two.post(f"{API}/case", json={**body, "priority": "high"}, headers=AUTH), 201
+    )
+    assert changed["id"] == first["id"] and changed["priority"] == "high"
+    assert sum(t["subject"] == "Two replicas" for t in store.tickets.values()) == 1
+    logged = [e["event"] for e in events(capsys.readouterr().out)]
+    assert "idempotency_mismatch" in logged and "case_create_repeated" in logged
+
+
+async def test_a_create_that_never_got_its_answer_finds_the_case_it_made(
+    make_client: Any, config: Any, store: Store, faults: Faults, capsys: Any
+) -> None:
+    import dataclasses
+
+    client = await make_client(dataclasses.replace(config, default_budget=3.0, attempt_timeout=0.3))
+    await client.get(f"{API}/meta/object/case", headers=AUTH)
+    # Every answer to a create comes after the attempt gave up; the first was applied.
+    faults.method, faults.path_prefix, faults.delay_after = "POST", "/api/v2/tickets", 0.5
+    body = {"customerId": "1001", "title": "Never answered", "interactions": [interaction("na")]}
+    made = await ok(await client.post(f"{API}/case", json=body, headers=AUTH), 201)
+    tickets = [t for t in store.tickets.values() if t["subject"] == "Never answered"]
+    assert [str(t["id"]) for t in tickets] == [made["id"]]
+    assert "case_create_found" in [e["event"] for e in events(capsys.readouterr().out)]

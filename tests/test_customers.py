@@ -123,3 +123,16 @@ async def test_a_create_identical_to_a_customer_logs_that_it_found_it(
     ] == "1001"
     found = [e for e in events(capsys.readouterr().out) if e["event"] == "customer_create_repeated"]
     assert [e["customer"] for e in found] == ["1001"]
+
+
+async def test_a_create_that_never_got_its_answer_finds_the_customer_it_made(
+    make_client: Any, config: Config, faults: Faults, store: Store, capsys: Any
+) -> None:
+    client = await make_client(dataclasses.replace(config, default_budget=3.0, attempt_timeout=0.3))
+    await client.get(f"{API}/meta/object/customer", headers=AUTH)
+    faults.method, faults.path_prefix, faults.delay_after = "POST", "/api/v2/users", 0.5
+    person = {"name": "Never Answered", "email": "never@example.com"}
+    made = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    users = [u for u in store.users.values() if u["email"] == person["email"]]
+    assert [str(u["id"]) for u in users] == [made["id"]]
+    assert "customer_create_found" in [e["event"] for e in events(capsys.readouterr().out)]

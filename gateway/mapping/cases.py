@@ -14,10 +14,17 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from gateway.errors import FieldError, IdempotencyMismatch, NotFound, ValidationFailed
+from gateway.errors import (
+    AttemptTimedOut,
+    BadGateway,
+    FieldError,
+    IdempotencyMismatch,
+    NotFound,
+    ValidationFailed,
+)
 from gateway.mapping import fields as fm
 from gateway.mapping import interactions as im
-from gateway.mapping.once import lease, shared
+from gateway.mapping.once import lease, past_deadline, shared
 
 if TYPE_CHECKING:
     from gateway.mapping.engine import Engine
@@ -65,14 +72,23 @@ class CaseWrites:
     # -- creates ---------------------------------------------------------------------------
 
     async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Identical creates in flight at once share one."""
-        return await shared(self._inflight, im.digest(body), lambda: self._create(body))
+        """Identical creates in flight at once share one, which sees its writes through."""
+        grace = self.engine.upstream.attempt_timeout
+
+        async def seen_through() -> dict[str, Any]:
+            return await past_deadline(lambda: self._create(body), grace)
+
+        return await shared(self._inflight, im.digest(body), seen_through)
 
     async def _create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         e = self.engine
         key, digest = im.idempotency_key(body), im.digest(body)
         async with e.locks.hold(f"create:{key}", lease()):
             seen = await e.recall.get(f"case:{key}")
+            if isinstance(seen, dict) and seen.get("unknown"):
+                # An earlier create of this case lost its answer: did it make the case?
+                found = await self._existing(body, self._writes(body)[0])
+                seen = {"id": found["id"], "digest": ""} if found else None
             case = await self._again(seen, body, digest) if isinstance(seen, dict) else None
             if case is None:
                 case = await self._new(body, key, digest)
@@ -116,20 +132,31 @@ class CaseWrites:
         }
         try:
             made = e.verified(obj, custom(body), await e.run_one("create_case", "case", given))
-        except IdempotencyMismatch:
-            # The upstream made this case for another request with the same identity.
+        except (AttemptTimedOut, BadGateway) as lost:
+            if isinstance(lost, IdempotencyMismatch):
+                return await self._mismatch(body, writes[0])
+            # Made or not? Look before anyone tries again, and let the repeat look too.
+            await e.recall.put(f"case:{key}", {"unknown": True}, REMEMBER_SECONDS)
             existing = await self._existing(body, writes[0])
             if existing is None:
-                raise ValidationFailed(
-                    "This case was just created with other details; open it and edit it instead."
-                ) from None
-            e.log.warning("idempotency_mismatch", case=existing["id"])
-            return await self._apply(existing["id"], body, changed=True)
+                raise
+            e.log.info("case_create_found", case=existing["id"])
+            made = existing
         if len(writes) > 1:
             # The first write carried what it could record; the rest follow, each once.
             await self._remember(key, made["id"], digest)
             made = await self.update(made["id"], {"interactions": body.get("interactions")})
         return made
+
+    async def _mismatch(self, body: Mapping[str, Any], first: list[im.Prepared]) -> dict[str, Any]:
+        """The upstream made this case for another request with the same identity."""
+        existing = await self._existing(body, first)
+        if existing is None:
+            raise ValidationFailed(
+                "This case was just created with other details; open it and edit it instead."
+            )
+        self.engine.log.warning("idempotency_mismatch", case=existing["id"])
+        return await self._apply(existing["id"], body, changed=True)
 
     async def _existing(
         self, body: Mapping[str, Any], first: list[im.Prepared]

@@ -16,18 +16,16 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from gateway import deadline
 from gateway.errors import AttemptTimedOut, BadGateway, FieldError, NotFound, ValidationFailed
 from gateway.mapping import fields as fm
 from gateway.mapping import interactions as im
 from gateway.mapping.model import FieldSpec, ObjectSpec
-from gateway.mapping.once import lease, shared
+from gateway.mapping.once import lease, past_deadline, shared
 
 if TYPE_CHECKING:
     from gateway.mapping.engine import Engine
 
 REMEMBER_SECONDS = 15 * 60.0
-GRACE_SECONDS = 30.0  # how long a create runs on after its caller stopped waiting
 
 
 class CustomerWrites:
@@ -44,14 +42,12 @@ class CustomerWrites:
         return e.verified(obj, body, made)
 
     async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        key = im.digest(body)
-        return await shared(self._inflight, key, lambda: self._past_deadline(body, key))
+        key, grace = im.digest(body), self.engine.upstream.attempt_timeout
 
-    async def _past_deadline(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
-        budget = deadline.current()
-        left = budget.remaining() if budget is not None else 0.0
-        with deadline.budget(left + GRACE_SECONDS, budget.margin if budget else 0.1):
-            return await self._create(body, key)
+        async def seen_through() -> dict[str, Any]:
+            return await past_deadline(lambda: self._create(body, key), grace)
+
+        return await shared(self._inflight, key, seen_through)
 
     async def _create(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
         e = self.engine

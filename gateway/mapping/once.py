@@ -1,5 +1,6 @@
 """Small helpers for doing a write once: identical calls in flight share one task, which runs
-on when its callers stop waiting; and how long a hold on a key may last."""
+on when its callers stop waiting, for as long as one more attempt may take; and how long a hold
+on a key may last."""
 
 from __future__ import annotations
 
@@ -33,3 +34,12 @@ def lease() -> float:
     """How long a hold taken now may last: the budget left, and a second to release it."""
     budget = deadline.current()
     return LEASE_SECONDS if budget is None else max(budget.remaining(), 0.0) + 1.0
+
+
+async def past_deadline(start: Callable[[], Awaitable[T]], grace: float) -> T:
+    """Run under the caller's budget plus ``grace`` (one attempt's time): a write sent just
+    before the caller's deadline still gets its answer, so what it made is known."""
+    budget = deadline.current()
+    left = budget.remaining() if budget is not None else 0.0
+    with deadline.budget(max(left, 0.0) + grace, budget.margin if budget else 0.1):
+        return await start()
