@@ -266,3 +266,19 @@ async def test_rate_limits_answer_429_with_zendesks_headers(sandbox: Any, store:
     assert statuses == [200, 200, 200, 429]
     _, _, headers = await get(sandbox, "/api/v2/users/1001")
     assert headers["X-Rate-Limit-Remaining"] == "0" and int(headers["Retry-After"]) >= 1
+
+
+async def test_a_record_429_shows_account_quota_even_at_its_last_request(
+    sandbox: Any, store: Any
+) -> None:
+    """The header contract clients rely on: per-record 429 = account quota left (> 0)."""
+    from aiohttp import ClientSession
+
+    store.limits.account_per_minute = 6
+    async with ClientSession() as s:
+        for n in range(6):
+            r = await s.put(
+                sandbox.make_url("/api/v2/users/1002"), json={"user": {"notes": "n"}}, headers=AUTH
+            )
+            remaining = r.headers["X-Rate-Limit-Remaining"]
+            assert (r.status, int(remaining) > 0) == ((200, True) if n < 5 else (429, True)), n

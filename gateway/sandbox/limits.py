@@ -88,15 +88,15 @@ class Limits:
         wait = account.wait(now)
         if wait > 0:
             raise _too_many(wait, {**self.headers(now), "X-Rate-Limit-Remaining": "0"}, _ACCOUNT)
-        # Every request that reaches the API counts for the account, also one refused by a
-        # narrower limit (harsher where Zendesk is silent).
-        account.add(now)
         if record is not None:
             window = self._record_window(*record)
             wait = window.wait(now)
             if wait > 0:
+                # Not counted for the account: the account's headers must show quota left, which
+                # is how a client tells this record's limit from the account's.
                 raise _too_many(wait, self.headers(now), _RECORD[record[0]])
             window.add(now)
+        account.add(now)
         return self.headers(now)
 
 
