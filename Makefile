@@ -38,7 +38,8 @@ RT5_PORT ?= 8181
 test-rt5: $(BIN)/crm-gateway
 	@set -e; env=$$(bash tests/rt5/rt5.sh up $(RT5_PORT) | grep '^RT5_'); \
 	trap 'bash tests/rt5/rt5.sh down $(RT5_PORT)' EXIT; \
-	env $$env $(BIN)/pytest -q tests/test_scenarios.py -k rt5 -p no:cacheprovider
+	env $$env $(BIN)/pytest -q tests/test_scenarios.py tests/test_cases.py tests/test_customers.py \
+		-k rt5 -p no:cacheprovider
 
 # Benchmarks (not part of `make test`): wrk and nginx from Debian (installed when missing; needs
 # root), matplotlib and py-spy from PyPI. Prints a table; writes it and a plot to

@@ -23,6 +23,7 @@ from gateway.config import Config, load_config
 from gateway.errors import ConfigError
 from gateway.explain import OPERATIONS as EXPLAINED
 from gateway.sandbox.demo import seed
+from gateway.sandbox.limits import Limits
 from gateway.sandbox.server import Credentials, Faults, create_sandbox
 from gateway.sandbox.store import Store
 
@@ -159,6 +160,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     sandbox.add_argument("--delay", type=float, default=0.0, help="answer this much later")
     sandbox.add_argument("--status", type=int, help="answer every API call with this status")
     sandbox.add_argument("--retry-after", help="the Retry-After header of those answers")
+    limits = Limits()
+    sandbox.add_argument(
+        "--account-limit",
+        type=int,
+        default=limits.account_per_minute,
+        help="requests a minute for the account, as Zendesk plans have them (0: no limit)",
+    )
+    sandbox.add_argument(
+        "--user-update-limit",
+        type=int,
+        default=limits.user_updates_per_minute,
+        help="updates of one user a minute (0: no limit)",
+    )
+    sandbox.add_argument(
+        "--ticket-update-limit",
+        type=int,
+        default=limits.ticket_updates_per_10_minutes,
+        help="updates of one ticket in 10 minutes (0: no limit)",
+    )
     args = parser.parse_args(argv)
     if "config" in args and not args.config:
         args.config = os.environ.get("GATEWAY_CONFIG", "").strip()
@@ -171,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure()
         logs.start_writer()
         store = seed(Store(base_url=f"http://127.0.0.1:{args.port}"))
+        store.limits = Limits(args.account_limit, args.user_update_limit, args.ticket_update_limit)
         faults = Faults(delay=args.delay, status=args.status, retry_after=args.retry_after)
         app = create_sandbox(store, faults=faults)
         serving.run(_sandbox(app, args.port))

@@ -34,7 +34,7 @@ _BESTMATCH: dict[str, tuple[type, ...]] = {
     "caseNumbers": (list,),
     "accountNumbers": (str, list),
 }
-_INTERACTION_TEXT = ("created", "body", "serviceId", "service", "contentType")
+_INTERACTION_TEXT = ("created", "serviceId", "service", "contentType")
 
 
 def _engine(request: web.Request) -> Engine:
@@ -175,7 +175,7 @@ def case_body(body: Mapping[str, Any], *, create: bool) -> dict[str, Any]:
             out["interactions"] = [_interaction(i, n, bad) for n, i in enumerate(interactions)]
     if bad:
         raise BadRequest("Some case fields are not valid.", fields=bad)
-    if create and not _ID.match(str(customer)):
+    if (create or customer) and not _ID.match(str(customer)):
         raise NotFound("No customer exists with the given id.")
     return out
 
@@ -188,6 +188,8 @@ def _interaction(raw: Any, n: int, bad: list[FieldError]) -> dict[str, Any]:
     for key in _INTERACTION_TEXT:
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             bad.append(FieldError(f"{name}.{key}", "Is required text."))
+    if not isinstance(raw.get("body"), str):  # "" is a photo or a video without text
+        bad.append(FieldError(f"{name}.body", "Is required text (it may be empty)."))
     if raw.get("linkUrl") is not None and not isinstance(raw["linkUrl"], str):
         bad.append(FieldError(f"{name}.linkUrl", "Must be text."))
     author = raw.get("author") or {}

@@ -15,9 +15,11 @@ from gateway.cache import Caches
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError
 from gateway.expertflow import Routing
+from gateway.locks import KeyedLocks, LocalLocks
 from gateway.mapping.engine import Engine
 from gateway.mapping.model import MappingSpec
 from gateway.mapping.spec import load_mapping
+from gateway.recall import LocalRecall, Recall
 from gateway.upstream import Upstream
 from gateway.upstream.call import Transport
 
@@ -33,15 +35,29 @@ class Runtime:
 
 
 def build(
-    config: Config, mapping: MappingSpec | None = None, *, transport: Transport | None = None
+    config: Config,
+    mapping: MappingSpec | None = None,
+    *,
+    transport: Transport | None = None,
+    locks: KeyedLocks | None = None,
+    recall: Recall | None = None,
 ) -> Runtime:
     """Everything a config and its mapping make; raises ConfigError, touches no network.
-    ``transport`` replaces HTTP to the upstream (`explain`'s dry run)."""
+    ``transport`` replaces HTTP to the upstream (`explain`'s dry run). ``locks`` and ``recall``
+    outlive a reload: writers of one case stay one at a time across it, and what creates made
+    is still known after it."""
     mapping = mapping or load_mapping(config.mapping_file)
     upstream = connect.upstream(config, mapping, transport)
     caches = Caches(config.caches)
     engine = Engine(
-        mapping, upstream, caches, settings=config.settings, upstream_url=config.upstream_url
+        mapping,
+        upstream,
+        caches,
+        settings=config.settings,
+        upstream_url=config.upstream_url,
+        locks=locks if locks is not None else LocalLocks(),
+        recall=recall if recall is not None else LocalRecall(),
+        grace_seconds=config.attempt_timeout,
     )
     routing = (
         Routing(engine, not_found=config.expertflow_not_found)
@@ -71,7 +87,7 @@ class Holder:
             old = self.current
             try:
                 config = load_config(config_file)
-                new = build(config)
+                new = build(config, locks=old.engine.locks, recall=old.engine.recall)
             except ConfigError as exc:
                 log.error("reload_refused", config=str(config_file), problems=str(exc).splitlines())
                 return False

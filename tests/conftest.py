@@ -8,6 +8,7 @@ import base64
 import dataclasses
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -15,10 +16,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -327,3 +331,125 @@ def start_demo(processes: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Pop
     processes.append(proc)
     wait_for(f"http://127.0.0.1:{port}/healthz")
     return proc, port
+
+
+# -- both upstreams: the Zendesk sandbox always, a real RT5 when RT5_URL is set --------------
+
+
+@dataclass
+class Upstream:
+    """A gateway client in front of one upstream, and what a scenario does upstream itself:
+    read a case's texts, and make data (as agents or other systems would) in bulk."""
+
+    name: str
+    client: Any
+    label_change: dict[str, str]  # the customer change that gives the label "Gold"
+    comments: Callable[[str], Awaitable[list[str]]]  # the texts on a case, every one
+    add_replies: Callable[[str, int], Awaitable[None]]  # agent replies on a case
+    add_cases: Callable[[str, int], Awaitable[None]]  # cases of a customer
+    add_customers: Callable[[list[str]], Awaitable[None]]  # customers with these phones
+
+
+def someone() -> dict[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    phone = "+4179" + "".join(random.choices("0123456789", k=7))
+    return {"name": f"Scenario {tag}", "email": f"scenario-{tag}@example.com", "phone": phone,
+            "externalId": f"EXT-{tag}"}  # fmt: skip
+
+
+async def ok(resp: Any, status: int = 200) -> Any:
+    assert resp.status == status, await resp.text()
+    return None if status == 204 else await resp.json()
+
+
+def _sandbox_upstream(client: Any, store: Store) -> Upstream:
+    async def comments(case_id: str) -> list[str]:
+        return [c["body"] for c in store.comments[int(case_id)]]
+
+    async def add_replies(case_id: str, n: int) -> None:
+        for i in range(n):
+            store.update_ticket(int(case_id), {"comment": {"body": f"Agent reply {i}"}})
+
+    async def add_cases(customer_id: str, n: int) -> None:
+        for i in range(n):
+            data = {"requester_id": int(customer_id), "subject": f"Old case {i}",
+                    "comment": {"body": "Earlier."}}  # fmt: skip
+            store.create_ticket(data, None)
+
+    async def add_customers(phones: list[str]) -> None:
+        for phone in phones:
+            store.create_user({"name": f"Decoy {uuid.uuid4().hex[:6]}", "phone": phone})
+
+    return Upstream("zendesk", client, {"vip_level": "gold"}, comments, add_replies, add_cases,
+                    add_customers)  # fmt: skip
+
+
+def _rt5_upstream(client: Any, url: str, auth: aiohttp.BasicAuth) -> Upstream:
+    rest = f"{url}/REST/2.0"
+
+    async def call(method: str, path: str, **kw: Any) -> Any:
+        async with (
+            aiohttp.ClientSession(auth=auth) as s,
+            s.request(method, rest + path, **kw) as r,
+        ):
+            assert r.status < 300, await r.text()
+            return await r.json()
+
+    async def comments(case_id: str) -> list[str]:
+        texts, page = [], 1
+        while True:
+            params = {"fields": "Content", "per_page": "100", "page": str(page)}
+            got = await call("GET", f"/ticket/{case_id}/attachments", params=params)
+            texts += [i["Content"] for i in got["items"] if i.get("Content")]
+            if not got.get("next_page"):
+                return texts
+            page += 1
+
+    async def in_parallel(calls: list[Awaitable[Any]]) -> None:
+        for at in range(0, len(calls), 4):  # RT runs 2 workers: a few at once
+            await asyncio.gather(*calls[at : at + 4])
+
+    async def add_replies(case_id: str, n: int) -> None:
+        path = f"/ticket/{case_id}/comment"
+        replies = [{"ContentType": "text/plain", "Content": f"Agent reply {i}"} for i in range(n)]
+        await in_parallel([call("POST", path, json=reply) for reply in replies])
+
+    async def add_cases(customer_id: str, n: int) -> None:
+        user = await call("GET", f"/user/{customer_id}")
+        body = {"Queue": "General", "Requestor": user["EmailAddress"], "Content": "Earlier.",
+                "ContentType": "text/plain"}  # fmt: skip
+        await in_parallel(
+            [call("POST", "/ticket", json={**body, "Subject": f"Old case {i}"}) for i in range(n)]
+        )
+
+    async def add_customers(phones: list[str]) -> None:
+        def user(phone: str) -> dict[str, Any]:
+            name = f"decoy-{uuid.uuid4().hex[:10]}@example.com"
+            return {"Name": name, "EmailAddress": name, "CustomFields": {"Phone": phone}}
+
+        # In order: RT lists users by id, and scenarios place a record at a given position.
+        for phone in phones:
+            await call("POST", "/user", json=user(phone))
+
+    return Upstream("rt5", client, {"label": "Gold"}, comments, add_replies, add_cases,
+                    add_customers)  # fmt: skip
+
+
+@pytest.fixture(params=["zendesk", "rt5"])
+async def upstream(
+    request: pytest.FixtureRequest, make_client: Any, store: Store, config: Config
+) -> Upstream:
+    if request.param == "zendesk":
+        return _sandbox_upstream(await make_client(config), store)
+    url = os.environ.get("RT5_URL")
+    if not url:
+        pytest.skip("no Request Tracker 5: `make test-rt5` starts one and sets RT5_URL")
+    env = {
+        **gateway_env(url),
+        "RT5_URL": url,
+        "RT5_USER": os.environ["RT5_USER"],
+        "RT5_PASSWORD": os.environ["RT5_PASSWORD"],
+    }
+    rt_config = load_config(ROOT / "config.rt5.example.yaml", env=env)
+    auth = aiohttp.BasicAuth(env["RT5_USER"], env["RT5_PASSWORD"])
+    return _rt5_upstream(await make_client(rt_config), url, auth)

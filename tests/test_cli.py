@@ -142,3 +142,22 @@ def test_serve_without_a_config_or_with_a_bad_port_says_so() -> None:
     done = serve(gateway_env("http://x", GATEWAY_PORT="http"), "--config", "config.example.yaml")
     assert done.returncode == 1
     assert "environment: GATEWAY_PORT: 'http' is not a whole number from 1 to 65535" in done.stderr
+
+
+def test_sandbox_limits_are_set_on_the_command_line(
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    import base64
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    processes.append(gateway("sandbox", "--port", str(port), "--account-limit", "2", quiet=True))
+    token = base64.b64encode(b"demo@example.com/token:sandbox-token").decode()
+    url, auth = f"http://127.0.0.1:{port}/api/v2/users/1001", {"Authorization": f"Basic {token}"}
+    wait_for(url, auth)  # the first of two a minute
+    with urllib.request.urlopen(urllib.request.Request(url, headers=auth)) as r:
+        assert r.headers["X-Rate-Limit"] == "2" and r.headers["X-Rate-Limit-Remaining"] == "0"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(url, headers=auth))
+    assert refused.value.code == 429 and int(refused.value.headers["Retry-After"]) > 0

@@ -1,79 +1,11 @@
 """End-to-end scenarios, run against every upstream: the Zendesk sandbox always, and a real
 Request Tracker 5 when RT5_URL is set (`make test-rt5` starts one). Each scenario makes its own
-data through the gateway, and counts comments in the upstream itself."""
+data through the gateway, and counts comments in the upstream itself (the `upstream` fixture
+is in conftest)."""
 
 from __future__ import annotations
 
-import os
-import random
-import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
-
-import aiohttp
-import pytest
-from conftest import API, AUTH, ROOT, gateway_env, interaction
-
-from gateway.config import Config, load_config
-from gateway.sandbox.store import Store
-
-
-@dataclass
-class Upstream:
-    name: str
-    client: Any
-    label_change: dict[str, str]  # the customer change that gives the label "Gold"
-    comments: Callable[[str], Awaitable[list[str]]]  # the texts on a case, read upstream
-
-
-@pytest.fixture(params=["zendesk", "rt5"])
-async def upstream(
-    request: pytest.FixtureRequest, make_client: Any, store: Store, config: Config
-) -> Upstream:
-    if request.param == "zendesk":
-
-        async def sandbox_comments(case_id: str) -> list[str]:
-            return [c["body"] for c in store.comments[int(case_id)]]
-
-        client = await make_client(config)
-        return Upstream("zendesk", client, {"vip_level": "gold"}, sandbox_comments)
-    url = os.environ.get("RT5_URL")
-    if not url:
-        pytest.skip("no Request Tracker 5: `make test-rt5` starts one and sets RT5_URL")
-    env = {
-        **gateway_env(url),
-        "RT5_URL": url,
-        "RT5_USER": os.environ["RT5_USER"],
-        "RT5_PASSWORD": os.environ["RT5_PASSWORD"],
-    }
-    config = load_config(ROOT / "config.rt5.example.yaml", env=env)
-    auth = aiohttp.BasicAuth(env["RT5_USER"], env["RT5_PASSWORD"])
-
-    async def rt_comments(case_id: str) -> list[str]:
-        async with (
-            aiohttp.ClientSession(auth=auth) as s,
-            s.get(
-                f"{url}/REST/2.0/ticket/{case_id}/attachments",
-                params={"fields": "Content", "per_page": "100"},
-            ) as r,
-        ):
-            return [i["Content"] for i in (await r.json())["items"] if i.get("Content")]
-
-    client = await make_client(config)
-    return Upstream("rt5", client, {"label": "Gold"}, rt_comments)
-
-
-def someone() -> dict[str, str]:
-    tag = uuid.uuid4().hex[:8]
-    phone = "+4179" + "".join(random.choices("0123456789", k=7))
-    return {"name": f"Scenario {tag}", "email": f"scenario-{tag}@example.com", "phone": phone,
-            "externalId": f"EXT-{tag}"}  # fmt: skip
-
-
-async def ok(resp: Any, status: int = 200) -> Any:
-    assert resp.status == status, await resp.text()
-    return None if status == 204 else await resp.json()
+from conftest import API, AUTH, Upstream, interaction, ok, someone
 
 
 async def test_a_customer_from_creation_to_best_match(upstream: Upstream) -> None:

@@ -64,7 +64,7 @@ def test_zendesk_mapping_compiles() -> None:
         (
             "method: PUT",
             "method: FETCH",
-            "operations.update_customer.steps[0].request.method",
+            "operations.update_customer.steps[2].request.method",
             "'FETCH' is not one of",
         ),
         (
@@ -74,8 +74,26 @@ def test_zendesk_mapping_compiles() -> None:
             "field 'email' is defined twice",
         ),
         (
-            "result: {records: steps.found.users}",
-            "result: {record: steps.found.users}",
+            "paginate: {next_url: next_page, max_pages: 10}",
+            "paginate: {next_url: next_page, page_param: page, more: next_page}",
+            "operations.search_customers.steps[0].paginate",
+            "is valid under each of",
+        ),
+        (
+            "paginate: {next_url: next_page, max_pages: 10}",
+            "paginate: {max_pages: 10}",
+            "operations.search_customers.steps[0].paginate",
+            "is not valid under any of",
+        ),
+        (
+            'marker: "[khoros:{{ key }}]"',
+            'marker: "[{{ key }}]"',
+            "interactions.marker",
+            "at least 2 constant characters",
+        ),
+        (
+            'result: {records: "steps.found[].users[]"}',
+            'result: {record: "steps.found[].users[]"}',
             "operations.search_customers.result.record",
             "this operation needs `records`",
         ),
@@ -133,3 +151,13 @@ def test_rt5_mapping_and_config_load() -> None:
     config = load_config(ROOT / "config.rt5.example.yaml", env=env)
     assert config.mapping_file == ROOT / "mappings/rt5.yaml"
     assert config.settings["rt_queue"] == "General"
+
+
+def test_a_step_cannot_both_repeat_and_paginate(tmp_path: Path) -> None:
+    old = """          body: {identity: "{{ item }}"}\n"""
+    path = broken(tmp_path, old, old + "        paginate: {next_url: next_page}\n")
+    with pytest.raises(ConfigError) as err:
+        load_mapping(path)
+    assert "update_customer.steps[1].paginate: a step with for_each cannot also paginate" in str(
+        err.value
+    )

@@ -4,39 +4,46 @@ the answer, map records back. Knows the caller's API shapes, never a CRM."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway import logs
-from gateway.cache import Caches, seen
+from gateway.cache import Caches
 from gateway.errors import (
+    AttemptTimedOut,
     BadGateway,
-    FieldError,
     GatewayError,
-    IdempotencyMismatch,
     UpdateConflict,
     ValidationFailed,
 )
 from gateway.exchange import Caller, Response
+from gateway.locks import KeyedLocks
 from gateway.mapping import fields as fm
-from gateway.mapping.codecs import MATCHES
-from gateway.mapping.interactions import comment as render_comment
-from gateway.mapping.interactions import drop_existing, idempotency_key
+from gateway.mapping import interactions as im
+from gateway.mapping import paging
+from gateway.mapping.cases import CaseWrites
+from gateway.mapping.customers import CustomerWrites
 from gateway.mapping.model import FieldSpec, MappingSpec, ObjectSpec, Operation, Request, Step
 from gateway.mapping.spec import discovered_field, with_fields
 from gateway.mapping.translate import failed_answer, translate
+from gateway.recall import Recall
 
-RESTARTS = 3  # times an operation is run again after a guarded write met a conflict
+# Times an operation runs at most: again after a guarded write met a conflict, or after a
+# write whose outcome is unknown (its first steps read what the write did).
+RESTARTS = 3
+Enough = Callable[[dict[str, Any]], bool]  # over the steps read so far: stop paging?
 
 
 class _Restart(Exception):
-    pass
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
-CORE_META = {
-    "customer": [("id", "ID"), ("uri", "Link")],
-    "case": [("id", "ID"), ("linkUrl", "Link")],
-}
+class _OutcomeUnknown(Exception):
+    """A write timed out, lost its connection or met a 5xx: it may or may not be applied."""
+
+    def __init__(self, error: GatewayError) -> None:
+        self.error = error
 
 
 class Engine:
@@ -48,13 +55,23 @@ class Engine:
         *,
         settings: Mapping[str, Any],
         upstream_url: str,
+        locks: KeyedLocks,
+        recall: Recall,
+        grace_seconds: float,
     ) -> None:
+        """``grace_seconds``: how long a create may run on past its caller's deadline (one
+        attempt's time), so that what it made is known to its repeat."""
         self.mapping = mapping
         self.upstream = upstream
         self.caches = caches
+        self.locks = locks  # one writer per case (and per create)
+        self.recall = recall  # what creates made, for repeats
+        self.upstream_url = upstream_url
+        self.grace_seconds = grace_seconds
         self.base_ctx = {"settings": dict(settings), "upstream_url": upstream_url}
-        self._creating: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self.log = logs.get()
+        self.cases = CaseWrites(self)
+        self.customers = CustomerWrites(self)
 
     # -- objects and meta ------------------------------------------------------------------
 
@@ -84,29 +101,12 @@ class Engine:
         return result
 
     async def _meta(self, kind: str) -> dict[str, Any]:
-        obj = await self.object(kind)
-        out = [
-            {"name": n, "label": label, "type": "text", "searchable": False}
-            for n, label in CORE_META[kind]
-        ]
-        for f in obj.fields:
-            if not f.meta:
-                continue
-            entry: dict[str, Any] = {
-                "name": f.name,
-                "label": f.label,
-                "type": f.type,
-                "searchable": f.searchable and kind == "customer",
-            }
-            if f.type == "single_sel_list":
-                entry["listValues"] = [{"name": n, "value": v} for n, v in f.options]
-            out.append(entry)
-        return {"name": kind, "fields": out}
+        return fm.meta_of(await self.object(kind))
 
     # -- customers -------------------------------------------------------------------------
 
     async def find_customer(self, id: str) -> dict[str, Any]:
-        return await self._one("find_customer", "customer", {"id": id})
+        return await self.run_one("find_customer", "customer", {"id": id})
 
     async def search_customers(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         obj = await self.object("customer")
@@ -148,97 +148,57 @@ class Engine:
     async def find_records(
         self, obj: ObjectSpec, pairs: list[tuple[FieldSpec, str]], match: str | None = None
     ) -> list[dict[str, Any]]:
-        """Upstream customer records (joined) holding every searched value, re-checked."""
+        """Upstream customer records (joined) holding every searched value, re-checked. Pages
+        are read until the results run out, or, when a searched field is unique, until a
+        record holds the values (no second one can)."""
         terms = fm.search_terms(pairs, self.base_ctx)
-        records, data, _ = await self._records("search_customers", {"terms": terms})
-        joined = (fm.join(obj, r, data) for r in records)
-        return [r for r in joined if fm.matches(r, pairs, match)]
+        op = self.mapping.operations["search_customers"]
+
+        def found(data: dict[str, Any]) -> list[dict[str, Any]]:
+            listed = op.result(data)
+            records = listed if isinstance(listed, list) else []
+            joined = (fm.join(obj, r, data) for r in records if isinstance(r, Mapping))
+            return [r for r in joined if fm.matches(r, pairs, match)]
+
+        unique = any(f.unique for f, _ in pairs)
+        enough: Enough | None = (lambda steps: bool(found({"steps": steps}))) if unique else None
+        _, data, _ = await self._records("search_customers", {"terms": terms}, enough=enough)
+        return found(data)
 
     async def create_customer(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        obj = await self.object("customer")
-        made = await self._one("create_customer", "customer", {"changes": _changes(obj, body)})
-        return self._verified(obj, body, made)
+        return await self.customers.create(body)
 
     async def update_customer(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        obj = await self.object("customer")
-        changes = _changes(obj, body)
-        made = await self._one("update_customer", "customer", {"id": id, "changes": changes})
-        return self._verified(obj, body, made)
+        return await self.customers.update(id, body)
 
     # -- cases -----------------------------------------------------------------------------
 
     async def find_cases(self, customer_id: str) -> list[dict[str, Any]]:
+        """Every case of the customer, newest first (last updated, then the higher id), in
+        one order whatever order the upstream lists them in."""
         obj = await self.object("case")
         records, data, ctx = await self._records("find_cases", {"id": customer_id}, kind="case")
-        return [fm.to_object(obj, fm.join(obj, r, data), ctx) for r in records]
+        cases = {}
+        for r in records:  # a record listed on two pages is one case
+            case = fm.to_object(obj, fm.join(obj, r, data), ctx)
+            cases[case["id"]] = case
+        return sorted(cases.values(), key=_newest, reverse=True)
 
     async def find_case(self, id: str) -> dict[str, Any]:
-        return await self._one("find_case", "case", {"id": id})
+        return await self.run_one("find_case", "case", {"id": id})
 
     async def create_case(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Identical creates in flight at once share one upstream create; the idempotency key
-        covers repeats after it (and other replicas)."""
-        key = idempotency_key(body)
-        task = self._creating.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._create_case(body, key))
-            self._creating[key] = task
-            task.add_done_callback(lambda t: self._creating.pop(key, None))
-            task.add_done_callback(seen)
-        return await asyncio.shield(task)
-
-    async def _create_case(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
-        obj = await self.object("case")
-        comment = render_comment(self.mapping.interactions, body.get("interactions") or [])
-        ctx = {"body": body, "changes": _changes(obj, _custom(body)), "idempotency_key": key}
-        try:
-            made = await self._one("create_case", "case", {**ctx, **comment})
-            return self._verified(obj, _custom(body), made)
-        except IdempotencyMismatch:
-            existing = await self._existing_case(body, list(comment["interactions"]))
-            if existing is None:
-                raise ValidationFailed(
-                    "This case was just created with other details; open it and edit it instead."
-                ) from None
-            self.log.warning("idempotency_mismatch", case=existing["id"])
-            return existing
-
-    async def _existing_case(
-        self, body: Mapping[str, Any], markers: list[str]
-    ) -> dict[str, Any] | None:
-        """The customer's case with this title that holds every interaction's marker."""
-        for case in await self.find_cases(str(body["customerId"])):
-            text = str(case.get("description", ""))
-            if case.get("title") == body.get("title") and all(m in text for m in markers):
-                return case
-        return None
+        return await self.cases.create(body)
 
     async def update_case(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        obj = await self.object("case")
-        interactions = body.get("interactions") or []
-        ctx = {
-            "id": id,
-            "body": body,
-            "changes": _changes(obj, _custom(body)),
-            **render_comment(self.mapping.interactions, interactions),
-        }
-        return self._verified(obj, _custom(body), await self._one("update_case", "case", ctx))
+        return await self.cases.update(id, body)
 
-    def _verified(
+    def verified(
         self, obj: ObjectSpec, body: Mapping[str, Any], result: dict[str, Any]
     ) -> dict[str, Any]:
         """For CRMs that drop values they do not know (mapping `verify_writes`): every written
         value must be in the record the CRM returns, or the caller hears which were lost."""
-        if not self.mapping.verify_writes:
-            return result
-        lost = []
-        for f in obj.fields:
-            wanted = body.get(f.name)
-            if f.write is None or wanted in (None, ""):
-                continue
-            have = result.get(f.name)
-            if have is None or not MATCHES[f.match](str(have), str(wanted)):
-                lost.append(FieldError(f.name, f"{f.label} was not saved by the CRM."))
+        lost = fm.not_kept(obj.fields, body, result) if self.mapping.verify_writes else []
         if lost:
             self.log.warning("write_not_kept", fields=[e.name for e in lost])
             raise ValidationFailed("The CRM did not save some values.", fields=lost)
@@ -246,7 +206,8 @@ class Engine:
 
     # -- running operations ----------------------------------------------------------------
 
-    async def _one(self, name: str, kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    async def run_one(self, name: str, kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Run an operation whose result is one record: the caller's object for it."""
         obj = await self.object(kind)
         op = self.mapping.operations[name]
         ctx = await self._run(op, {**self.base_ctx, **given}, kind)
@@ -257,17 +218,23 @@ class Engine:
         return fm.to_object(obj, fm.join(obj, record, data), ctx)
 
     async def _records(
-        self, name: str, given: Mapping[str, Any], kind: str = "customer"
+        self,
+        name: str,
+        given: Mapping[str, Any],
+        kind: str = "customer",
+        enough: Enough | None = None,
     ) -> tuple[list[Mapping[str, Any]], dict[str, Any], dict[str, Any]]:
         op = self.mapping.operations[name]
-        ctx = await self._run(op, {**self.base_ctx, **given}, kind)
+        ctx = await self._run(op, {**self.base_ctx, **given}, kind, enough)
         data = {"steps": ctx["steps"]}
         found = op.result(data)
         if found is not None and not isinstance(found, list):
             raise BadGateway(detail=f"{name}: the result expression found no list")
         return [r for r in found or [] if isinstance(r, Mapping)], data, ctx
 
-    async def _run(self, op: Operation, ctx: dict[str, Any], kind: str) -> dict[str, Any]:
+    async def _run(
+        self, op: Operation, ctx: dict[str, Any], kind: str, enough: Enough | None = None
+    ) -> dict[str, Any]:
         first = dict(ctx)
         for attempt in range(1, RESTARTS + 1):
             steps: dict[str, Any] = {}
@@ -277,23 +244,45 @@ class Engine:
                     if step.when is not None and not step.when(ctx):
                         continue
                     try:
-                        steps[step.name] = await self._step(step, ctx, kind)
+                        steps[step.name] = await self._step(step, ctx, kind, enough)
                     except UpdateConflict:
                         if not step.restart_on_conflict or attempt == RESTARTS:
                             raise
-                        raise _Restart() from None
-                    if step.existing_interactions is not None:
-                        texts = step.existing_interactions(steps[step.name])
-                        drop_existing(self.mapping.interactions, ctx, texts)
+                        raise _Restart("conflict") from None
+                    except _OutcomeUnknown as unknown:
+                        if attempt == RESTARTS:
+                            raise unknown.error from None
+                        raise _Restart("outcome_unknown") from None
+                    self._leave_out_recorded(step, steps[step.name], ctx)
                 return ctx
-            except _Restart:
-                # The record changed between our read and our guarded write: read it again.
-                self.log.info("operation_restart", operation=op.name, attempt=attempt)
+            except _Restart as restart:
+                # The record changed between our read and our write, or our write may have
+                # been applied: read it again.
+                self.log.info(
+                    "operation_restart", operation=op.name, attempt=attempt, reason=restart.reason
+                )
         raise AssertionError("unreachable")
 
-    async def _step(self, step: Step, ctx: dict[str, Any], kind: str) -> Any:
+    def _leave_out_recorded(self, step: Step, answer: Any, ctx: dict[str, Any]) -> None:
+        spec = self.mapping.interactions
+        if step.recorded_interactions is not None:
+            im.drop_on_record(spec, ctx, keys=step.recorded_interactions(answer))
+        if step.existing_interactions is not None:
+            im.drop_on_record(spec, ctx, texts=step.existing_interactions(answer))
+
+    async def _step(
+        self, step: Step, ctx: dict[str, Any], kind: str, enough: Enough | None = None
+    ) -> Any:
+        if step.paginate is not None:
+            return await self._pages(step, ctx, kind, enough)
         if step.for_each is None:
-            answer = await self.fetch(step.request, ctx, not_found=step.not_found, kind=kind)
+            answer = await self.fetch(
+                step.request,
+                ctx,
+                not_found=step.not_found,
+                kind=kind,
+                unknown=step.restart_on_unknown,
+            )
             if step.answer_messages is not None and step.answer_failed is not None:
                 obj = await self.object(kind)
                 where = f"{step.request.method} {step.request.path.source}"
@@ -311,6 +300,22 @@ class Engine:
             for item in items
         ]
 
+    async def _pages(
+        self, step: Step, ctx: dict[str, Any], kind: str, enough: Enough | None
+    ) -> list[Any]:
+        """Every page of a step (its answer is the list of them), within the budget."""
+        assert step.paginate is not None
+
+        async def get(page: paging.Next | None) -> Any:
+            return await self.fetch(
+                step.request, ctx, not_found=step.not_found, kind=kind, page=page
+            )
+
+        def done(pages: list[Any]) -> bool:
+            return enough is not None and enough({**ctx["steps"], step.name: pages})
+
+        return await paging.every_page(step, get, self.upstream_url, done if enough else None)
+
     async def fetch(
         self,
         req: Request,
@@ -318,26 +323,42 @@ class Engine:
         *,
         not_found: str | None = None,
         kind: str = "customer",
+        page: paging.Next | None = None,
+        unknown: bool = False,
     ) -> Any:
-        """One upstream request: its parsed JSON answer, or the gateway error it means."""
+        """One upstream request: its parsed JSON answer, or the gateway error it means.
+        ``page``: another page of it. ``unknown``: a write whose failure leaves its outcome
+        unknown raises _OutcomeUnknown, so that the operation reads again."""
         query = {k: str(v) for k, v in req.query(ctx).items() if v is not None}
+        path = str(req.path(ctx))
+        if page is not None:
+            path, query = page.path or path, {**({} if page.path else query), **page.query}
         headers = {k: str(v) for k, v in req.headers(ctx).items() if v}
         body = req.body(ctx) if req.body is not None else None
-        resp = await self.upstream.request(
-            req.method,
-            str(req.path(ctx)),
-            route=req.path.source,
-            query=query,
-            headers=headers,
-            body=body,
-            # Safe to repeat: a read, a write the mapping declares idempotent, or a keyed write.
-            retry_safe=req.method == "GET"
-            or req.idempotent
-            or any(k.lower() == "idempotency-key" for k in headers),
-        )
+        try:
+            resp = await self.upstream.request(
+                req.method,
+                path,
+                route=req.path.source,
+                query=query,
+                headers=headers,
+                body=body,
+                # Safe to repeat: a read, a write the mapping declares idempotent, or a keyed
+                # write.
+                retry_safe=req.method == "GET"
+                or req.idempotent
+                or any(k.lower() == "idempotency-key" for k in headers),
+            )
+        except (AttemptTimedOut, BadGateway) as exc:
+            if unknown:
+                raise _OutcomeUnknown(exc) from None
+            raise
         if resp.ok:
             return resp.data
-        raise await self._error(resp, req, not_found, kind)
+        error = await self._error(resp, req, not_found, kind)
+        if unknown and resp.status >= 500:
+            raise _OutcomeUnknown(error)
+        raise error
 
     async def _error(
         self, resp: Response, req: Request, not_found: str | None, kind: str
@@ -347,11 +368,6 @@ class Engine:
         return translate(self.mapping.errors, resp, where, not_found, fields)
 
 
-def _changes(obj: ObjectSpec, body: Mapping[str, Any]) -> dict[str, Any]:
-    return fm.to_changes(obj.fields, body)
-
-
-def _custom(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A case body without its structural keys: what is left are the case's fields."""
-    skip = {"customerId", "customId", "interactions"}
-    return {k: v for k, v in body.items() if k not in skip}
+def _newest(case: Mapping[str, Any]) -> tuple[str, int, str]:
+    id = str(case["id"])
+    return (str(case.get("lastUpdated") or ""), int(id) if id.isdigit() else -1, id)

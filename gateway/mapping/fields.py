@@ -11,6 +11,31 @@ from gateway.mapping.codecs import CODECS, MATCHES
 from gateway.mapping.model import FieldSpec, ListWrite, ObjectSpec
 
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
+CORE_META = {
+    "customer": [("id", "ID"), ("uri", "Link")],
+    "case": [("id", "ID"), ("linkUrl", "Link")],
+}
+
+
+def meta_of(obj: ObjectSpec) -> dict[str, Any]:
+    """The caller's description of an object: its core properties, then its fields."""
+    out = [
+        {"name": n, "label": label, "type": "text", "searchable": False}
+        for n, label in CORE_META[obj.kind]
+    ]
+    for f in obj.fields:
+        if not f.meta:
+            continue
+        entry: dict[str, Any] = {
+            "name": f.name,
+            "label": f.label,
+            "type": f.type,
+            "searchable": f.searchable and obj.kind == "customer",
+        }
+        if f.type == "single_sel_list":
+            entry["listValues"] = [{"name": n, "value": v} for n, v in f.options]
+        out.append(entry)
+    return {"name": obj.kind, "fields": out}
 
 
 def join(obj: ObjectSpec, record: Mapping[str, Any], data: Any) -> dict[str, Any]:
@@ -48,6 +73,22 @@ def to_object(obj: ObjectSpec, record: Mapping[str, Any], ctx: Mapping[str, Any]
         elif obj.kind == "case" and f.name in ("number", "customerId", "title", "description"):
             out[f.name] = ""  # required keys of the case object
     return out
+
+
+def not_kept(
+    fields: Iterable[FieldSpec], body: Mapping[str, Any], result: Mapping[str, Any]
+) -> list[FieldError]:
+    """The written fields of ``body`` whose value the caller's object ``result`` does not
+    hold (compared as the field's search re-check compares)."""
+    lost = []
+    for f in fields:
+        wanted = body.get(f.name)
+        if f.write is None or wanted in (None, ""):
+            continue
+        have = result.get(f.name)
+        if have is None or not MATCHES[f.match](str(have), str(wanted)):
+            lost.append(FieldError(f.name, f"{f.label} was not saved by the CRM."))
+    return lost
 
 
 def _type_ok(f: FieldSpec, value: Any) -> bool:

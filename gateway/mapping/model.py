@@ -38,6 +38,7 @@ class FieldSpec:
     error_key: str | None = None
     error_match: re.Pattern[str] | None = None
     meta: bool = True
+    unique: bool = False  # no two upstream records share a value (an email, a handle)
 
     @property
     def error_keys(self) -> set[str]:
@@ -89,6 +90,19 @@ class ObjectSpec:
 
 
 @dataclass(frozen=True)
+class Paging:
+    """How a step reads every page: the next page's URL, a cursor for a query parameter, or
+    numbered pages; each answer is one page, and ``more`` (when given) must hold to go on."""
+
+    next_url: Path | None = None
+    cursor: Path | None = None
+    cursor_param: str | None = None
+    page_param: str | None = None
+    more: Path | None = None
+    max_pages: int = 10
+
+
+@dataclass(frozen=True)
 class Step:
     name: str
     request: Request
@@ -100,6 +114,13 @@ class Step:
     # A 2xx answer that may still report failure: its messages, and which of them do.
     answer_messages: Path | None = None
     answer_failed: re.Pattern[str] | None = None
+    paginate: Paging | None = None
+    # Over the answer: the keys of the interactions recorded on the record (where callers
+    # cannot write), so those are not added again.
+    recorded_interactions: Path | None = None
+    # A write whose outcome is unknown (timed out, dropped, 5xx) runs the operation again
+    # from its first step, which reads what the write did.
+    restart_on_unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,6 +172,12 @@ class Interactions:
     marker: Template
     template: Template
     separator: str
+    # The constant start of every marker: caller text is cleaned of it, so it cannot fake one.
+    marker_prefix: str = ""
+    # What a write records for each interaction it adds (over `i` and `key`), and how many
+    # bytes of records one write may carry (0: no limit); more interactions take more writes.
+    record: Template | None = None
+    record_bytes: int = 0
 
 
 @dataclass(frozen=True)

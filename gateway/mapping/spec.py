@@ -22,6 +22,7 @@ from gateway.mapping.model import (
     MappingSpec,
     ObjectSpec,
     Operation,
+    Paging,
     RateLimitSpec,
     Request,
     Step,
@@ -112,6 +113,7 @@ class _Compiler:
             if "error_match" in raw
             else None,
             meta=raw.get("meta", True),
+            unique=bool(raw.get("unique", False)),
         )
 
     def obj(self, kind: str, raw: Mapping[str, Any]) -> ObjectSpec:
@@ -164,6 +166,49 @@ class _Compiler:
             self.jmespath(raw["options"], (*path, "options"))
         return raw
 
+    def paging(self, step: Mapping[str, Any], path: PathKey) -> Paging | None:
+        raw = step.get("paginate")
+        if raw is None:
+            return None
+        pp = (*path, "paginate")
+        if "for_each" in step:
+            raise self.doc.error(pp, "a step with for_each cannot also paginate")
+
+        def expr(key: str) -> Path | None:
+            return self.jmespath(raw[key], (*pp, key)) if key in raw else None
+
+        return Paging(
+            next_url=expr("next_url"),
+            cursor=expr("cursor"),
+            cursor_param=raw.get("cursor_param"),
+            page_param=raw.get("page_param"),
+            more=expr("more"),
+            max_pages=int(raw.get("max_pages", 10)),
+        )
+
+    def interactions(self, raw: Mapping[str, Any]) -> Interactions:
+        path: PathKey = ("interactions",)
+        marker = self.template(raw["marker"], (*path, "marker"))
+        prefix = ""
+        if raw["marker"]:
+            # Rendered with a sentinel for every value: what comes before it is constant.
+            sentinel = "\x00"
+            probe = {"key": sentinel, "i": {"service": sentinel, "serviceId": sentinel}}
+            prefix = str(marker(probe)).split(sentinel, 1)[0]
+            if len(prefix) < 2:
+                raise self.doc.error(
+                    (*path, "marker"), "a marker must start with at least 2 constant characters"
+                )
+        record = raw.get("record")
+        return Interactions(
+            marker=marker,
+            template=self.template(raw["template"], (*path, "template")),
+            separator=raw.get("separator", "\n\n"),
+            marker_prefix=prefix,
+            record=None if record is None else self.template(record, (*path, "record")),
+            record_bytes=int(raw.get("record_bytes", 0)),
+        )
+
     def operation(self, name: str, raw: Mapping[str, Any]) -> Operation:
         path: PathKey = ("operations", name)
         steps = []
@@ -198,6 +243,13 @@ class _Compiler:
                     )
                     if "answer_errors" in s
                     else None,
+                    paginate=self.paging(s, sp),
+                    recorded_interactions=self.jmespath(
+                        s["recorded_interactions"], (*sp, "recorded_interactions")
+                    )
+                    if "recorded_interactions" in s
+                    else None,
+                    restart_on_unknown=s.get("on_unknown") == "restart",
                 )
             )
         (key, expr), *_ = raw["result"].items()
@@ -253,11 +305,7 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
             idempotency_mismatch=errors.get("idempotency_mismatch"),
         ),
         objects=objects,
-        interactions=Interactions(
-            marker=c.template(inter["marker"], ("interactions", "marker")),
-            template=c.template(inter["template"], ("interactions", "template")),
-            separator=inter.get("separator", "\n\n"),
-        ),
+        interactions=c.interactions(inter),
         operations={n: c.operation(n, raw["operations"][n]) for n in KHOROS_OPERATIONS},
         strategies=tuple(strategies),
         routing=compile_routing(c, raw["expertflow"], customer_fields)

@@ -9,8 +9,16 @@ from typing import Any
 
 
 class ZendeskError(Exception):
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
-        self.status, self.body, self.headers = status, body, headers or {}
+    """An error answer: Zendesk's JSON envelope, or (``text``) the plain text some 429s are."""
+
+    def __init__(
+        self,
+        status: int,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        text: str | None = None,
+    ):
+        self.status, self.body, self.headers, self.text = status, body, headers or {}, text
 
 
 def not_found() -> ZendeskError:
@@ -25,17 +33,9 @@ def invalid(details: dict[str, list[dict[str, Any]]]) -> ZendeskError:
 
 
 def now() -> str:
+    """Zendesk's timestamps: whole seconds, so two writes inside one second share one (and
+    safe_update lets both through, as Zendesk does)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def later(previous: str) -> str:
-    """Now, but strictly after ``previous``: stamps have whole seconds, and safe_update must
-    tell two updates in one second apart."""
-    stamp = now()
-    if stamp > previous:
-        return stamp
-    after = datetime.strptime(previous, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return datetime.fromtimestamp(after.timestamp() + 1, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def custom_value_problem(spec: dict[str, Any], value: Any) -> str | None:

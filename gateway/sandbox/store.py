@@ -1,30 +1,24 @@
-"""The sandbox's data: users, identities, organizations, custom fields, tickets and comments,
-with Zendesk's validation rules and error envelopes (docs/behaviour.md §3)."""
+"""The sandbox's data: users, identities, organizations, custom fields, tickets, their
+comments and audits, with Zendesk's rules (docs/behaviour.md §3, docs/sandbox.md)."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.sandbox.rules import (
-    ZendeskError,
-    custom_value_problem,
-    invalid,
-    later,
-    not_found,
-    now,
-    stored,
-)
+from gateway.sandbox.limits import Limits
+from gateway.sandbox.rules import ZendeskError, invalid, not_found, now, stored
+from gateway.sandbox.validate import check_ticket, check_user, identity_taken
 
-STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
-PRIORITIES = ("urgent", "high", "normal", "low")
-TYPES = ("problem", "incident", "question", "task")
 IDEMPOTENCY_TTL = 2 * 3600.0
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Ticket properties whose changes an audit records as events (scalars only, as the OAS types
+# an event's value).
+AUDITED = ("subject", "status", "priority", "type", "requester_id")
 
 
 @dataclass
@@ -39,9 +33,12 @@ class Store:
     tickets: dict[int, dict[str, Any]] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     indexed_at: dict[int, float] = field(default_factory=dict)
+    audits: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     idempotency: dict[str, tuple[str, float, dict[str, Any]]] = field(default_factory=dict)
     # Zendesk numbers each kind of record on its own.
     last_ids: dict[str, int] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    clock: Callable[[], float] = time.monotonic  # tests move time on instead of sleeping
 
     def new_id(self, kind: str) -> int:
         self.last_ids[kind] = self.last_ids.get(kind, 20_000) + 1
@@ -63,10 +60,7 @@ class Store:
     def add_identity(
         self, user_id: int, kind: str, value: str, primary: bool = False
     ) -> dict[str, Any]:
-        if kind in ("email", "twitter", "facebook") and any(
-            i["type"] == kind and str(i["value"]).casefold() == str(value).casefold()
-            for i in self.identities.values()
-        ):
+        if identity_taken(self.identities.values(), kind, value, None):
             raise invalid(
                 {
                     "value": [
@@ -92,52 +86,11 @@ class Store:
         }
         ident["url"] = f"{self.base_url}/api/v2/users/{user_id}/identities/{ident['id']}.json"
         self.identities[ident["id"]] = ident
-        self.indexed_at[user_id] = time.monotonic() + self.index_lag
+        self.indexed_at[user_id] = self.clock() + self.index_lag
         return ident
 
-    def _check_user(self, data: dict[str, Any], current: dict[str, Any] | None) -> None:
-        details: dict[str, list[dict[str, Any]]] = {}
-        name = data.get("name", current["name"] if current else None)
-        if not name or not str(name).strip():
-            details["name"] = [{"description": "Name: cannot be blank", "error": "BlankValue"}]
-        email = data.get("email")
-        if email is not None and not _EMAIL.match(str(email)):
-            details["email"] = [
-                {
-                    "description": f"Email: {email} is not properly formatted",
-                    "error": "InvalidFormat",
-                }
-            ]
-        elif email and any(
-            i["type"] == "email"
-            and i["value"].casefold() == str(email).casefold()
-            and (current is None or i["user_id"] != current["id"])
-            for i in self.identities.values()
-        ):
-            details["email"] = [
-                {
-                    "description": f"Email: {email} is already being used by another user",
-                    "error": "DuplicateValue",
-                }
-            ]
-        for key, value in (data.get("user_fields") or {}).items():
-            spec = next((f for f in self.user_fields if f["key"] == key), None)
-            if spec is None:
-                continue  # Zendesk ignores unknown keys
-            problem = custom_value_problem(spec, value)
-            if problem:
-                details.setdefault("base", []).append(
-                    {
-                        "description": f"{spec['title']}: {problem}",
-                        "error": "InvalidValue",
-                        "field_key": key,
-                    }
-                )
-        if details:
-            raise invalid(details)
-
     def create_user(self, data: dict[str, Any]) -> dict[str, Any]:
-        self._check_user(data, None)
+        check_user(data, None, list(self.identities.values()), self.user_fields)
         uid, stamp = self.new_id("users"), now()
         user = {
             "id": uid,
@@ -167,7 +120,7 @@ class Store:
 
     def update_user(self, id: int, data: dict[str, Any]) -> dict[str, Any]:
         user = self.user(id)
-        self._check_user(data, user)
+        check_user(data, user, list(self.identities.values()), self.user_fields)
         self._apply_user(user, data, creating=False)
         user["updated_at"] = now()
         return user
@@ -193,7 +146,7 @@ class Store:
         for key, value in (data.get("user_fields") or {}).items():
             if key in user["user_fields"]:
                 user["user_fields"][key] = stored(value)
-        self.indexed_at[user["id"]] = time.monotonic() + self.index_lag
+        self.indexed_at[user["id"]] = self.clock() + self.index_lag
 
     def organization_named(self, name: str) -> dict[str, Any]:
         for org in self.organizations.values():
@@ -221,7 +174,7 @@ class Store:
         }
 
     def searchable(self, user_id: int) -> bool:
-        return time.monotonic() >= self.indexed_at.get(user_id, 0.0)
+        return self.clock() >= self.indexed_at.get(user_id, 0.0)
 
     # -- tickets ---------------------------------------------------------------------------
 
@@ -230,53 +183,6 @@ class Store:
             raise not_found()
         return self.tickets[id]
 
-    def _check_ticket(self, data: dict[str, Any], current: dict[str, Any] | None) -> None:
-        details: dict[str, list[dict[str, Any]]] = {}
-        if current and current["status"] == "closed":
-            raise invalid(
-                {
-                    "status": [
-                        {
-                            "description": "Status: closed prevents ticket update",
-                            "error": "InvalidValue",
-                        }
-                    ]
-                }
-            )
-        for key, allowed in (("status", STATUSES), ("priority", PRIORITIES), ("type", TYPES)):
-            if data.get(key) is not None and data[key] not in allowed:
-                details[key] = [
-                    {
-                        "description": f"{key.title()}: {data[key]} is not valid",
-                        "error": "InvalidValue",
-                    }
-                ]
-        if current is None:
-            if data.get("requester_id") not in self.users:
-                details["requester"] = [
-                    {"description": "Requester: cannot be blank", "error": "BlankValue"}
-                ]
-            comment = data.get("comment") or {}
-            if not str(comment.get("body") or comment.get("html_body") or "").strip():
-                details["base"] = [
-                    {"description": "Comment: cannot be blank", "error": "BlankValue"}
-                ]
-        for entry in data.get("custom_fields") or []:
-            spec = next((f for f in self.ticket_fields if f["id"] == entry.get("id")), None)
-            if spec is None:
-                continue
-            problem = custom_value_problem(spec, entry.get("value"))
-            if problem:
-                details.setdefault("base", []).append(
-                    {
-                        "description": f"{spec['title']}: {problem}",
-                        "error": "InvalidValue",
-                        "field_key": spec["id"],
-                    }
-                )
-        if details:
-            raise invalid(details)
-
     def create_ticket(
         self, data: dict[str, Any], key: str | None
     ) -> tuple[dict[str, Any], str | None]:
@@ -284,7 +190,7 @@ class Store:
         if key is not None:
             digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
             seen = self.idempotency.get(key)
-            if seen and seen[1] > time.monotonic():
+            if seen and seen[1] > self.clock():
                 if seen[0] != digest:
                     raise ZendeskError(
                         400,
@@ -295,19 +201,19 @@ class Store:
                         },
                     )
                 return seen[2], "hit"
-        self._check_ticket(data, None)
+        check_ticket(data, None, self.users, self.ticket_fields)
         tid, stamp = self.new_id("tickets"), now()
         comment = data["comment"]
         ticket = {
             "id": tid,
             "url": self.url("tickets", tid),
-            "subject": data.get("subject") or "",
+            "subject": "",
             "raw_subject": data.get("subject") or "",
             "description": comment.get("body", ""),
-            "status": data.get("status") or "new",
-            "priority": data.get("priority"),
-            "type": data.get("type"),
-            "requester_id": data["requester_id"],
+            "status": "new",
+            "priority": None,
+            "type": None,
+            "requester_id": None,
             "submitter_id": data["requester_id"],
             "assignee_id": None,
             "organization_id": self.users[data["requester_id"]].get("organization_id"),
@@ -325,14 +231,16 @@ class Store:
         }
         self.tickets[tid] = ticket
         self.comments[tid] = []
-        self._apply_ticket(ticket, data)
-        body = {"ticket": ticket, "audit": self._audit(tid)}
+        self.audits[tid] = []
+        audit = self._write(ticket, data, "Create")
+        body = {"ticket": copy.deepcopy(ticket), "audit": audit}
         if key is not None:
-            self.idempotency[key] = (digest, time.monotonic() + IDEMPOTENCY_TTL, body)
+            self.idempotency[key] = (digest, self.clock() + IDEMPOTENCY_TTL, body)
         return body, "miss" if key is not None else None
 
     def update_ticket(self, id: int, data: dict[str, Any]) -> dict[str, Any]:
         ticket = self.ticket(id)
+        # updated_stamp has whole seconds: two writes inside one second both pass, as in Zendesk.
         if (
             data.get("safe_update") is not None
             and data.get("updated_stamp") != ticket["updated_at"]
@@ -344,45 +252,72 @@ class Store:
                     "description": "The ticket was updated since updated_stamp",
                 },
             )
-        self._check_ticket(data, ticket)
-        self._apply_ticket(ticket, data)
-        ticket["updated_at"] = later(ticket["updated_at"])
-        return {"ticket": ticket, "audit": self._audit(id)}
+        check_ticket(data, ticket, self.users, self.ticket_fields)
+        audit = self._write(ticket, data, "Change")
+        return {"ticket": copy.deepcopy(ticket), "audit": audit}
 
-    def _apply_ticket(self, ticket: dict[str, Any], data: dict[str, Any]) -> None:
-        for key in ("subject", "status", "priority", "type", "tags", "external_id"):
-            if key in data:
+    def _write(self, ticket: dict[str, Any], data: dict[str, Any], kind: str) -> dict[str, Any]:
+        """Apply a ticket write; the audit records its events and the write's `metadata`. A
+        write that changes nothing makes no audit, and its metadata is lost."""
+        audit_id = self.new_id("audits")
+        events: list[dict[str, Any]] = []
+        for key in (*AUDITED, "tags", "external_id"):
+            if key == "status" and data.get(key) is None:
+                continue  # a ticket always has a status
+            if key in data and data[key] != ticket.get(key):
+                if key in AUDITED and data[key] is not None:
+                    events.append(self._event(kind, key, data[key]))
                 ticket[key] = data[key]
+        if "subject" in data:
+            ticket["raw_subject"] = data["subject"]
         for entry in data.get("custom_fields") or []:
             for current in ticket["custom_fields"]:
-                if current["id"] == entry.get("id"):
+                if current["id"] == entry.get("id") and current["value"] != entry.get("value"):
                     current["value"] = stored(entry.get("value"))
+                    events.append(self._event(kind, str(current["id"])))
         comment = data.get("comment")
         if comment and (comment.get("body") or comment.get("html_body")):
-            body = str(comment.get("body") or comment.get("html_body"))[:65536]
-            public = comment.get("public", ticket["is_public"])
-            cid = self.new_id("comments")
-            self.comments[ticket["id"]].append(
-                {
-                    "id": cid,
-                    "type": "Comment",
-                    "author_id": ticket["requester_id"],
-                    "body": body,
-                    "html_body": f"<p>{body}</p>",
-                    "plain_body": body,
-                    "public": bool(public),
-                    "attachments": [],
-                    "audit_id": cid,
-                    "via": {"channel": "api"},
-                    "metadata": {"system": {}, "custom": {}},
-                    "created_at": now(),
-                }
-            )
-
-    def _audit(self, ticket_id: int) -> dict[str, Any]:
-        return {
-            "id": self.new_id("audits"),
-            "ticket_id": ticket_id,
+            events.append(self._comment(ticket, comment, audit_id))
+        audit = {
+            "id": audit_id,
+            "ticket_id": ticket["id"],
+            "author_id": ticket["submitter_id"],
             "created_at": now(),
-            "events": [],
+            "via": {"channel": "api"},
+            "metadata": {
+                "system": {"client": "crm-gateway sandbox", "ip_address": "127.0.0.1"},
+                "custom": copy.deepcopy(data.get("metadata") or {}),
+            },
+            "events": events,
         }
+        if events:
+            ticket["updated_at"] = audit["created_at"]
+            self.audits[ticket["id"]].append(audit)
+        return copy.deepcopy(audit)
+
+    def _event(self, kind: str, field_name: str, value: Any = None) -> dict[str, Any]:
+        event = {"id": self.new_id("events"), "type": kind, "field_name": field_name}
+        return event if value is None else {**event, "value": value}
+
+    def _comment(
+        self, ticket: dict[str, Any], comment: dict[str, Any], audit_id: int
+    ) -> dict[str, Any]:
+        body = str(comment.get("body") or comment.get("html_body"))[:65536]  # Zendesk: 64 kB
+        public = bool(comment.get("public", ticket["is_public"]))
+        stored_comment = {
+            "id": self.new_id("events"),
+            "type": "Comment",
+            "author_id": ticket["submitter_id"],
+            "body": body,
+            "html_body": f"<p>{body}</p>",
+            "plain_body": body,
+            "public": public,
+            "attachments": [],
+            "audit_id": audit_id,
+            "via": {"channel": "api"},
+            "metadata": {"system": {}, "custom": {}},
+            "created_at": now(),
+        }
+        self.comments[ticket["id"]].append(stored_comment)
+        event = {k: v for k, v in stored_comment.items() if k not in ("via", "metadata")}
+        return copy.deepcopy(event)

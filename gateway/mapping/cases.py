@@ -1,0 +1,170 @@
+"""Writing cases exactly once (docs/behaviour.md §1.7):
+
+- one writer per case: updates of a case run one at a time (the engine's keyed locks), each
+  reading the record after the one before wrote, so an interaction on it is not added again;
+- creates: identical creates in flight share one; creates of one identity (customer, title,
+  interactions) run one at a time; a repeat finds the case the first made (remembered, or
+  the upstream's idempotency key), and a repeat with other values applies them to it;
+- interactions past what one write may record are added by further writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import (
+    AttemptTimedOut,
+    BadGateway,
+    FieldError,
+    IdempotencyMismatch,
+    NotFound,
+    ValidationFailed,
+)
+from gateway.mapping import fields as fm
+from gateway.mapping import interactions as im
+from gateway.mapping.once import lease, past_deadline, shared
+
+if TYPE_CHECKING:
+    from gateway.mapping.engine import Engine
+
+REMEMBER_SECONDS = 2 * 3600.0  # as long as Zendesk keeps an idempotency key
+STRUCTURAL = ("customerId", "customId", "interactions")
+
+
+def custom(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A case body without its structural keys: what is left are the case's fields."""
+    return {k: v for k, v in body.items() if k not in STRUCTURAL}
+
+
+class CaseWrites:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
+
+    # -- updates ---------------------------------------------------------------------------
+
+    async def update(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        e, spec = self.engine, self.engine.mapping.interactions
+        obj = await e.object("case")
+        changes = fm.to_changes(obj.fields, custom(body))
+        writes = im.batches(spec, im.prepare(spec, body.get("interactions") or []))
+        seen_body = im.clean(dict(body), spec.marker_prefix)
+        result: dict[str, Any] = {}
+        async with e.locks.hold(f"case:{id}", lease()):
+            for n, batch in enumerate(writes):
+                given = {
+                    "id": id,
+                    "body": seen_body if n == 0 else custom(seen_body),
+                    "changes": changes if n == 0 else {},
+                    **im.context(spec, batch),
+                }
+                result = await e.run_one("update_case", "case", given)
+        moved_to = body.get("customerId")
+        if moved_to and result.get("customerId") != str(moved_to):
+            raise ValidationFailed(
+                "The CRM did not move the case.",
+                fields=[FieldError("customerId", "The case was not moved to this customer.")],
+            )
+        return e.verified(obj, custom(body), result)
+
+    # -- creates ---------------------------------------------------------------------------
+
+    async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Identical creates in flight at once share one, which sees its writes through."""
+        grace = self.engine.grace_seconds
+
+        async def seen_through() -> dict[str, Any]:
+            return await past_deadline(lambda: self._create(body), grace)
+
+        return await shared(self._inflight, im.digest(body), seen_through)
+
+    async def _create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        e = self.engine
+        key, digest = im.idempotency_key(body), im.digest(body)
+        async with e.locks.hold(f"create:{key}", lease()):
+            seen = await e.recall.get(f"case:{key}")
+            if isinstance(seen, dict) and seen.get("unknown"):
+                # An earlier create of this case lost its answer: did it make the case?
+                found = await self._existing(body, self._writes(body)[0])
+                seen = {"id": found["id"], "digest": ""} if found else None
+            case = await self._again(seen, body, digest) if isinstance(seen, dict) else None
+            if case is None:
+                case = await self._new(body, key, digest)
+            await self._remember(key, case["id"], digest)
+            return case
+
+    async def _remember(self, key: str, case_id: str, digest: str) -> None:
+        entry = {"id": case_id, "digest": digest}
+        await self.engine.recall.put(f"case:{key}", entry, REMEMBER_SECONDS)
+
+    async def _again(
+        self, seen: dict[str, Any], body: Mapping[str, Any], digest: str
+    ) -> dict[str, Any] | None:
+        """A repeat of a create this gateway made: the same case, with the repeat's values."""
+        try:
+            if seen.get("digest") == digest and len(self._writes(body)) == 1:
+                return await self.engine.find_case(str(seen["id"]))
+            return await self._apply(str(seen["id"]), body, changed=seen.get("digest") != digest)
+        except NotFound:
+            return None  # deleted since: make it anew
+
+    async def _apply(self, id: str, body: Mapping[str, Any], *, changed: bool) -> dict[str, Any]:
+        if changed:
+            self.engine.log.info("case_create_repeated", case=id, applied=sorted(custom(body)))
+        update = {**(custom(body) if changed else {}), "interactions": body.get("interactions")}
+        return await self.update(id, update)
+
+    def _writes(self, body: Mapping[str, Any]) -> list[list[im.Prepared]]:
+        spec = self.engine.mapping.interactions
+        return im.batches(spec, im.prepare(spec, body.get("interactions") or []))
+
+    async def _new(self, body: Mapping[str, Any], key: str, digest: str) -> dict[str, Any]:
+        e, spec = self.engine, self.engine.mapping.interactions
+        obj = await e.object("case")
+        writes = self._writes(body)
+        given = {
+            "body": im.clean(dict(body), spec.marker_prefix),
+            "changes": fm.to_changes(obj.fields, custom(body)),
+            "idempotency_key": key,
+            **im.context(spec, writes[0]),
+        }
+        try:
+            made = e.verified(obj, custom(body), await e.run_one("create_case", "case", given))
+        except (AttemptTimedOut, BadGateway) as lost:
+            if isinstance(lost, IdempotencyMismatch):
+                return await self._mismatch(body, writes[0])
+            # Made or not? Look before anyone tries again, and let the repeat look too.
+            await e.recall.put(f"case:{key}", {"unknown": True}, REMEMBER_SECONDS)
+            existing = await self._existing(body, writes[0])
+            if existing is None:
+                raise
+            e.log.info("case_create_found", case=existing["id"])
+            made = existing
+        if len(writes) > 1:
+            # The first write carried what it could record; the rest follow, each once.
+            await self._remember(key, made["id"], digest)
+            made = await self.update(made["id"], {"interactions": body.get("interactions")})
+        return made
+
+    async def _mismatch(self, body: Mapping[str, Any], first: list[im.Prepared]) -> dict[str, Any]:
+        """The upstream made this case for another request with the same identity."""
+        existing = await self._existing(body, first)
+        if existing is None:
+            raise ValidationFailed(
+                "This case was just created with other details; open it and edit it instead."
+            )
+        self.engine.log.warning("idempotency_mismatch", case=existing["id"])
+        return await self._apply(existing["id"], body, changed=True)
+
+    async def _existing(
+        self, body: Mapping[str, Any], first: list[im.Prepared]
+    ) -> dict[str, Any] | None:
+        """The customer's case with this title whose first comment holds the first write's
+        markers (newest first)."""
+        for case in await self.engine.find_cases(str(body["customerId"])):
+            text = str(case.get("description", ""))
+            if case.get("title") == body.get("title") and all(p.marker in text for p in first):
+                return case
+        return None

@@ -1,0 +1,113 @@
+"""Writing customers once and whole (docs/behaviour.md §1.4):
+
+- a value of a `unique` field (an email, a handle) that another customer holds is refused
+  (422) before anything is written, so an update is never half applied;
+- a create whose answer comes late is not abandoned: identical creates share one task that
+  runs on past the caller's deadline, and what it made is remembered under the body's digest,
+  so the repeat finds it. When the outcome stays unknown, the customer is looked up by its
+  unique fields (and so is every create's, before it is made);
+- a create identical to a customer that exists (every value sent, a unique one among them) is
+  that customer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import AttemptTimedOut, BadGateway, FieldError, NotFound, ValidationFailed
+from gateway.mapping import fields as fm
+from gateway.mapping import interactions as im
+from gateway.mapping.model import FieldSpec, ObjectSpec
+from gateway.mapping.once import lease, past_deadline, shared
+
+if TYPE_CHECKING:
+    from gateway.mapping.engine import Engine
+
+REMEMBER_SECONDS = 15 * 60.0
+
+
+class CustomerWrites:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
+
+    async def update(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        e = self.engine
+        obj = await e.object("customer")
+        changes = fm.to_changes(obj.fields, body)
+        await self._taken(obj, body, me=id)
+        made = await e.run_one("update_customer", "customer", {"id": id, "changes": changes})
+        return e.verified(obj, body, made)
+
+    async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        key, grace = im.digest(body), self.engine.grace_seconds
+
+        async def seen_through() -> dict[str, Any]:
+            return await past_deadline(lambda: self._create(body, key), grace)
+
+        return await shared(self._inflight, key, seen_through)
+
+    async def _create(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
+        e = self.engine
+        obj = await e.object("customer")
+        changes = fm.to_changes(obj.fields, body)  # 400 and 422 before anything else
+        async with e.locks.hold(f"customer:{key}", lease()):
+            seen = await e.recall.get(f"customer:{key}")
+            if isinstance(seen, dict) and seen.get("id"):
+                try:
+                    return await e.find_customer(str(seen["id"]))
+                except NotFound:
+                    await e.recall.forget(f"customer:{key}")
+            same = await self._taken(obj, body, me=None)
+            if same is not None:
+                e.log.info("customer_create_repeated", customer=same["id"])
+                made = same
+            else:
+                made = await self._make(obj, body, changes)
+            await e.recall.put(f"customer:{key}", {"id": made["id"]}, REMEMBER_SECONDS)
+            return e.verified(obj, body, made)
+
+    async def _make(
+        self, obj: ObjectSpec, body: Mapping[str, Any], changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        e = self.engine
+        try:
+            return await e.run_one("create_customer", "customer", {"changes": changes})
+        except (AttemptTimedOut, BadGateway):
+            # Made or not? Look it up by its unique values before anyone tries again.
+            found = await self._taken(obj, body, me=None)
+            if found is None:
+                raise
+            e.log.info("customer_create_found", customer=found["id"])
+            return found
+
+    async def _taken(
+        self, obj: ObjectSpec, body: Mapping[str, Any], *, me: str | None
+    ) -> dict[str, Any] | None:
+        """For each unique field in ``body``: the customers already holding its value. One that
+        is not ``me`` is a conflict (422), unless this is a create (``me`` None) and it holds
+        every value sent: then it is the customer being created, and it is returned."""
+        unique = [
+            (f, str(body[f.name]).strip())
+            for f in obj.fields
+            if f.unique and isinstance(body.get(f.name), str | int) and str(body[f.name]).strip()
+        ]
+        conflicts: list[FieldError] = []
+        for f, value in unique:
+            for record in await self.engine.find_records(obj, [(f, value)], f.match):
+                found = fm.to_object(obj, record, self.engine.base_ctx)
+                if found["id"] == me:
+                    continue
+                if me is None and not fm.not_kept(obj.fields, body, found):
+                    return found
+                conflicts.append(_taken(f, value))
+                break
+        if conflicts:
+            raise ValidationFailed("Some values belong to another customer.", fields=conflicts)
+        return None
+
+
+def _taken(f: FieldSpec, value: str) -> FieldError:
+    return FieldError(f.name, f"{f.label}: {value} is already being used by another customer.")

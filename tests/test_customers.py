@@ -1,0 +1,138 @@
+"""Customers found, created and updated once and whole (gateway/mapping/customers.py, docs/
+behaviour.md §1.4, §1.6): an exact match far down a fuzzy search, values another customer
+holds refused before anything is written, a create whose answer came late found again. On
+every upstream (`upstream` fixture, conftest), then with the sandbox's faults."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from conftest import API, AUTH, Upstream, events, ok, someone
+
+from gateway.config import Config
+from gateway.sandbox.server import CALLS, LOAD, Faults
+from gateway.sandbox.store import Store
+
+
+async def test_an_exact_match_far_down_a_fuzzy_search_is_found(upstream: Upstream) -> None:
+    c, person = upstream.client, someone()
+    # 149 others whose numbers hold this one (a fuzzy search finds them all), then the one.
+    await upstream.add_customers([f"{person['phone']}{n:02d}" for n in range(149)])
+    made = await ok(await c.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    await upstream.add_customers([f"{person['phone']}9{n}" for n in range(10)])
+    found = await ok(
+        await c.post(f"{API}/customers", json={"phone": person["phone"]}, headers=AUTH)
+    )
+    assert [x["id"] for x in found] == [made["id"]]
+    best = {"phoneNumbers": [person["phone"]]}
+    assert [
+        x["id"]
+        for x in await ok(await c.post(f"{API}/customer/bestmatch", json=best, headers=AUTH))
+    ] == [made["id"]]
+
+
+async def test_a_value_another_customer_holds_changes_nothing(upstream: Upstream) -> None:
+    c = upstream.client
+    holder = await ok(await c.post(f"{API}/customer", json=someone(), headers=AUTH), 201)
+    other = await ok(await c.post(f"{API}/customer", json=someone(), headers=AUTH), 201)
+    change = {"notes": "Must not be written.", "email": holder["email"]}
+    for _ in range(2):  # the identical retry is refused the same way, and writes nothing
+        resp = await c.patch(f"{API}/customer/{other['id']}", json=change, headers=AUTH)
+        assert resp.status == 422, await resp.text()
+        assert [f["name"] for f in (await resp.json())["fields"]] == ["email"]
+    now = await ok(await c.get(f"{API}/customer/{other['id']}", headers=AUTH))
+    assert "notes" not in now and now["email"] == other["email"]
+    # A create with a value another customer holds is refused too; one holding every value
+    # sent is that customer.
+    taken = {**someone(), "email": holder["email"]}
+    assert (await c.post(f"{API}/customer", json=taken, headers=AUTH)).status == 422
+    same = {k: holder[k] for k in ("name", "email", "phone", "externalId")}
+    assert (await ok(await c.post(f"{API}/customer", json=same, headers=AUTH), 201))[
+        "id"
+    ] == holder["id"]
+
+
+# -- the sandbox's levers ----------------------------------------------------------------------
+
+
+async def test_a_create_whose_answer_came_late_is_found_on_repeat(
+    make_client: Any, config: Config, faults: Faults, store: Store, sandbox: Any, capsys: Any
+) -> None:
+    store.index_lag = 600  # and search cannot see it: only the gateway's memory can
+    short = dataclasses.replace(config, default_budget=0.5, attempt_timeout=3.0)
+    client = await make_client(short)
+    await client.get(f"{API}/meta/object/customer", headers=AUTH)  # field definitions cached
+    faults.method, faults.path_prefix, faults.times, faults.delay_after = (
+        "POST", "/api/v2/users", 1, 1.0
+    )  # fmt: skip
+    person = {"name": "Late Answer", "email": "late@example.com"}
+    first = await client.post(f"{API}/customer", json=person, headers=AUTH)
+    assert first.status == 504
+    # The create goes on past the caller's deadline, until the sandbox has answered it.
+    while sandbox.app[LOAD].now or not any(
+        u["email"] == person["email"] for u in store.users.values()
+    ):
+        await asyncio.sleep(0.02)
+    again = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    users = [u for u in store.users.values() if u["email"] == "late@example.com"]
+    assert [str(u["id"]) for u in users] == [again["id"]]
+    assert sum(c == "POST /api/v2/users" for c in sandbox.app[CALLS]) == 1
+
+
+async def test_the_identical_retry_of_a_failed_update_succeeds(
+    client: Any, faults: Faults, store: Store
+) -> None:
+    faults.method, faults.path_prefix, faults.status = "PUT", "/api/v2/users/1002", 500
+    change = {"notes": "Both or none.", "twitter": "@jsmith_new"}
+    resp = await client.patch(f"{API}/customer/1002", json=change, headers=AUTH)
+    assert resp.status == 502  # the identity was added, the notes were not
+    faults.status = None
+    made = await ok(await client.patch(f"{API}/customer/1002", json=change, headers=AUTH), 201)
+    assert made["notes"] == "Both or none." and made["twitter"] == "jsmith_new"
+    handles = [i["value"] for i in store.user_identities(1002) if i["type"] == "twitter"]
+    assert handles == ["jsmith_new"]
+
+
+async def test_a_search_by_a_unique_field_stops_at_the_match(
+    client: Any, store: Store, sandbox: Any
+) -> None:
+    target = store.create_user({"name": "Same Name", "email": "same@example.com"})
+    for n in range(250):
+        store.create_user({"name": f"Same Name {n}", "email": f"same{n}@example.com"})
+    before = len(sandbox.app[CALLS])
+    found = await ok(
+        await client.post(f"{API}/customers", json={"email": "same@example.com"}, headers=AUTH)
+    )
+    assert [x["id"] for x in found] == [str(target["id"])]
+    searches = [c for c in sandbox.app[CALLS][before:] if "users/search" in c]
+    assert len(searches) == 1  # the fuzzy result has 3 pages; the first holds the one
+    by_name = await ok(
+        await client.post(f"{API}/customers", json={"name": "same name"}, headers=AUTH)
+    )
+    assert len(by_name) == 251  # not unique: every page is read
+
+
+async def test_a_create_identical_to_a_customer_logs_that_it_found_it(
+    client: Any, capsys: Any
+) -> None:
+    jane = {"name": "Jane Doe", "email": "jane@example.com"}
+    assert (await ok(await client.post(f"{API}/customer", json=jane, headers=AUTH), 201))[
+        "id"
+    ] == "1001"
+    found = [e for e in events(capsys.readouterr().out) if e["event"] == "customer_create_repeated"]
+    assert [e["customer"] for e in found] == ["1001"]
+
+
+async def test_a_create_that_never_got_its_answer_finds_the_customer_it_made(
+    make_client: Any, config: Config, faults: Faults, store: Store, capsys: Any
+) -> None:
+    client = await make_client(dataclasses.replace(config, default_budget=3.0, attempt_timeout=0.3))
+    await client.get(f"{API}/meta/object/customer", headers=AUTH)
+    faults.method, faults.path_prefix, faults.delay_after = "POST", "/api/v2/users", 0.5
+    person = {"name": "Never Answered", "email": "never@example.com"}
+    made = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    users = [u for u in store.users.values() if u["email"] == person["email"]]
+    assert [str(u["id"]) for u in users] == [made["id"]]
+    assert "customer_create_found" in [e["event"] for e in events(capsys.readouterr().out)]
