@@ -15,6 +15,7 @@ from gateway.cache import Caches
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError
 from gateway.expertflow import Routing
+from gateway.mapping.codecs import Codecs, PhoneNumbers
 from gateway.mapping.engine import Engine
 from gateway.mapping.model import MappingSpec
 from gateway.mapping.spec import load_mapping
@@ -41,7 +42,12 @@ def build(
     upstream = connect.upstream(config, mapping, transport)
     caches = Caches(config.caches)
     engine = Engine(
-        mapping, upstream, caches, settings=config.settings, upstream_url=config.upstream_url
+        mapping,
+        upstream,
+        caches,
+        settings=config.settings,
+        upstream_url=config.upstream_url,
+        codecs=Codecs(PhoneNumbers(config.default_region)),
     )
     routing = (
         Routing(engine, not_found=config.expertflow_not_found)

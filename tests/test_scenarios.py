@@ -4,6 +4,7 @@ data through the gateway, and counts comments in the upstream itself."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import uuid
@@ -25,6 +26,7 @@ class Upstream:
     client: Any
     label_change: dict[str, str]  # the customer change that gives the label "Gold"
     comments: Callable[[str], Awaitable[list[str]]]  # the texts on a case, read upstream
+    config: Config
 
 
 @pytest.fixture(params=["zendesk", "rt5"])
@@ -37,7 +39,7 @@ async def upstream(
             return [c["body"] for c in store.comments[int(case_id)]]
 
         client = await make_client(config)
-        return Upstream("zendesk", client, {"vip_level": "gold"}, sandbox_comments)
+        return Upstream("zendesk", client, {"vip_level": "gold"}, sandbox_comments, config)
     url = os.environ.get("RT5_URL")
     if not url:
         pytest.skip("no Request Tracker 5: `make test-rt5` starts one and sets RT5_URL")
@@ -61,7 +63,7 @@ async def upstream(
             return [i["Content"] for i in (await r.json())["items"] if i.get("Content")]
 
     client = await make_client(config)
-    return Upstream("rt5", client, {"label": "Gold"}, rt_comments)
+    return Upstream("rt5", client, {"label": "Gold"}, rt_comments, config)
 
 
 def someone() -> dict[str, str]:
@@ -161,6 +163,35 @@ async def test_priority_routing_by_phone(upstream: Upstream) -> None:
     assert found["first_name"] == "Scenario" and found["labels"] == [gold["_id"]]
     unknown = await c.get("/customer", params={"query": "phone:+1 999 555 0000"})
     assert unknown.status == 404
+
+
+async def test_phone_numbers_as_the_world_writes_them(upstream: Upstream, make_client: Any) -> None:
+    swiss = await make_client(dataclasses.replace(upstream.config, default_region="CH"))
+    person = someone()
+    e164 = person["phone"]
+    national = f"0{e164[3:5]} {e164[5:8]} {e164[8:10]} {e164[10:]}"  # 079 123 45 67
+    body = {**person, "phone": f"{national} ext. 12"}
+    made = await ok(await swiss.post(f"{API}/customer", json=body, headers=AUTH), 201)
+    assert made["phone"] == e164  # E.164, the extension kept apart (or dropped: RT)
+    assert made.get("phone_extension") == ("12" if upstream.name == "zendesk" else None)
+    spaced = f"+41 {national[1:]}"
+    for number in (national, spaced, e164.replace("+", "00"), f"{e164} x3"):
+        found = await ok(await swiss.get("/customer", params={"query": f"phone:{number}"}))
+        assert found["_id"] == made["id"] and found["phone1"] == e164, number
+    searched = await ok(
+        await swiss.post(f"{API}/customers", json={"phone": national}, headers=AUTH)
+    )
+    assert [x["id"] for x in searched] == [made["id"]]
+    best = {"phoneNumbers": [f"{national} x9"]}
+    found = await ok(await swiss.post(f"{API}/customer/bestmatch", json=best, headers=AUTH))
+    assert [x["id"] for x in found] == [made["id"]]
+    # Without a default region a national number is no number: 404 to a lookup, 400 to a write.
+    plain = upstream.client
+    assert (await plain.get("/customer", params={"query": f"phone:{national}"})).status == 404
+    resp = await plain.patch(f"{API}/customer/{made['id']}", json={"phone": national}, headers=AUTH)
+    assert resp.status == 400 and (await resp.json())["fields"][0]["name"] == "phone"
+    again = await ok(await plain.get(f"{API}/customer/{made['id']}", headers=AUTH))
+    assert again["phone"] == e164
 
 
 HOSTILE = [

@@ -98,7 +98,7 @@ async def test_explain_dry_run_of_every_operation(
     code = await explain.explain(
         config,
         operation,
-        id="1001",
+        id="+41791234567" if operation == "customer_by_phone" else "1001",
         body=bodies.get(operation, {}),
         kind="customer",
         live=False,

@@ -19,7 +19,7 @@ from gateway.errors import (
 )
 from gateway.exchange import Caller, Response
 from gateway.mapping import fields as fm
-from gateway.mapping.codecs import MATCHES
+from gateway.mapping.codecs import Codecs
 from gateway.mapping.interactions import comment as render_comment
 from gateway.mapping.interactions import drop_existing, idempotency_key
 from gateway.mapping.model import FieldSpec, MappingSpec, ObjectSpec, Operation, Request, Step
@@ -48,8 +48,10 @@ class Engine:
         *,
         settings: Mapping[str, Any],
         upstream_url: str,
+        codecs: Codecs,
     ) -> None:
         self.mapping = mapping
+        self.codecs = codecs
         self.upstream = upstream
         self.caches = caches
         self.base_ctx = {"settings": dict(settings), "upstream_url": upstream_url}
@@ -149,19 +151,23 @@ class Engine:
         self, obj: ObjectSpec, pairs: list[tuple[FieldSpec, str]], match: str | None = None
     ) -> list[dict[str, Any]]:
         """Upstream customer records (joined) holding every searched value, re-checked."""
+        searched = fm.normalised(pairs, match, self.codecs)
+        if searched is None:
+            return []  # a phone number that is none matches no one: no need to ask
+        pairs = searched
         terms = fm.search_terms(pairs, self.base_ctx)
         records, data, _ = await self._records("search_customers", {"terms": terms})
         joined = (fm.join(obj, r, data) for r in records)
-        return [r for r in joined if fm.matches(r, pairs, match)]
+        return [r for r in joined if fm.matches(r, pairs, match, codecs=self.codecs)]
 
     async def create_customer(self, body: Mapping[str, Any]) -> dict[str, Any]:
         obj = await self.object("customer")
-        made = await self._one("create_customer", "customer", {"changes": _changes(obj, body)})
+        made = await self._one("create_customer", "customer", {"changes": self._changes(obj, body)})
         return self._verified(obj, body, made)
 
     async def update_customer(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         obj = await self.object("customer")
-        changes = _changes(obj, body)
+        changes = self._changes(obj, body)
         made = await self._one("update_customer", "customer", {"id": id, "changes": changes})
         return self._verified(obj, body, made)
 
@@ -190,7 +196,7 @@ class Engine:
     async def _create_case(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
         obj = await self.object("case")
         comment = render_comment(self.mapping.interactions, body.get("interactions") or [])
-        ctx = {"body": body, "changes": _changes(obj, _custom(body)), "idempotency_key": key}
+        ctx = {"body": body, "changes": self._changes(obj, _custom(body)), "idempotency_key": key}
         try:
             made = await self._one("create_case", "case", {**ctx, **comment})
             return self._verified(obj, _custom(body), made)
@@ -219,10 +225,13 @@ class Engine:
         ctx = {
             "id": id,
             "body": body,
-            "changes": _changes(obj, _custom(body)),
+            "changes": self._changes(obj, _custom(body)),
             **render_comment(self.mapping.interactions, interactions),
         }
         return self._verified(obj, _custom(body), await self._one("update_case", "case", ctx))
+
+    def _changes(self, obj: ObjectSpec, body: Mapping[str, Any]) -> dict[str, Any]:
+        return fm.to_changes(obj.fields, body, codecs=self.codecs)
 
     def _verified(
         self, obj: ObjectSpec, body: Mapping[str, Any], result: dict[str, Any]
@@ -237,7 +246,7 @@ class Engine:
             if f.write is None or wanted in (None, ""):
                 continue
             have = result.get(f.name)
-            if have is None or not MATCHES[f.match](str(have), str(wanted)):
+            if have is None or not self.codecs.match(f.match)(str(have), str(wanted)):
                 lost.append(FieldError(f.name, f"{f.label} was not saved by the CRM."))
         if lost:
             self.log.warning("write_not_kept", fields=[e.name for e in lost])
@@ -345,10 +354,6 @@ class Engine:
         fields = (await self.object(kind)).fields if resp.status in (400, 422) else ()
         where = f"{req.method} {req.path.source}"
         return translate(self.mapping.errors, resp, where, not_found, fields)
-
-
-def _changes(obj: ObjectSpec, body: Mapping[str, Any]) -> dict[str, Any]:
-    return fm.to_changes(obj.fields, body)
 
 
 def _custom(body: Mapping[str, Any]) -> dict[str, Any]:
