@@ -327,3 +327,68 @@ def start_demo(processes: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Pop
     processes.append(proc)
     wait_for(f"http://127.0.0.1:{port}/healthz")
     return proc, port
+
+
+# -- a fake Khoros Marketing: its OAuth2 token endpoint and the registration API ----------------
+
+
+@dataclasses.dataclass
+class FakeKhoros:
+    """Issues a token for one client (client-credentials grant, HTTP Basic as RFC 6749 §2.3.1)
+    and accepts registrations made with it. Records what it was sent."""
+
+    url: str = ""
+    client_id: str = "khoros-client"
+    client_secret: str = "khoros-client-s3cret"
+    issued: str = "khoros-issued-t0ken"
+    grants: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    registrations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.url}/oauth2/token"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/v2/crm"
+
+    async def token(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        header = request.headers.get("Authorization", "")
+        self.grants.append({"form": form, "authorization": header})
+        expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if header != f"Basic {expected}":
+            error = {"error": "invalid_client", "error_description": "Client authentication failed"}
+            return web.json_response(error, status=401)
+        if form.get("grant_type") != "client_credentials":
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        answer = {"access_token": self.issued, "token_type": "bearer", "expires_in": 3600}
+        return web.json_response(answer, headers={"Cache-Control": "no-store"})
+
+    async def register(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.registrations.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "authorization": request.headers.get("Authorization"),
+                "body": body,
+            }
+        )
+        if request.headers.get("Authorization") != f"Bearer {self.issued}":
+            return web.json_response({"error": "unauthorized"}, status=401)
+        # Echoes the key, as an API might: register must not print it.
+        return web.json_response({"id": 4711, **body})
+
+
+@pytest.fixture
+async def khoros(aiohttp_server: Any) -> FakeKhoros:
+    fake = FakeKhoros()
+    app = web.Application()
+    app.router.add_post("/oauth2/token", fake.token)
+    app.router.add_post("/v2/crm/admin/custom", fake.register)
+    app.router.add_patch("/v2/crm/admin/custom/{crm_id}", fake.register)
+    server: TestServer = await aiohttp_server(app)
+    fake.url = str(server.make_url("")).rstrip("/")
+    SECRETS.update({fake.client_secret, fake.issued})
+    return fake
