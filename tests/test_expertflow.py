@@ -128,6 +128,25 @@ async def test_without_a_default_region_a_national_number_is_a_clean_404(
     assert body["_id"] == "" and body["labels"] == [] and body["phone1"] == "0791234567"
 
 
+async def test_racing_lookups_of_one_number_however_written_share_one_search(
+    make_client: Any, config: Config, sandbox: Any, faults: Faults
+) -> None:
+    cached = CacheSettings(ttl_seconds=60, max_entries=100, stale_seconds=0)
+    swiss = dataclasses.replace(
+        with_env(config, GATEWAY_DEFAULT_REGION="CH"),
+        caches={**config.caches, "customer_by_phone": cached},
+    )
+    client = await make_client(swiss)
+    faults.delay = 0.2  # the first search is still running when the others arrive
+    forms = ["0791234567", "+41 79 123 45 67", "0041791234567", "079-123-45-67"]
+    answers = await asyncio.gather(
+        *(client.get("/customer", params={"query": f"phone:{forms[i % 4]}"}) for i in range(40))
+    )
+    bodies = [await a.json() for a in answers]
+    assert {b["_id"] for b in bodies} == {"1001"} and {a.status for a in answers} == {200}
+    assert upstream_calls(sandbox, "/users/search") == 1
+
+
 async def test_an_extension_does_not_change_the_match(client: Any) -> None:
     resp = await client.get("/customer", params={"query": "phone:+41 79 123 45 67 ext. 12"})
     assert resp.status == 200
