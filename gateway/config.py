@@ -4,10 +4,13 @@ here and nowhere else. Secrets come from the environment through ``${VAR}`` and 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import phonenumbers
 
 from gateway import shipped, yamlfile
 from gateway.cache import CacheSettings
@@ -79,6 +82,7 @@ DEFAULTS: dict[str, Any] = {
     "admin": {"api_key": None},
     "logging": {"level": "info", "format": "json", "pii": False},
     "settings": {"public_comments": False},
+    "phones": {"default_region": None},
 }
 
 
@@ -112,6 +116,8 @@ class Config:
     log_format: str
     log_pii: bool
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # Phone numbers written without a country code are read as dialled here (ISO 3166 code).
+    default_region: str | None = None
 
 
 def _merged(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -194,6 +200,24 @@ def _mapping_file(doc: yamlfile.YamlDoc, given: str, here: Path) -> Path:
     return mapping if mapping.is_absolute() else here / mapping
 
 
+REGION_VARIABLE = "GATEWAY_DEFAULT_REGION"
+
+
+def _default_region(doc: yamlfile.YamlDoc, given: str | None, env: Mapping[str, str]) -> str | None:
+    """`phones.default_region`; the environment's GATEWAY_DEFAULT_REGION, when set, wins (as
+    the GATEWAY_* variables of a deployment do)."""
+    from_env = env.get(REGION_VARIABLE, "").strip()
+    region = (from_env or str(given or "")).strip().upper()
+    if not region:
+        return None
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        problem = f"'{region}' is not a region code (ISO 3166-1 alpha-2, such as CH, DE or US)"
+        if from_env:
+            raise ConfigError("environment", None, REGION_VARIABLE, problem)
+        raise doc.error(("phones", "default_region"), problem)
+    return region
+
+
 def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
     doc = yamlfile.load(path, env=env)
     if not isinstance(doc.data, dict):
@@ -244,4 +268,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         log_format=c["logging"]["format"],
         log_pii=str(c["logging"]["pii"]).strip().lower() in ("true", "1", "yes"),
         settings=c["settings"],
+        default_region=_default_region(
+            doc, c["phones"]["default_region"], os.environ if env is None else env
+        ),
     )

@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway import jsonio, logs
 from gateway.errors import BadRequest, NotFound
 from gateway.mapping import routing
-from gateway.mapping.codecs import digits
+from gateway.mapping.codecs import PhoneNumbers, digits
 from gateway.mapping.engine import Engine
 from gateway.mapping.routing import RoutingSpec
 
@@ -43,19 +43,29 @@ class Routing:
             self.spec.labels, self.engine.mapping.name, await self.entries()
         )
 
+    @property
+    def phones(self) -> PhoneNumbers:
+        return self.engine.codecs.phones
+
     async def customer(self, phone: str) -> dict[str, Any]:
+        number = self.phones.e164(phone)
+        if number is None:  # no number (or a national one without a default region)
+            return self._not_found(phone)
         cache = self.engine.caches["customer_by_phone"]
-        found: dict[str, Any] = await cache.get(digits(phone), lambda: self._customer(phone))
+        found: dict[str, Any] = await cache.get(number, lambda: self._customer(number))
         return found
+
+    def _not_found(self, phone: str) -> dict[str, Any]:
+        if self.not_found == "empty":
+            return routing.not_found_object(phone)
+        raise NotFound("No customer has this phone number.")
 
     async def _customer(self, phone: str) -> dict[str, Any]:
         obj = await self.engine.object("customer")
         field = next(f for f in obj.fields if f.name == self.spec.phone_field)
         records = await self.engine.find_records(obj, [(field, phone)], "phone")
         if not records:
-            if self.not_found == "empty":
-                return routing.not_found_object(phone)
-            raise NotFound("No customer has this phone number.")
+            return self._not_found(phone)
         # Most recently updated first; ties by id, so every replica picks the same one.
         records.sort(
             key=lambda r: (str(self.spec.updated(r) or ""), str(r.get("id"))), reverse=True
@@ -67,9 +77,9 @@ class Routing:
         keys = routing.customer_labels(self.spec.labels, chosen, known)
         ids = [routing.label_id(self.engine.mapping.name, k) for k in keys]
         matched = next(
-            (str(v) for v in (field.read(chosen),) if v and digits(v) == digits(phone)), phone
+            (str(v) for v in (field.read(chosen),) if v and self.phones.same(v, phone)), phone
         )
-        return routing.customer_object(self.spec, chosen, matched, ids)
+        return routing.customer_object(self.spec, chosen, matched, ids, self.phones)
 
 
 def parse_query(query: str | None) -> str:

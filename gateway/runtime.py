@@ -16,6 +16,7 @@ from gateway.config import Config, load_config
 from gateway.errors import ConfigError
 from gateway.expertflow import Routing
 from gateway.locks import KeyedLocks, LocalLocks
+from gateway.mapping.codecs import Codecs, PhoneNumbers
 from gateway.mapping.engine import Engine
 from gateway.mapping.model import MappingSpec
 from gateway.mapping.spec import load_mapping
@@ -58,6 +59,7 @@ def build(
         locks=locks if locks is not None else LocalLocks(),
         recall=recall if recall is not None else LocalRecall(),
         grace_seconds=config.attempt_timeout,
+        codecs=Codecs(PhoneNumbers(config.default_region)),
     )
     routing = (
         Routing(engine, not_found=config.expertflow_not_found)

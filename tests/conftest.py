@@ -348,6 +348,7 @@ class Upstream:
     add_replies: Callable[[str, int], Awaitable[None]]  # agent replies on a case
     add_cases: Callable[[str, int], Awaitable[None]]  # cases of a customer
     add_customers: Callable[[list[str]], Awaitable[None]]  # customers with these phones
+    config: Config  # the gateway's, for scenarios that change a setting
 
 
 def someone() -> dict[str, str]:
@@ -362,7 +363,7 @@ async def ok(resp: Any, status: int = 200) -> Any:
     return None if status == 204 else await resp.json()
 
 
-def _sandbox_upstream(client: Any, store: Store) -> Upstream:
+def _sandbox_upstream(client: Any, store: Store, config: Config) -> Upstream:
     async def comments(case_id: str) -> list[str]:
         return [c["body"] for c in store.comments[int(case_id)]]
 
@@ -381,10 +382,10 @@ def _sandbox_upstream(client: Any, store: Store) -> Upstream:
             store.create_user({"name": f"Decoy {uuid.uuid4().hex[:6]}", "phone": phone})
 
     return Upstream("zendesk", client, {"vip_level": "gold"}, comments, add_replies, add_cases,
-                    add_customers)  # fmt: skip
+                    add_customers, config)  # fmt: skip
 
 
-def _rt5_upstream(client: Any, url: str, auth: aiohttp.BasicAuth) -> Upstream:
+def _rt5_upstream(client: Any, url: str, auth: aiohttp.BasicAuth, config: Config) -> Upstream:
     rest = f"{url}/REST/2.0"
 
     async def call(method: str, path: str, **kw: Any) -> Any:
@@ -432,7 +433,7 @@ def _rt5_upstream(client: Any, url: str, auth: aiohttp.BasicAuth) -> Upstream:
             await call("POST", "/user", json=user(phone))
 
     return Upstream("rt5", client, {"label": "Gold"}, comments, add_replies, add_cases,
-                    add_customers)  # fmt: skip
+                    add_customers, config)  # fmt: skip
 
 
 @pytest.fixture(params=["zendesk", "rt5"])
@@ -440,7 +441,7 @@ async def upstream(
     request: pytest.FixtureRequest, make_client: Any, store: Store, config: Config
 ) -> Upstream:
     if request.param == "zendesk":
-        return _sandbox_upstream(await make_client(config), store)
+        return _sandbox_upstream(await make_client(config), store, config)
     url = os.environ.get("RT5_URL")
     if not url:
         pytest.skip("no Request Tracker 5: `make test-rt5` starts one and sets RT5_URL")
@@ -452,4 +453,69 @@ async def upstream(
     }
     rt_config = load_config(ROOT / "config.rt5.example.yaml", env=env)
     auth = aiohttp.BasicAuth(env["RT5_USER"], env["RT5_PASSWORD"])
-    return _rt5_upstream(await make_client(rt_config), url, auth)
+    return _rt5_upstream(await make_client(rt_config), url, auth, rt_config)
+
+
+# -- a fake Khoros Marketing: its OAuth2 token endpoint and the registration API ----------------
+
+
+@dataclasses.dataclass
+class FakeKhoros:
+    """Issues a token for one client (client-credentials grant, HTTP Basic as RFC 6749 §2.3.1)
+    and accepts registrations made with it. Records what it was sent."""
+
+    url: str = ""
+    client_id: str = "khoros-client"
+    client_secret: str = "khoros-client-s3cret"
+    issued: str = "khoros-issued-t0ken"
+    grants: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    registrations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.url}/oauth2/token"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/v2/crm"
+
+    async def token(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        header = request.headers.get("Authorization", "")
+        self.grants.append({"form": form, "authorization": header})
+        expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if header != f"Basic {expected}":
+            error = {"error": "invalid_client", "error_description": "Client authentication failed"}
+            return web.json_response(error, status=401)
+        if form.get("grant_type") != "client_credentials":
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        answer = {"access_token": self.issued, "token_type": "bearer", "expires_in": 3600}
+        return web.json_response(answer, headers={"Cache-Control": "no-store"})
+
+    async def register(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.registrations.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "authorization": request.headers.get("Authorization"),
+                "body": body,
+            }
+        )
+        if request.headers.get("Authorization") != f"Bearer {self.issued}":
+            return web.json_response({"error": "unauthorized"}, status=401)
+        # Echoes the key, as an API might: register must not print it.
+        return web.json_response({"id": 4711, **body})
+
+
+@pytest.fixture
+async def khoros(aiohttp_server: Any) -> FakeKhoros:
+    fake = FakeKhoros()
+    app = web.Application()
+    app.router.add_post("/oauth2/token", fake.token)
+    app.router.add_post("/v2/crm/admin/custom", fake.register)
+    app.router.add_patch("/v2/crm/admin/custom/{crm_id}", fake.register)
+    server: TestServer = await aiohttp_server(app)
+    fake.url = str(server.make_url("")).rstrip("/")
+    SECRETS.update({fake.client_secret, fake.issued})
+    return fake

@@ -125,3 +125,26 @@ def test_config_version_1_is_read_and_any_other_refused(tmp_path: Path) -> None:
         f"{path}:1: version: config version '2' is not one crm-gateway {shipped.version()} "
         "reads (it reads version 1)"
     )
+
+
+def test_default_region_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    base = "auth: {api_keys: k}\nupstream: {mapping: zendesk, base_url: http://x}\n"
+    assert load_config(write(tmp_path, base), env={}).default_region is None
+    path = write(tmp_path, base + "phones:\n  default_region: ch\n")
+    assert load_config(path, env={}).default_region == "CH"
+    # The environment wins, as the deployment's GATEWAY_* variables do; empty means unset.
+    assert load_config(path, env={"GATEWAY_DEFAULT_REGION": "de"}).default_region == "DE"
+    assert load_config(path, env={"GATEWAY_DEFAULT_REGION": " "}).default_region == "CH"
+    example = gateway_env("https://acme.zendesk.com", GATEWAY_DEFAULT_REGION="US")
+    assert load_config(ROOT / "config.example.yaml", env=example).default_region == "US"
+
+
+def test_an_unknown_region_is_refused_where_it_was_given(tmp_path: Path) -> None:
+    base = "auth: {api_keys: k}\nupstream: {mapping: zendesk, base_url: http://x}\n"
+    path = write(tmp_path, base + "phones:\n  default_region: Switzerland\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert str(err.value).startswith(f"{path}:4: phones.default_region: 'SWITZERLAND' is not")
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, base), env={"GATEWAY_DEFAULT_REGION": "XX"})
+    assert str(err.value).startswith("environment: GATEWAY_DEFAULT_REGION: 'XX' is not")

@@ -99,6 +99,68 @@ async def test_phone_normalisations(client: Any, raw_query: str) -> None:
     assert body["_id"] == "1001" and body["phone1"] == "+41791234567"
 
 
+@pytest.mark.parametrize(
+    "number", ["0791234567", "+41 79 123 45 67", "0041791234567", "079 123 45 67", "41791234567"]
+)
+async def test_a_default_region_finds_national_numbers(
+    make_client: Any, config: Config, sandbox: Any, number: str
+) -> None:
+    client = await make_client(with_env(config, GATEWAY_DEFAULT_REGION="ch"))
+    resp = await client.get("/customer", params={"query": f"phone:{number}"})
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["_id"] == "1001" and body["phone1"] == "+41791234567"
+    assert upstream_calls(sandbox, "/users/search") == 1
+
+
+async def test_without_a_default_region_a_national_number_is_a_clean_404(
+    client: Any, make_client: Any, config: Config, sandbox: Any
+) -> None:
+    for number in ("0791234567", "079 123 45 67", "1111"):
+        resp = await client.get("/customer", params={"query": f"phone:{number}"})
+        assert resp.status == 404, number
+        body = await resp.json()
+        assert body["error"] == "NotFound" and "tracking id" in body["message"]
+    # A number that is none is not searched for: nothing could match it.
+    assert upstream_calls(sandbox, "/users/search") == 0
+    empty = await make_client(dataclasses.replace(config, expertflow_not_found="empty"))
+    body = await (await empty.get("/customer", params={"query": "phone:0791234567"})).json()
+    assert body["_id"] == "" and body["labels"] == [] and body["phone1"] == "0791234567"
+
+
+async def test_racing_lookups_of_one_number_however_written_share_one_search(
+    make_client: Any, config: Config, sandbox: Any, faults: Faults
+) -> None:
+    cached = CacheSettings(ttl_seconds=60, max_entries=100, stale_seconds=0)
+    swiss = dataclasses.replace(
+        with_env(config, GATEWAY_DEFAULT_REGION="CH"),
+        caches={**config.caches, "customer_by_phone": cached},
+    )
+    client = await make_client(swiss)
+    faults.delay = 0.2  # the first search is still running when the others arrive
+    forms = ["0791234567", "+41 79 123 45 67", "0041791234567", "079-123-45-67"]
+    answers = await asyncio.gather(
+        *(client.get("/customer", params={"query": f"phone:{forms[i % 4]}"}) for i in range(40))
+    )
+    bodies = [await a.json() for a in answers]
+    assert {b["_id"] for b in bodies} == {"1001"} and {a.status for a in answers} == {200}
+    assert upstream_calls(sandbox, "/users/search") == 1
+
+
+async def test_an_extension_does_not_change_the_match(client: Any) -> None:
+    resp = await client.get("/customer", params={"query": "phone:+41 79 123 45 67 ext. 12"})
+    assert resp.status == 200
+    assert (await resp.json())["_id"] == "1001"
+
+
+async def test_other_numbers_follow_the_matched_one_each_once(client: Any, store: Store) -> None:
+    for number in ("+41 79 123 45 67", "0041 44 668 18 00", "+41446681800"):
+        store.add_identity(1001, "phone_number", number)
+    body = await (await client.get("/customer", params={"query": "phone:0041791234567"})).json()
+    assert body["_id"] == "1001"
+    assert [body[f"phone{i}"] for i in range(1, 4)] == ["+41791234567", "0041 44 668 18 00", ""]
+
+
 async def test_not_a_phone_query_is_400(client: Any) -> None:
     for query in ("email:jane@example.com", "phone:", "phone:ab", "41791234567"):
         resp = await client.get("/customer", params={"query": query})

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from gateway.errors import BadRequest, ValidationFailed
 from gateway.mapping import fields as fm
+from gateway.mapping.codecs import Codecs, PhoneNumbers
 from gateway.mapping.spec import load_mapping
 
 CUSTOMER = load_mapping(ROOT / "mappings/zendesk.yaml").objects["customer"].fields
@@ -28,7 +29,7 @@ JSON = st.recursive(
 @given(st.dictionaries(st.sampled_from([*NAMES, "unknown", "id"]), JSON, max_size=5))
 def test_any_body_maps_or_fails_cleanly(body: dict[str, Any]) -> None:
     try:
-        changes = fm.to_changes(CUSTOMER, body)
+        changes = fm.to_changes(CUSTOMER, body, codecs=Codecs(PhoneNumbers("CH")))
     except (BadRequest, ValidationFailed) as exc:
         assert exc.fields and {f.name for f in exc.fields} <= set(body)
     else:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 from conftest import API, AUTH, SECOND_KEY, SPECS, interaction
 
+from gateway.config import Config
 from gateway.sandbox.server import CALLS
 from gateway.sandbox.store import Store
 
@@ -259,6 +261,71 @@ async def test_create_customer_local_validation(client: Any) -> None:
     assert {f["name"] for f in (await resp.json())["fields"]} == {"name", "newsletter"}
     resp = await client.post(f"{API}/customer", json={"id": "5", "name": "X"}, headers=AUTH)
     assert resp.status == 400
+
+
+async def test_a_phone_extension_is_kept_apart_and_does_not_change_matching(
+    client: Any, store: Store
+) -> None:
+    body = {"name": "Ext Tester", "phone": "+1 (555) 000-1111 ext 5"}
+    resp = await client.post(f"{API}/customer", json=body, headers=AUTH)
+    assert resp.status == 201, await resp.text()
+    made = await resp.json()
+    assert made["phone"] == "+15550001111" and made["phone_extension"] == "5"
+    user = store.users[int(made["id"])]
+    assert user["phone"] == "+15550001111" and user["user_fields"]["phone_extension"] == "5"
+    for query in ("+1 555 000 1111", "+15550001111 x9"):
+        found = await client.post(f"{API}/customers", json={"phone": query}, headers=AUTH)
+        assert [c["id"] for c in await found.json()] == [made["id"]], query
+    best = {"phoneNumbers": ["+1 (555) 000-1111 ext 5"]}
+    found = await (await client.post(f"{API}/customer/bestmatch", json=best, headers=AUTH)).json()
+    assert [c["id"] for c in found] == [made["id"]]
+    routed = await client.get("/customer", params={"query": "phone:+15550001111"})
+    assert (await routed.json())["_id"] == made["id"]
+    # A new number without an extension takes the old one's extension away ...
+    path = f"{API}/customer/{made['id']}"
+    changed = await (await client.patch(path, json={"phone": "+15550002222"}, headers=AUTH)).json()
+    assert changed["phone"] == "+15550002222" and "phone_extension" not in changed
+    # ... unless the body sets the extension itself.
+    both = {"phone": "+1 555 000 3333 ext 7", "phone_extension": "8"}
+    changed = await (await client.patch(path, json=both, headers=AUTH)).json()
+    assert changed["phone"] == "+15550003333" and changed["phone_extension"] == "8"
+
+
+async def test_a_phone_that_is_no_number_is_400_naming_the_field(
+    client: Any, store: Store, sandbox: Any
+) -> None:
+    users = len(store.users)
+    for number in ("079 123 45 67", "n/a", "1111", "+41 79"):
+        resp = await client.post(
+            f"{API}/customer", json={"name": "X", "phone": number}, headers=AUTH
+        )
+        assert resp.status == 400, number
+        body = await resp.json()
+        assert [f["name"] for f in body["fields"]] == ["phone"]
+        assert "country code" in body["fields"][0]["errorMessage"]
+        resp = await client.patch(f"{API}/customer/1002", json={"phone": number}, headers=AUTH)
+        assert resp.status == 400 and (await resp.json())["fields"][0]["name"] == "phone"
+    assert len(store.users) == users and store.users[1002]["phone"] == "+15551234567"
+    # Searching for it finds no one, without asking the CRM.
+    resp = await client.post(f"{API}/customers", json={"phone": "n/a 12"}, headers=AUTH)
+    assert resp.status == 204
+    assert not any("/search" in call for call in sandbox.app[CALLS])
+
+
+async def test_a_default_region_writes_national_numbers_in_e164(
+    make_client: Any, config: Config, store: Store
+) -> None:
+    client = await make_client(dataclasses.replace(config, default_region="CH"))
+    resp = await client.post(
+        f"{API}/customer", json={"name": "Heidi", "phone": "044 668 18 00"}, headers=AUTH
+    )
+    assert resp.status == 201
+    made = await resp.json()
+    assert (
+        made["phone"] == "+41446681800" and store.users[int(made["id"])]["phone"] == made["phone"]
+    )
+    found = await client.post(f"{API}/customers", json={"phone": "0446681800"}, headers=AUTH)
+    assert [c["id"] for c in await found.json()] == [made["id"]]
 
 
 async def test_update_customer_is_201_and_partial(client: Any) -> None:

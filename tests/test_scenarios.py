@@ -5,6 +5,9 @@ is in conftest)."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from conftest import API, AUTH, Upstream, interaction, ok, someone
 
 
@@ -93,6 +96,35 @@ async def test_priority_routing_by_phone(upstream: Upstream) -> None:
     assert found["first_name"] == "Scenario" and found["labels"] == [gold["_id"]]
     unknown = await c.get("/customer", params={"query": "phone:+1 999 555 0000"})
     assert unknown.status == 404
+
+
+async def test_phone_numbers_as_the_world_writes_them(upstream: Upstream, make_client: Any) -> None:
+    swiss = await make_client(dataclasses.replace(upstream.config, default_region="CH"))
+    person = someone()
+    e164 = person["phone"]
+    national = f"0{e164[3:5]} {e164[5:8]} {e164[8:10]} {e164[10:]}"  # 079 123 45 67
+    body = {**person, "phone": f"{national} ext. 12"}
+    made = await ok(await swiss.post(f"{API}/customer", json=body, headers=AUTH), 201)
+    assert made["phone"] == e164  # E.164, the extension kept apart (or dropped: RT)
+    assert made.get("phone_extension") == ("12" if upstream.name == "zendesk" else None)
+    spaced = f"+41 {national[1:]}"
+    for number in (national, spaced, e164.replace("+", "00"), f"{e164} x3"):
+        found = await ok(await swiss.get("/customer", params={"query": f"phone:{number}"}))
+        assert found["_id"] == made["id"] and found["phone1"] == e164, number
+    searched = await ok(
+        await swiss.post(f"{API}/customers", json={"phone": national}, headers=AUTH)
+    )
+    assert [x["id"] for x in searched] == [made["id"]]
+    best = {"phoneNumbers": [f"{national} x9"]}
+    found = await ok(await swiss.post(f"{API}/customer/bestmatch", json=best, headers=AUTH))
+    assert [x["id"] for x in found] == [made["id"]]
+    # Without a default region a national number is no number: 404 to a lookup, 400 to a write.
+    plain = upstream.client
+    assert (await plain.get("/customer", params={"query": f"phone:{national}"})).status == 404
+    resp = await plain.patch(f"{API}/customer/{made['id']}", json={"phone": national}, headers=AUTH)
+    assert resp.status == 400 and (await resp.json())["fields"][0]["name"] == "phone"
+    again = await ok(await plain.get(f"{API}/customer/{made['id']}", headers=AUTH))
+    assert again["phone"] == e164
 
 
 HOSTILE = [

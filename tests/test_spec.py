@@ -97,6 +97,12 @@ def test_zendesk_mapping_compiles() -> None:
             "operations.search_customers.result.record",
             "this operation needs `records`",
         ),
+        (
+            "        write: notes\n",
+            "        extension: notes\n",
+            "objects.customer.fields[4].extension",
+            "only a field with `codec: phone` has one",
+        ),
     ],
 )
 def test_broken_mapping_names_file_line_and_key(

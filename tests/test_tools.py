@@ -3,8 +3,10 @@ register (against a faked Khoros API)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -13,7 +15,7 @@ from typing import Any
 
 import pytest
 from aioresponses import aioresponses
-from conftest import API, AUTH, ROOT, gateway_env
+from conftest import API, AUTH, ROOT, FakeKhoros, gateway_env
 
 from gateway import check, explain, register
 from gateway.config import Config, load_config
@@ -98,7 +100,7 @@ async def test_explain_dry_run_of_every_operation(
     code = await explain.explain(
         config,
         operation,
-        id="1001",
+        id="+41791234567" if operation == "customer_by_phone" else "1001",
         body=bodies.get(operation, {}),
         kind="customer",
         live=False,
@@ -212,3 +214,95 @@ def test_register_command_line_errors_exit_1() -> None:
         env={"PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 1 and "KHOROS_ACCESS_TOKEN is not set" in done.stderr
+
+
+async def register_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """The real `crm-gateway register`, as a process, while the test's fake Khoros serves."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "register",
+        *args,
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def grant_env(khoros: FakeKhoros, **more: str) -> dict[str, str]:
+    return {
+        "KHOROS_CLIENT_ID": khoros.client_id,
+        "KHOROS_CLIENT_SECRET": khoros.client_secret,
+        "KHOROS_TOKEN_URL": khoros.token_url,
+        "KHOROS_API_URL": khoros.api_url,
+        "GATEWAY_API_KEYS": "gw-key-0ne,gw-key-two",
+        **more,
+    }
+
+
+async def test_register_obtains_its_token_with_the_client_credentials_grant(
+    khoros: FakeKhoros,
+) -> None:
+    name = ("--name", "Zendesk via crm-gateway", "--instance-url", "https://gw.acme.com/api/v1")
+    code, out, err = await register_cli(*name, env=grant_env(khoros))
+    assert code == 0, out + err
+    assert [g["form"] for g in khoros.grants] == [{"grant_type": "client_credentials"}]
+    (made,) = khoros.registrations
+    assert made["method"] == "POST" and made["authorization"] == f"Bearer {khoros.issued}"
+    assert made["body"] == {
+        "name": "Zendesk via crm-gateway",
+        "instanceUrl": "https://gw.acme.com/api/v1",
+        "authHeaderValue": "gw-key-0ne",
+    }
+    assert "access token obtained" in out and '"id": 4711' in out and "[secret]" in out
+    # A pre-issued token is still accepted, and --update changes a registration.
+    code, out, err = await register_cli(
+        *name,
+        "--update",
+        "4711",
+        env={
+            "KHOROS_ACCESS_TOKEN": khoros.issued,
+            "KHOROS_API_URL": khoros.api_url,
+            "GATEWAY_API_KEYS": "gw-key-0ne",
+        },
+    )
+    assert code == 0, out + err
+    assert len(khoros.grants) == 1 and khoros.registrations[1]["method"] == "PATCH"
+    assert khoros.registrations[1]["path"] == "/v2/crm/admin/custom/4711"
+    for shown in (out, err):
+        for secret in (khoros.client_secret, khoros.issued, "gw-key-0ne"):
+            assert secret not in shown
+
+
+async def test_register_with_a_refused_grant_registers_nothing(khoros: FakeKhoros) -> None:
+    name = ("--name", "Z", "--instance-url", "https://gw.acme.com/api/v1")
+    wrong = grant_env(khoros, KHOROS_CLIENT_SECRET="not-the-s3cret")
+    code, out, err = await register_cli(*name, env=wrong)
+    assert code == 1 and khoros.registrations == [] and len(khoros.grants) == 1
+    assert "refused the grant: 401 invalid_client" in err
+    assert "not-the-s3cret" not in out + err
+    # Without a token URL the published placeholder cannot be used: the command says so.
+    no_url = {k: v for k, v in grant_env(khoros).items() if k != "KHOROS_TOKEN_URL"}
+    code, out, err = await register_cli(*name, env=no_url)
+    assert code == 1 and len(khoros.grants) == 1
+    assert "KHOROS_TOKEN_URL is not set" in err and "https://example.com/oauth2/token" in err
+    # Half a client is a mistake, not a fallback to another credential.
+    half = {**grant_env(khoros, KHOROS_ACCESS_TOKEN=khoros.issued), "KHOROS_CLIENT_SECRET": ""}
+    code, out, err = await register_cli(*name, env=half)
+    assert code == 1 and "KHOROS_CLIENT_SECRET is not set" in err
+    assert khoros.registrations == [] and khoros.client_secret not in out + err
+
+
+async def test_register_prefers_the_grant_to_a_stale_token(khoros: FakeKhoros) -> None:
+    env = grant_env(khoros, KHOROS_ACCESS_TOKEN="stale-t0ken")
+    code, out, err = await register_cli(
+        "--name", "Z", "--instance-url", "https://gw/api/v1", env=env
+    )
+    assert code == 0, out + err
+    assert "KHOROS_ACCESS_TOKEN is ignored" in out and "stale-t0ken" not in out + err
+    assert khoros.registrations[0]["authorization"] == f"Bearer {khoros.issued}"

@@ -22,7 +22,6 @@ from gateway.errors import (
     NotFound,
     ValidationFailed,
 )
-from gateway.mapping import fields as fm
 from gateway.mapping import interactions as im
 from gateway.mapping.once import lease, past_deadline, shared
 
@@ -48,7 +47,7 @@ class CaseWrites:
     async def update(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         e, spec = self.engine, self.engine.mapping.interactions
         obj = await e.object("case")
-        changes = fm.to_changes(obj.fields, custom(body))
+        changes = e.changes(obj, custom(body))
         writes = im.batches(spec, im.prepare(spec, body.get("interactions") or []))
         seen_body = im.clean(dict(body), spec.marker_prefix)
         result: dict[str, Any] = {}
@@ -126,7 +125,7 @@ class CaseWrites:
         writes = self._writes(body)
         given = {
             "body": im.clean(dict(body), spec.marker_prefix),
-            "changes": fm.to_changes(obj.fields, custom(body)),
+            "changes": e.changes(obj, custom(body)),
             "idempotency_key": key,
             **im.context(spec, writes[0]),
         }

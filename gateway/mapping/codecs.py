@@ -1,13 +1,22 @@
 """Value conversions between the caller's form and the upstream's, and how values are compared
-when search results are re-checked. Pure functions: data in, data out."""
+when search results are re-checked. Pure functions: data in, data out; the phone codec and
+matcher read numbers under the configured default region (`Codecs`)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+import phonenumbers
+
+
+class Malformed(ValueError):
+    """A value that cannot be read as its field's kind of value at all: the request is
+    malformed (400), not merely a value the field does not accept (422)."""
 
 
 def digits(value: Any) -> str:
@@ -17,14 +26,82 @@ def digits(value: Any) -> str:
     return only[2:] if only.startswith("00") and not text.startswith("+") else only
 
 
-def _phone_out(value: Any) -> str:
-    text = str(value).strip()
-    only = digits(text)
-    if len(only) < 3:
-        raise ValueError("is not a phone number")
-    # E.164 (what CRMs store); a number without a country prefix keeps its local digits.
-    international = text.startswith(("+", "00")) or text[:1].isspace()
-    return f"+{only}" if international else only
+@dataclass(frozen=True)
+class Phone:
+    number: str  # E.164: what is stored, searched and compared
+    extension: str | None  # kept apart, never part of the number
+
+
+def _parsed(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def _possible(number: phonenumbers.PhoneNumber) -> bool:
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    return bool(reason == phonenumbers.ValidationResult.IS_POSSIBLE)
+
+
+class PhoneNumbers:
+    """Phone numbers as the world writes them, read with Google's libphonenumber under one
+    default region (docs/behaviour.md §2.2). The readings of a number, in this order:
+
+    - ``+41 79 123 45 67``: international, as written (and the only reading of a ``+``);
+    - with a default region, as dialled there: ``079 123 45 67``, or in CH ``0041 79 ...``;
+    - ``0041 79 ...``: ``00`` is the international prefix ITU-T recommends, read as ``+``;
+    - ``41791234567``: an international number without its ``+``, as WhatsApp and many phone
+      systems pass caller ids. A guess, so taken only when it is a valid number.
+
+    The first valid reading wins, else the first of a possible length for its country: the
+    library's validity data rejects fictional ranges such as +1 555 and lags new ones."""
+
+    def __init__(self, region: str | None = None) -> None:
+        self.region = region
+
+    def read(self, value: Any) -> Phone | None:
+        text = str(value if value is not None else "").strip()
+        if not any(c.isdigit() for c in text):
+            return None
+        readings: list[tuple[str, str | None, bool]] = []  # (text, region, a guess)
+        if text.startswith("+"):
+            readings.append((text, None, False))
+        else:
+            if self.region:
+                readings.append((text, self.region, False))
+            if text.startswith("00"):
+                readings.append(("+" + text[2:], None, False))
+            else:
+                readings.append(("+" + text, None, True))
+        found = [(n, guess) for n, guess in ((_parsed(t, r), g) for t, r, g in readings) if n]
+        best = next((n for n, _ in found if phonenumbers.is_valid_number(n)), None)
+        if best is None:
+            best = next((n for n, guess in found if not guess and _possible(n)), None)
+        if best is None:
+            return None
+        e164 = phonenumbers.format_number(best, phonenumbers.PhoneNumberFormat.E164)
+        return Phone(e164, best.extension or None)
+
+    def e164(self, value: Any) -> str | None:
+        found = self.read(value)
+        return found.number if found else None
+
+    def same(self, record: Any, query: Any) -> bool:
+        """One number, extensions aside; a value that is no number matches nothing."""
+        wanted = self.e164(query)
+        return wanted is not None and self.e164(record) == wanted
+
+    def out(self, value: Any) -> str:
+        """The number in E.164, for writes; its extension is `read(value).extension`."""
+        found = self.read(value)
+        if found is None:
+            unset = "" if self.region else " (no default region is configured)"
+            raise Malformed(f"is not a phone number: give it with its country code{unset}")
+        return found.number
+
+
+_NO_REGION = PhoneNumbers()
 
 
 def _bool_in(value: Any) -> bool:
@@ -95,7 +172,7 @@ CODECS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "boolean": (_bool_in, _bool_in),
     "date": (lambda v: str(v)[:10], _date_out),
     "datetime": (_datetime_in, _text),
-    "phone": (_text, _phone_out),
+    "phone": (_text, _NO_REGION.out),  # without a default region; see Codecs
     "handle": (_handle, _handle),
 }
 
@@ -113,6 +190,19 @@ def _words(record: Any, query: Any) -> bool:
 MATCHES: dict[str, Callable[[Any, Any], bool]] = {
     "exact": lambda record, query: _norm(record) == _norm(query),
     "words": _words,
-    "phone": lambda record, query: bool(digits(query)) and digits(record) == digits(query),
+    "phone": _NO_REGION.same,
     "handle": lambda record, query: _norm(_handle(record)) == _norm(_handle(query)),
 }
+
+
+@dataclass(frozen=True)
+class Codecs:
+    """The codecs and matchers as configured: phone numbers under the default region."""
+
+    phones: PhoneNumbers = field(default_factory=PhoneNumbers)
+
+    def to_upstream(self, codec: str, value: Any) -> Any:
+        return self.phones.out(value) if codec == "phone" else CODECS[codec][1](value)
+
+    def match(self, name: str) -> Callable[[Any, Any], bool]:
+        return self.phones.same if name == "phone" else MATCHES[name]

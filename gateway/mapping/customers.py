@@ -36,7 +36,7 @@ class CustomerWrites:
     async def update(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         e = self.engine
         obj = await e.object("customer")
-        changes = fm.to_changes(obj.fields, body)
+        changes = self.engine.changes(obj, body)
         await self._taken(obj, body, me=id)
         made = await e.run_one("update_customer", "customer", {"id": id, "changes": changes})
         return e.verified(obj, body, made)
@@ -52,7 +52,7 @@ class CustomerWrites:
     async def _create(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
         e = self.engine
         obj = await e.object("customer")
-        changes = fm.to_changes(obj.fields, body)  # 400 and 422 before anything else
+        changes = self.engine.changes(obj, body)  # 400 and 422 before anything else
         async with e.locks.hold(f"customer:{key}", lease()):
             seen = await e.recall.get(f"customer:{key}")
             if isinstance(seen, dict) and seen.get("id"):
@@ -100,7 +100,9 @@ class CustomerWrites:
                 found = fm.to_object(obj, record, self.engine.base_ctx)
                 if found["id"] == me:
                     continue
-                if me is None and not fm.not_kept(obj.fields, body, found):
+                if me is None and not fm.not_kept(
+                    obj.fields, body, found, codecs=self.engine.codecs
+                ):
                     return found
                 conflicts.append(_taken(f, value))
                 break

@@ -22,6 +22,7 @@ from gateway.mapping import fields as fm
 from gateway.mapping import interactions as im
 from gateway.mapping import paging
 from gateway.mapping.cases import CaseWrites
+from gateway.mapping.codecs import Codecs
 from gateway.mapping.customers import CustomerWrites
 from gateway.mapping.model import FieldSpec, MappingSpec, ObjectSpec, Operation, Request, Step
 from gateway.mapping.spec import discovered_field, with_fields
@@ -58,10 +59,12 @@ class Engine:
         locks: KeyedLocks,
         recall: Recall,
         grace_seconds: float,
+        codecs: Codecs,
     ) -> None:
         """``grace_seconds``: how long a create may run on past its caller's deadline (one
         attempt's time), so that what it made is known to its repeat."""
         self.mapping = mapping
+        self.codecs = codecs
         self.upstream = upstream
         self.caches = caches
         self.locks = locks  # one writer per case (and per create)
@@ -151,6 +154,10 @@ class Engine:
         """Upstream customer records (joined) holding every searched value, re-checked. Pages
         are read until the results run out, or, when a searched field is unique, until a
         record holds the values (no second one can)."""
+        searched = fm.normalised(pairs, match, self.codecs)
+        if searched is None:
+            return []  # a phone number that is none matches no one: no need to ask
+        pairs = searched
         terms = fm.search_terms(pairs, self.base_ctx)
         op = self.mapping.operations["search_customers"]
 
@@ -158,7 +165,7 @@ class Engine:
             listed = op.result(data)
             records = listed if isinstance(listed, list) else []
             joined = (fm.join(obj, r, data) for r in records if isinstance(r, Mapping))
-            return [r for r in joined if fm.matches(r, pairs, match)]
+            return [r for r in joined if fm.matches(r, pairs, match, codecs=self.codecs)]
 
         unique = any(f.unique for f, _ in pairs)
         enough: Enough | None = (lambda steps: bool(found({"steps": steps}))) if unique else None
@@ -193,12 +200,19 @@ class Engine:
     async def update_case(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.cases.update(id, body)
 
+    def changes(self, obj: ObjectSpec, body: Mapping[str, Any]) -> dict[str, Any]:
+        return fm.to_changes(obj.fields, body, codecs=self.codecs)
+
     def verified(
         self, obj: ObjectSpec, body: Mapping[str, Any], result: dict[str, Any]
     ) -> dict[str, Any]:
         """For CRMs that drop values they do not know (mapping `verify_writes`): every written
         value must be in the record the CRM returns, or the caller hears which were lost."""
-        lost = fm.not_kept(obj.fields, body, result) if self.mapping.verify_writes else []
+        lost = (
+            fm.not_kept(obj.fields, body, result, codecs=self.codecs)
+            if self.mapping.verify_writes
+            else []
+        )
         if lost:
             self.log.warning("write_not_kept", fields=[e.name for e in lost])
             raise ValidationFailed("The CRM did not save some values.", fields=lost)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway.errors import BadRequest, FieldError, ValidationFailed
-from gateway.mapping.codecs import CODECS, MATCHES
+from gateway.mapping.codecs import CODECS, Codecs, Malformed
 from gateway.mapping.model import FieldSpec, ListWrite, ObjectSpec
 
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
@@ -76,7 +76,11 @@ def to_object(obj: ObjectSpec, record: Mapping[str, Any], ctx: Mapping[str, Any]
 
 
 def not_kept(
-    fields: Iterable[FieldSpec], body: Mapping[str, Any], result: Mapping[str, Any]
+    fields: Iterable[FieldSpec],
+    body: Mapping[str, Any],
+    result: Mapping[str, Any],
+    *,
+    codecs: Codecs,
 ) -> list[FieldError]:
     """The written fields of ``body`` whose value the caller's object ``result`` does not
     hold (compared as the field's search re-check compares)."""
@@ -86,7 +90,7 @@ def not_kept(
         if f.write is None or wanted in (None, ""):
             continue
         have = result.get(f.name)
-        if have is None or not MATCHES[f.match](str(have), str(wanted)):
+        if have is None or not codecs.match(f.match)(str(have), str(wanted)):
             lost.append(FieldError(f.name, f"{f.label} was not saved by the CRM."))
     return lost
 
@@ -99,16 +103,21 @@ def _type_ok(f: FieldSpec, value: Any) -> bool:
     return isinstance(value, str)
 
 
-def to_changes(fields: Iterable[FieldSpec], body: Mapping[str, Any]) -> dict[str, Any]:
+def to_changes(
+    fields: Iterable[FieldSpec], body: Mapping[str, Any], *, codecs: Codecs
+) -> dict[str, Any]:
     """Upstream-shaped changes for the caller's fields in ``body``.
 
-    Raises BadRequest (400) for unknown or read-only fields and wrong JSON types, and
-    ValidationFailed (422) for values of the right type that the field does not accept.
+    Raises BadRequest (400) for unknown or read-only fields, wrong JSON types and values that
+    cannot be read at all (a phone number that is none), and ValidationFailed (422) for values
+    the field does not accept.
     """
     by_name = {f.name: f for f in fields}
     bad: list[FieldError] = []
     invalid: list[FieldError] = []
     changes: dict[str, Any] = {}
+    written: list[str | ListWrite] = []
+    extensions: list[tuple[str | ListWrite, Any]] = []
     for key, value in body.items():
         f = by_name.get(key)
         if f is None:
@@ -120,24 +129,40 @@ def to_changes(fields: Iterable[FieldSpec], body: Mapping[str, Any]) -> dict[str
             bad.append(FieldError(key, f"Must be {want}."))
         else:
             try:
-                _put(changes, f.write, _out_value(f, value))
+                _put(changes, f.write, _out_value(f, value, codecs))
+            except Malformed as exc:
+                bad.append(FieldError(key, f"{f.label} {exc}."))
             except ValueError as exc:
                 invalid.append(FieldError(key, f"{f.label} {exc}."))
+            else:
+                written.append(f.write)
+                if f.extension is not None:
+                    extensions.append((f.extension, _extension(value, codecs)))
     if bad:
         raise BadRequest("Some fields are not valid.", fields=bad)
     if invalid:
         raise ValidationFailed("Some values are not valid.", fields=invalid)
+    # A number's extension follows it (none clears an old one), unless the body writes that
+    # place itself.
+    for where, extension in extensions:
+        if where not in written:
+            _put(changes, where, extension)
     return changes
 
 
-def _out_value(f: FieldSpec, value: Any) -> Any:
+def _out_value(f: FieldSpec, value: Any, codecs: Codecs) -> Any:
     if value is None or (value == "" and f.codec != "string"):
         return None
     if f.options and str(value) not in {v for _, v in f.options}:
         raise ValueError("must be one of: " + ", ".join(v for _, v in f.options))
     if f.map_out:
         value = f.map_out.get(str(value), value)
-    return CODECS[f.codec][1](value)
+    return codecs.to_upstream(f.codec, value)
+
+
+def _extension(value: Any, codecs: Codecs) -> str | None:
+    found = codecs.phones.read(value) if value not in (None, "") else None
+    return found.extension if found else None
 
 
 def _put(changes: dict[str, Any], where: str | ListWrite, value: Any) -> None:
@@ -178,12 +203,32 @@ def search_terms(pairs: Iterable[tuple[FieldSpec, str]], ctx: Mapping[str, Any])
     return [f.search({**ctx, "value": v}) for f, v in pairs if f.search]
 
 
+def normalised(
+    pairs: Iterable[tuple[FieldSpec, str]], match: str | None, codecs: Codecs
+) -> list[tuple[FieldSpec, str]] | None:
+    """The searched values as the upstream stores them: a phone number in E.164, its
+    extension left out. None when a phone value is no number: nothing can match it."""
+    out = []
+    for f, value in pairs:
+        if (match or f.match) == "phone":
+            number = codecs.phones.e164(value)
+            if number is None:
+                return None
+            value = number
+        out.append((f, value))
+    return out
+
+
 def matches(
-    record: Mapping[str, Any], pairs: Iterable[tuple[FieldSpec, str]], match: str | None = None
+    record: Mapping[str, Any],
+    pairs: Iterable[tuple[FieldSpec, str]],
+    match: str | None = None,
+    *,
+    codecs: Codecs,
 ) -> bool:
     """Does the record hold every searched value? Upstream search is fuzzy and lags writes."""
     for f, wanted in pairs:
         have = read_value(f, record)
-        if have is None or not MATCHES[match or f.match](have, wanted):
+        if have is None or not codecs.match(match or f.match)(have, wanted):
             return False
     return True

@@ -28,6 +28,7 @@ class FieldSpec:
     read: Path
     type: str = "text"
     write: str | ListWrite | None = None
+    extension: str | ListWrite | None = None  # where a phone number's extension is written
     codec: str = "string"
     searchable: bool = False
     search: Tree | None = None

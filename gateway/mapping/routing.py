@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway.mapping.codecs import digits
+from gateway.mapping.codecs import PhoneNumbers
 from gateway.mapping.expr import Path, Template
 
 if TYPE_CHECKING:
@@ -126,18 +126,25 @@ def customer_labels(spec: LabelSource, record: Mapping[str, Any], known: set[str
 
 
 def customer_object(
-    spec: RoutingSpec, record: Mapping[str, Any], phone: str, labels: list[str]
+    spec: RoutingSpec,
+    record: Mapping[str, Any],
+    phone: str,
+    labels: list[str],
+    numbers: PhoneNumbers,
 ) -> dict[str, Any]:
     """Hybrid Chat's customer object: every documented key, empty strings where unknown, the
-    matched number in phone1 and the customer's other numbers after it."""
+    matched number in phone1 and the customer's other numbers after it, each number once."""
     ctx = {"record": record}
     values = {k: _text(t(ctx)) for k, t in spec.customer.items()}
     phones = spec.phones(ctx) if spec.phones else []
-    others = [str(p) for p in phones or [] if p and digits(p) != digits(phone)]
+    others: dict[str, str] = {}  # one number (E.164, or as written if none) -> as written
+    for p in phones if isinstance(phones, list) else []:
+        if p and not numbers.same(p, phone):
+            others.setdefault(numbers.e164(p) or str(p), str(p))
     out: dict[str, Any] = {"_id": str(record.get("id", ""))}
     out.update({k: values.get(k, "") for k in ("first_name", "last_name", "email")})
-    numbers = [phone, *dict.fromkeys(others)][:5]
-    out.update({f"phone{i}": numbers[i - 1] if i <= len(numbers) else "" for i in range(1, 6)})
+    found = [phone, *others.values()][:5]
+    out.update({f"phone{i}": found[i - 1] if i <= len(found) else "" for i in range(1, 6)})
     out["labels"] = labels
     out.update(created_by="", updated_by="")
     out["createdAt"] = _timestamp(values.get("createdAt", ""))

@@ -95,12 +95,18 @@ class _Compiler:
         options = raw.get("options") or []
         if raw.get("searchable") and not search:
             raise self.doc.error((*path, "search"), "a searchable field needs a search template")
+        extension = raw.get("extension")
+        if extension is not None and raw.get("codec") != "phone":
+            raise self.doc.error((*path, "extension"), "only a field with `codec: phone` has one")
+        if isinstance(extension, dict):
+            extension = ListWrite(extension["list"], extension["item"])
         return FieldSpec(
             name=raw["name"],
             label=raw.get("label", raw["name"]),
             read=self.jmespath(raw["read"], (*path, "read")),
             type=raw.get("type", "text"),
             write=write,
+            extension=extension,
             codec=raw.get("codec", "string"),
             searchable=bool(raw.get("searchable", False)),
             search=None if search is None else self.template(search, (*path, "search")),

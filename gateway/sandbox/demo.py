@@ -52,6 +52,7 @@ def seed(store: Store) -> Store:
         _field(103, "newsletter", "checkbox", "Newsletter"),
         _field(104, "birthday", "date", "Birthday"),
         _field(105, "old_segment", "text", "Old segment", active=False),
+        _field(106, "phone_extension", "text", "Phone extension"),
     ]
     system = [
         ("subject", "Subject"),
