@@ -5,7 +5,8 @@
     ├── ClientError                   the caller sent something we will not serve (4xx)
     │   ├── BadRequest                400  malformed JSON, wrong types, unknown fields
     │   ├── Unauthorized              401  missing or wrong API key
-    │   ├── NotFound                  404  unknown record, unknown meta type
+    │   ├── NotFound                  404  unknown record, unknown meta type, unknown path
+    │   ├── MethodNotAllowed          405  a method the path does not serve (`Allow` lists them)
     │   ├── TooManyFailures           429  too many failed authentications from one address
     │   ├── PayloadTooLarge           413  a body over the limit
     │   ├── UnsupportedMediaType      415  a body that is not JSON
@@ -98,6 +99,12 @@ class NotFound(ClientError):
     default_message = "No record exists with the given id."
 
 
+class MethodNotAllowed(ClientError):
+    status = 405
+    error = "MethodNotAllowed"
+    default_message = "This method is not allowed here."
+
+
 class TooManyFailures(ClientError):
     status = 429
     error = "TooManyRequests"
@@ -158,6 +165,24 @@ class DeadlineExceeded(UpstreamError):
 
 class AttemptTimedOut(DeadlineExceeded):
     """One attempt got no answer within its timeout; the budget may allow another."""
+
+
+def for_status(
+    status: int, message: str | None = None, headers: dict[str, str] | None = None
+) -> GatewayError:
+    """The error of this tree for an HTTP status the web framework answered on its own (an
+    unknown path, a method the path does not serve, a body over the limit), so that answer
+    carries the same body as every other error."""
+    if status >= 500:
+        return GatewayError(headers=headers)
+    known = (BadRequest, Unauthorized, NotFound, MethodNotAllowed, PayloadTooLarge,
+             UnsupportedMediaType, TooManyFailures)  # fmt: skip
+    for kind in known:
+        if kind.status == status:
+            return kind(message, headers=headers)
+    error = BadRequest(message, headers=headers)
+    error.status = status
+    return error
 
 
 @dataclass

@@ -8,6 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway import jsonio, khoros, runtime
+from gateway.body import MAX_ITEMS
+from gateway.cache import Caches
 
 _ERROR = {
     "type": "object",
@@ -58,7 +60,7 @@ _CASE_BODY = {
     "properties": {
         "customerId": {"type": "string"},
         "title": {"type": "string"},
-        "interactions": {"type": "array", "items": _INTERACTION, "maxItems": khoros.MAX_ITEMS},
+        "interactions": {"type": "array", "items": _INTERACTION, "maxItems": MAX_ITEMS},
     },
     "additionalProperties": _VALUE,
 }
@@ -181,6 +183,20 @@ def document(base_path: str, expertflow_prefix: str) -> dict[str, Any]:
         "post": {
             "operationId": "purge_caches",
             "security": [{"adminKey": []}],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "caches": {"type": "array", "items": {"enum": list(Caches.NAMES)}}
+                            },
+                        }
+                    }
+                },
+            },
             "responses": {
                 "200": {"description": "purged", "content": plain},
                 **_error_responses(["400", "401", "404"]),
