@@ -1,7 +1,6 @@
 """Every error the gateway raises, in one tree, and the one place they become response bodies.
 
-    GatewayError                      any failure a caller may see
-    ├── MappingFailed                 500  a mapping template or expression failed at run time
+    GatewayError                      any failure a caller may see (500: a bug of ours)
     ├── ClientError                   the caller sent something we will not serve (4xx)
     │   ├── BadRequest                400  malformed JSON, wrong types, unknown fields
     │   ├── Unauthorized              401  missing or wrong API key
@@ -13,6 +12,7 @@
     │   └── ValidationFailed          422  the upstream refused a value
     └── UpstreamError                 the upstream CRM could not give an answer (5xx)
         ├── BadGateway                502  5xx, reset, refused, garbage, our credentials refused
+        │   ├── MappingFailed         502  a template or expression could not read the answer
         │   ├── UpdateConflict        502  the record changed under a guarded write (409)
         │   └── IdempotencyMismatch   502  same idempotency key, different request
         ├── UpstreamUnavailable       503  rate limited past the budget, circuit open
@@ -70,11 +70,6 @@ class GatewayError(Exception):
         if self.status in (400, 422):
             body["fields"] = [f.to_json() for f in self.fields]
         return body
-
-
-class MappingFailed(GatewayError):
-    error = "MappingError"
-    default_message = "The CRM gateway's mapping could not handle this request."
 
 
 class ClientError(GatewayError):
@@ -139,6 +134,14 @@ class BadGateway(UpstreamError):
     status = 502
     error = "BadGateway"
     default_message = "The CRM gave an unexpected answer. Please try again."
+
+
+class MappingFailed(BadGateway):
+    """A template or expression failed at run time. They are checked at load, so what is left
+    is data of a shape the mapping does not expect: an upstream answer, not a bug of ours."""
+
+    error = "MappingError"
+    default_message = "The CRM gave an answer the gateway's mapping cannot read."
 
 
 class UpdateConflict(BadGateway):

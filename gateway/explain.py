@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any, TextIO
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -14,6 +15,8 @@ from gateway.config import Config, secrets_of
 from gateway.errors import GatewayError, MappingFailed, NotFound, UpstreamError
 from gateway.expertflow import parse_query
 from gateway.khoros import case_body
+from gateway.mapping.expr import Path
+from gateway.mapping.model import MappingSpec
 from gateway.upstream import Response, Upstream
 
 OPERATIONS = (
@@ -90,15 +93,16 @@ async def explain(
         body = case_body(body, create=operation == "create_case")  # as the route checks it
     built = runtime.build(config)
     if not live:
+        mapping = _reading_no_definitions(built.mapping)
         dry = DryUpstream(
             config.upstream_url,
-            built.mapping,
+            mapping,
             config.credentials,
             attempt_timeout=config.attempt_timeout,
             max_connections=1,
             oauth=config.oauth,
         )
-        built = runtime.build(config, built.mapping)
+        built = runtime.build(config, mapping)
         built.upstream = dry
         built.engine.upstream = dry
     secrets = secrets_of(config)
@@ -139,6 +143,23 @@ async def explain(
     label = "what the caller gets" if live else "mapped from the empty answers"
     print(f"\n{label}:\n" + json.dumps(result, indent=2, ensure_ascii=False), file=out)
     return code
+
+
+def _reading_no_definitions(mapping: MappingSpec) -> MappingSpec:
+    """The mapping, reading the empty answers to its custom field and label requests as none.
+    (The engine refuses an answer without the list `items` points to as the CRM's error, so a
+    dry run would otherwise stop at the first of them.)"""
+    none = Path("`[]`")
+    objects = {
+        kind: replace(o, custom_fields=replace(o.custom_fields, items=none))
+        if o.custom_fields is not None
+        else o
+        for kind, o in mapping.objects.items()
+    }
+    routing = mapping.routing
+    if routing is not None and routing.labels.request is not None:
+        routing = replace(routing, labels=replace(routing.labels, items=none))
+    return replace(mapping, objects=objects, routing=routing)
 
 
 def _mask(text: str, secrets: list[str]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from gateway import logs
@@ -22,8 +23,9 @@ from gateway.mapping.codecs import MATCHES
 from gateway.mapping.interactions import comment as render_comment
 from gateway.mapping.interactions import drop_existing, idempotency_key
 from gateway.mapping.model import FieldSpec, MappingSpec, ObjectSpec, Operation, Request, Step
-from gateway.mapping.spec import discovered_field, with_fields
+from gateway.mapping.spec import discovered_fields, with_fields
 from gateway.mapping.translate import failed_answer, translate
+from gateway.text import may_need_repair, repaired
 from gateway.upstream import Response, Upstream
 
 RESTARTS = 3  # times an operation is run again after a guarded write met a conflict
@@ -69,15 +71,10 @@ class Engine:
     async def _discover(self, obj: ObjectSpec) -> tuple[FieldSpec, ...]:
         spec = obj.custom_fields
         assert spec is not None
-        data = await self.fetch(spec.request, self.base_ctx, kind=obj.kind)
-        taken = {f.name for f in obj.fields}
-        found = []
-        for item in spec.items(data) or []:
-            f = discovered_field(spec, item) if isinstance(item, Mapping) else None
-            if f is not None and f.name not in taken:
-                taken.add(f.name)
-                found.append(f)
-        return tuple(found)
+        # kind=None: an error answer here is not read by fields, which wait for this very load.
+        data = await self.fetch(spec.request, self.base_ctx, kind=None)
+        where = f"{spec.request.method} {spec.request.path.source}"
+        return discovered_fields(spec, data, {f.name for f in obj.fields}, where)
 
     async def meta(self, kind: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.caches["meta"].get(kind, lambda: self._meta(kind))
@@ -317,7 +314,7 @@ class Engine:
         ctx: Mapping[str, Any],
         *,
         not_found: str | None = None,
-        kind: str = "customer",
+        kind: str | None = "customer",
     ) -> Any:
         """One upstream request: its parsed JSON answer, or the gateway error it means."""
         query = {k: str(v) for k, v in req.query(ctx).items() if v is not None}
@@ -335,14 +332,17 @@ class Engine:
             or req.idempotent
             or any(k.lower() == "idempotency-key" for k in headers),
         )
+        if may_need_repair(resp.text):
+            # A record holding a lone surrogate or NUL must still read: repaired to U+FFFD.
+            resp = replace(resp, data=repaired(resp.data))
         if resp.ok:
             return resp.data
         raise await self._error(resp, req, not_found, kind)
 
     async def _error(
-        self, resp: Response, req: Request, not_found: str | None, kind: str
+        self, resp: Response, req: Request, not_found: str | None, kind: str | None
     ) -> GatewayError:
-        fields = (await self.object(kind)).fields if resp.status in (400, 422) else ()
+        fields = (await self.object(kind)).fields if kind and resp.status in (400, 422) else ()
         where = f"{req.method} {req.path.source}"
         return translate(self.mapping.errors, resp, where, not_found, fields)
 
