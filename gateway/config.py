@@ -12,6 +12,7 @@ from typing import Any
 from gateway import yamlfile
 from gateway.cache import CacheSettings
 from gateway.errors import ConfigError
+from gateway.mapping.fanout import FanOutLimits
 from gateway.retry import RetrySettings
 
 
@@ -71,6 +72,8 @@ DEFAULTS: dict[str, Any] = {
         "customer_by_phone": {"ttl_seconds": 0, "max_entries": 10_000, "stale_seconds": 0},
     },
     "expertflow": {"path_prefix": "", "not_found": "error", "api_keys": []},
+    # How far one best match fans out (docs/behaviour.md §1.6).
+    "bestmatch": {"values_per_strategy": 5, "max_searches": 12},
     "admin": {"api_key": None},
     "logging": {"level": "info", "format": "json", "pii": False},
     "settings": {"public_comments": False},
@@ -100,6 +103,7 @@ class Config:
     expertflow_prefix: str
     expertflow_not_found: str
     expertflow_keys: tuple[Secret, ...]
+    bestmatch: FanOutLimits
     admin_key: Secret | None
     log_level: str
     log_format: str
@@ -203,6 +207,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         expertflow_prefix=c["expertflow"]["path_prefix"].rstrip("/"),
         expertflow_not_found=c["expertflow"]["not_found"],
         expertflow_keys=_keys(c["expertflow"]["api_keys"]),
+        bestmatch=FanOutLimits(**c["bestmatch"]),
         admin_key=Secret(c["admin"]["api_key"]) if c["admin"]["api_key"] else None,
         log_level=c["logging"]["level"],
         log_format=c["logging"]["format"],

@@ -45,7 +45,12 @@ def build(config: Config, mapping: MappingSpec | None = None) -> Runtime:
     )
     caches = Caches(config.caches)
     engine = Engine(
-        mapping, upstream, caches, settings=config.settings, upstream_url=config.upstream_url
+        mapping,
+        upstream,
+        caches,
+        settings=config.settings,
+        upstream_url=config.upstream_url,
+        limits=config.bestmatch,
     )
     routing = (
         Routing(engine, not_found=config.expertflow_not_found)

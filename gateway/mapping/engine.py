@@ -20,6 +20,7 @@ from gateway.errors import (
 )
 from gateway.mapping import fields as fm
 from gateway.mapping.codecs import MATCHES
+from gateway.mapping.fanout import FanOutLimits, plan
 from gateway.mapping.interactions import comment as render_comment
 from gateway.mapping.interactions import drop_existing, idempotency_key
 from gateway.mapping.model import FieldSpec, MappingSpec, ObjectSpec, Operation, Request, Step
@@ -50,8 +51,10 @@ class Engine:
         *,
         settings: Mapping[str, Any],
         upstream_url: str,
+        limits: FanOutLimits | None = None,
     ) -> None:
         self.mapping = mapping
+        self.limits = limits or FanOutLimits()
         self.upstream = upstream
         self.caches = caches
         self.base_ctx = {"settings": dict(settings), "upstream_url": upstream_url}
@@ -112,13 +115,10 @@ class Engine:
     async def bestmatch(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         obj = await self.object("customer")
         by_name = {f.name: f for f in obj.fields}
-        searches = []
-        for s in self.mapping.strategies:
-            values = s.values({"body": body})
-            values = [values] if isinstance(values, str) else list(values or [])
-            for v in values:
-                if isinstance(v, str | int) and str(v).strip():
-                    searches.append(self._search(obj, [(by_name[s.field], str(v))], s.match))
+        planned, ignored = plan(self.mapping.strategies, body, self.limits)
+        if ignored:
+            self.log.warning("bestmatch_limited", searches=len(planned), ignored_values=ignored)
+        searches = [self._search(obj, [(by_name[s.field], v)], s.match) for s, v in planned]
         # Concurrently, inside the one budget; any failure fails the whole answer, because an
         # empty best match makes the agent create a duplicate customer.
         results = await asyncio.gather(*searches)
