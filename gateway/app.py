@@ -108,9 +108,10 @@ def _check_key(request: web.Request, config: Config, realm: str) -> None:
     if realm == "khoros":
         ok = authorized(header(request, "Authorization"), config.api_keys)
     elif realm == "expertflow":
-        # Hybrid Chat sends no credentials by default; keys are optional.
+        # A phone number reveals a person: a key is needed unless the operator opened these
+        # endpoints on purpose (docs/behaviour.md §2.4). No keys and not open: always 401.
         given = header(request, "X-API-Key") or request.query.get("api_key")
-        ok = not config.expertflow_keys or authorized(given, config.expertflow_keys)
+        ok = config.expertflow_anonymous or authorized(given, config.expertflow_keys)
     else:
         if config.admin_key is None:
             raise NotFound("No such endpoint.")

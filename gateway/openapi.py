@@ -124,9 +124,12 @@ def document(base_path: str, expertflow_prefix: str) -> dict[str, Any]:
     for method, path, _, operation in khoros.ROUTES:
         paths.setdefault(base_path + path, {}).update(_khoros_path(path, method, operation))
     plain = {"application/json": {"schema": {"type": "object"}}}
+    # A key in a header or in the URL Hybrid Chat is configured with (docs/behaviour.md §2.4).
+    keyed: list[dict[str, list[str]]] = [{"expertflowKey": []}, {"expertflowQuery": []}]
     paths[expertflow_prefix + "/customer"] = {
         "get": {
             "operationId": "customer_by_phone",
+            "security": keyed,
             "parameters": [
                 {
                     "name": "query",
@@ -144,6 +147,7 @@ def document(base_path: str, expertflow_prefix: str) -> dict[str, Any]:
     paths[expertflow_prefix + "/label"] = {
         "get": {
             "operationId": "labels",
+            "security": keyed,
             "responses": {
                 "200": {
                     "description": "every label",
@@ -216,6 +220,8 @@ def document(base_path: str, expertflow_prefix: str) -> dict[str, Any]:
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "Authorization"},
                 "adminKey": {"type": "http", "scheme": "bearer"},
+                "expertflowKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "expertflowQuery": {"type": "apiKey", "in": "query", "name": "api_key"},
             },
         },
     }

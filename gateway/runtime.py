@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import logs
+from gateway import expertflow, logs
 from gateway.cache import Caches
 from gateway.config import Config, load_config, secrets_of
 from gateway.errors import ConfigError
@@ -99,6 +99,7 @@ class Holder:
             self.current = new
             _apply_logging(config)
             log = logs.get()
+            expertflow.warn_about_access(config)
             # Requests in flight still use the old upstream client: close it after they can
             # have finished (their budget is the longest they run).
             task = asyncio.create_task(_retire(old, old.config.meta_budget + 1))

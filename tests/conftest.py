@@ -43,6 +43,7 @@ def gateway_env(upstream_url: str, **more: str) -> dict[str, str]:
         "ZENDESK_EMAIL": "demo@example.com",
         "ZENDESK_API_TOKEN": "sandbox-token",
         "GATEWAY_API_KEYS": f"{API_KEY},{SECOND_KEY}",
+        "EXPERTFLOW_API_KEYS": EXPERTFLOW_KEY,
         **more,
     }
 
@@ -254,7 +255,14 @@ def start_demo(processes: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Pop
         *("--config", "config.example.yaml", "--port", str(port)),
         *("--sandbox-port", str(sandbox_port)),
         env=dict.fromkeys(
-            ("GATEWAY_API_KEYS", "GATEWAY_ADMIN_KEY", "ZENDESK_URL", "ZENDESK_OAUTH_TOKEN")
+            (
+                "GATEWAY_API_KEYS",
+                "GATEWAY_ADMIN_KEY",
+                "ZENDESK_URL",
+                "ZENDESK_OAUTH_TOKEN",
+                "EXPERTFLOW_API_KEYS",
+                "EXPERTFLOW_ALLOW_ANONYMOUS",
+            )
         ),
     )
     processes.append(proc)

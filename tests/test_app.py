@@ -77,6 +77,14 @@ async def test_an_authorization_that_is_not_text_is_absent(client: Any, value: b
     assert status == 401 and error_of(status, headers, body) == "Unauthorized"
 
 
+@pytest.mark.parametrize("header", [b"X-API-Key: ef-key\xff", b"X-API-Key: \xc3"])
+async def test_an_expertflow_key_that_is_not_text_is_absent(client: Any, header: bytes) -> None:
+    status, headers, body = await raw_http(
+        client.port, raw_get("/customer?query=phone:%2B41791234567", header)
+    )
+    assert status == 401 and error_of(status, headers, body) == "Unauthorized"
+
+
 async def test_other_headers_that_are_not_text_are_ignored(
     make_client: Any, config: Config, capsys: Any
 ) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import API, AUTH, ROOT, gateway_env, interaction
+from conftest import API, AUTH, EF_AUTH, ROOT, gateway_env, interaction
 
 from gateway.config import Config, load_config
 from gateway.sandbox.store import Store
@@ -153,13 +153,13 @@ async def test_priority_routing_by_phone(upstream: Upstream) -> None:
         await c.patch(f"{API}/customer/{customer['id']}", json=upstream.label_change, headers=AUTH),
         201,
     )
-    labels = await ok(await c.get("/label"))
+    labels = await ok(await c.get("/label", headers=EF_AUTH))
     gold = next(lab for lab in labels if lab["name"] == "Gold")
     query = "phone:" + person["phone"].replace("+", "00")
-    found = await ok(await c.get("/customer", params={"query": query}))
+    found = await ok(await c.get("/customer", params={"query": query}, headers=EF_AUTH))
     assert found["_id"] == customer["id"] and found["phone1"] == person["phone"]
     assert found["first_name"] == "Scenario" and found["labels"] == [gold["_id"]]
-    unknown = await c.get("/customer", params={"query": "phone:+1 999 555 0000"})
+    unknown = await c.get("/customer", params={"query": "phone:+1 999 555 0000"}, headers=EF_AUTH)
     assert unknown.status == 404
 
 
@@ -205,7 +205,7 @@ async def test_hostile_values_never_widen_a_search(upstream: Upstream) -> None:
         body = {"displayName": value, "screenName": value, "email": value, "phoneNumbers": [value]}
         resp = await c.post(f"{API}/customer/bestmatch", json=body, headers=AUTH)
         assert resp.status == 200 and await resp.json() == [], (upstream.name, repr(value))
-        resp = await c.get("/customer", params={"query": f"phone:{value}"})
+        resp = await c.get("/customer", params={"query": f"phone:{value}"}, headers=EF_AUTH)
         assert resp.status in (400, 404), (upstream.name, repr(value), resp.status)
     # A value that is a prefix, a wildcard or a fragment of a real one still finds nothing.
     for partial in (
