@@ -24,33 +24,31 @@ def label_reads(sandbox: Any) -> int:
     return sum("/api/v2/user_fields" in c for c in sandbox.app[CALLS])
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b"[1]",
-        b'"labels"',
-        b"null",
-        b'{"caches": [[]]}',
-        b'{"caches": [{"a": 1}]}',
-        b'{"caches": "labels"}',
-        b'{"caches": ["labels", 3]}',
-        b'{"caches": ["nope"]}',
-        b'{"cache": ["labels"]}',
-        b'{"caches": ["labels"]',
-        b'{"caches": ["lab\\ud800els"]}',
-        b'{"caches": ["lab\xffels"]}',
-        b"[" * 5000,
-        b"[" * 2000 + b"]" * 2000,
-    ],
-)
-async def test_a_malformed_purge_is_400_and_nothing_is_purged(
-    admin: Any, sandbox: Any, raw: bytes
-) -> None:
+MALFORMED = [
+    b"[1]",
+    b'"labels"',
+    b"null",
+    b'{"caches": [[]]}',
+    b'{"caches": [{"a": 1}]}',
+    b'{"caches": "labels"}',
+    b'{"caches": ["labels", 3]}',
+    b'{"caches": ["nope"]}',
+    b'{"cache": ["labels"]}',
+    b'{"caches": ["labels"]',
+    b'{"caches": ["lab\\ud800els"]}',
+    b'{"caches": ["lab\xffels"]}',
+    b"[" * 5000,
+    b"[" * 2000 + b"]" * 2000,
+]
+
+
+async def test_a_malformed_purge_is_400_and_nothing_is_purged(admin: Any, sandbox: Any) -> None:
     assert (await admin.get("/label", headers=EF_AUTH)).status == 200
-    resp = await admin.post("/admin/cache/purge", data=raw, headers=ADMIN)
-    assert resp.status == 400, raw[:40]
-    body = await resp.json()
-    assert body["error"] == "BadRequest" and "tracking id" in body["message"]
+    for raw in MALFORMED:
+        resp = await admin.post("/admin/cache/purge", data=raw, headers=ADMIN)
+        assert resp.status == 400, raw[:40]
+        body = await resp.json()
+        assert body["error"] == "BadRequest" and "tracking id" in body["message"]
     assert (await admin.get("/label", headers=EF_AUTH)).status == 200
     assert label_reads(sandbox) == 1  # the cached labels are still there
 

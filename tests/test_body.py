@@ -146,7 +146,7 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=20,
 )
-PROPERTIES = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+PROPERTIES = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 @PROPERTIES

@@ -22,7 +22,7 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ANY_TEXT, inner, max_size=4),
     max_leaves=30,
 )  # fmt: skip
-PROPERTIES = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+PROPERTIES = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def test_what_is_text() -> None:
