@@ -27,6 +27,7 @@ from gateway import (
     openapi,
     runtime,
 )
+from gateway.body import MAX_BODY_BYTES
 from gateway.config import Config, Secret, secrets_of
 from gateway.errors import (
     DeadlineExceeded,
@@ -34,8 +35,10 @@ from gateway.errors import (
     NotFound,
     TooManyFailures,
     Unauthorized,
+    for_status,
 )
 from gateway.mapping.model import MappingSpec
+from gateway.text import is_text
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -43,7 +46,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 def authorized(header: str | None, keys: tuple[Secret, ...]) -> bool:
     """The header is a configured key, or ``Bearer <key>``. Every key is compared, in
     constant time, so timing tells nothing about which part was wrong."""
-    if not header:
+    if not header or not is_text(header):
         return False
     given = header.encode()
     bearer = header[7:].strip().encode() if header[:7].lower() == "bearer " else b""
@@ -82,6 +85,13 @@ class FailureLimit:
 FAILURES: web.AppKey[FailureLimit] = web.AppKey("auth_failures", FailureLimit)
 
 
+def header(request: web.Request, name: str) -> str | None:
+    """A request header as text. aiohttp keeps bytes that are not UTF-8 as lone surrogates;
+    such a value is treated as absent (so a key in it is missing: 401, never a 500)."""
+    value = request.headers.get(name)
+    return value if value is None or is_text(value) else None
+
+
 def _check_access(request: web.Request, config: Config, realm: str) -> None:
     address = request.remote or "unknown"
     failures = request.app[FAILURES]
@@ -96,15 +106,16 @@ def _check_access(request: web.Request, config: Config, realm: str) -> None:
 
 def _check_key(request: web.Request, config: Config, realm: str) -> None:
     if realm == "khoros":
-        ok = authorized(request.headers.get("Authorization"), config.api_keys)
+        ok = authorized(header(request, "Authorization"), config.api_keys)
     elif realm == "expertflow":
-        # Hybrid Chat sends no credentials by default; keys are optional.
-        given = request.headers.get("X-API-Key") or request.query.get("api_key")
-        ok = not config.expertflow_keys or authorized(given, config.expertflow_keys)
+        # A phone number reveals a person: a key is needed unless the operator opened these
+        # endpoints on purpose (docs/behaviour.md §2.4). No keys and not open: always 401.
+        given = header(request, "X-API-Key") or request.query.get("api_key")
+        ok = config.expertflow_anonymous or authorized(given, config.expertflow_keys)
     else:
         if config.admin_key is None:
             raise NotFound("No such endpoint.")
-        ok = authorized(request.headers.get("Authorization"), (config.admin_key,))
+        ok = authorized(header(request, "Authorization"), (config.admin_key,))
     if not ok:
         raise Unauthorized()
 
@@ -137,17 +148,14 @@ async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamRes
                     budget_left = budget.remaining()
     except GatewayError as exc:
         response = _error(exc, request_id)
-    except web.HTTPNotFound:
-        response = _error(NotFound("No such endpoint."), request_id)
-    except web.HTTPMethodNotAllowed as exc:
-        response = _error(GatewayError("Method not allowed."), request_id)
-        response.set_status(405)
-        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+    except web.HTTPException as exc:
+        # The framework's own answers (unknown path, method, body size): the same error body.
+        response = _error(_framework_error(exc), request_id)
     except Exception:
         logs.get().exception("unhandled_error", operation=operation)
         response = _error(GatewayError(), request_id)
     response.headers["X-Request-Id"] = request_id
-    if config.admin_key and authorized(request.headers.get("X-Debug-Trace"), (config.admin_key,)):
+    if config.admin_key and authorized(header(request, "X-Debug-Trace"), (config.admin_key,)):
         response.headers["X-Debug-Trace"] = _trace(stats)
     elapsed = time.perf_counter() - started
     if operation is not None:
@@ -166,9 +174,9 @@ async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamRes
         upstream_calls=stats.upstream_calls,
         cache=stats.cache_status,
         budget_left_ms=None if budget_left is None else max(0, round(budget_left * 1000)),
-        company_id=request.headers.get("x-sf-company-id"),
-        initiative=request.headers.get("x-sf-initiative"),
-        agent_email=request.headers.get("x-sf-user-email") or request.headers.get("x-sf-email"),
+        company_id=header(request, "x-sf-company-id"),
+        initiative=header(request, "x-sf-initiative"),
+        agent_email=header(request, "x-sf-user-email") or header(request, "x-sf-email"),
     )
     structlog.contextvars.unbind_contextvars("request_id")
     return response
@@ -183,6 +191,15 @@ def _trace(stats: logs.RequestStats) -> str:
     return json.dumps({"upstream_calls": calls, "cache": stats.cache}, separators=(",", ":"))
 
 
+def _framework_error(exc: web.HTTPException) -> GatewayError:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allow = ",".join(sorted(exc.allowed_methods))
+        return for_status(405, "This path does not serve that method.", {"Allow": allow})
+    if isinstance(exc, web.HTTPNotFound):
+        return for_status(404, "No such endpoint.")
+    return for_status(exc.status)
+
+
 def _error(exc: GatewayError, request_id: str) -> web.Response:
     if exc.detail or exc.status >= 500:
         logs.get().warning("request_failed", error=exc.error, status=exc.status, detail=exc.detail)
@@ -194,7 +211,7 @@ def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Applic
         config.log_level, config.log_format, secrets=secrets_of(config), pii=config.log_pii
     )
     holder = runtime.Holder(runtime.build(config, mapping))
-    app = web.Application(middlewares=[_serve], client_max_size=khoros.MAX_BODY_BYTES)
+    app = web.Application(middlewares=[_serve], client_max_size=MAX_BODY_BYTES)
     app[runtime.HOLDER] = holder
     app[FAILURES] = FailureLimit()
     app[health.LAST_PROBE] = health.LastProbe()

@@ -75,6 +75,14 @@ def _load(path: str, host: str | None, port: int | None) -> Config:
     return Config(**{**config.__dict__, **overrides}) if overrides else config
 
 
+def _hybrid_chat_access(config: Config) -> str:
+    if config.expertflow_anonymous:
+        return "anonymous access allowed: demo data only (EXPERTFLOW_ALLOW_ANONYMOUS)"
+    if config.expertflow_keys:
+        return "needs &api_key=<one of EXPERTFLOW_API_KEYS>"
+    return "answers 401: set EXPERTFLOW_API_KEYS"
+
+
 async def _sandbox(app: web.Application, port: int) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -205,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.pop("ZENDESK_OAUTH_TOKEN", None)
         os.environ.setdefault("GATEWAY_API_KEYS", DEMO_KEY)
         os.environ.setdefault("GATEWAY_ADMIN_KEY", DEMO_ADMIN_KEY)
+        if not os.environ.get("EXPERTFLOW_API_KEYS"):
+            # Demo data only: Hybrid Chat's endpoints answer without a key, and the banner says so.
+            os.environ.setdefault("EXPERTFLOW_ALLOW_ANONYMOUS", "true")
     try:
         env = from_environment(os.environ)
         port = env.port if args.port is None else args.port
@@ -219,7 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"crm-gateway demo\n  Khoros API:  {base}\n  sandbox CRM: {os.environ['ZENDESK_URL']}"
             f"\n  API key:     {os.environ['GATEWAY_API_KEYS'].split(',')[0]}"
             f"\n  admin key:   {os.environ['GATEWAY_ADMIN_KEY']}\n"
-            f"  try: curl -H 'Authorization: {DEMO_KEY}' {base}/customer/1001\n",
+            f"  try: curl -H 'Authorization: {DEMO_KEY}' {base}/customer/1001\n"
+            f"  Hybrid Chat: http://{config.host}:{config.port}{config.expertflow_prefix}"
+            f"/customer?query=phone:{{refId}}\n               {_hybrid_chat_access(config)}\n",
             flush=True,
         )
     _start_writer(env)

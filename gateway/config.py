@@ -15,6 +15,7 @@ import phonenumbers
 from gateway import shipped, yamlfile
 from gateway.cache import CacheSettings
 from gateway.errors import ConfigError
+from gateway.mapping.fanout import FanOutLimits
 from gateway.upstream.settings import BreakerSettings, RetrySettings
 
 
@@ -78,7 +79,14 @@ DEFAULTS: dict[str, Any] = {
         # Off by default: a customer's labels should change routing at once.
         "customer_by_phone": {"ttl_seconds": 0, "max_entries": 10_000, "stale_seconds": 0},
     },
-    "expertflow": {"path_prefix": "", "not_found": "error", "api_keys": []},
+    "expertflow": {
+        "path_prefix": "",
+        "not_found": "error",
+        "api_keys": [],
+        "allow_anonymous": False,
+    },
+    # How far one best match fans out (docs/behaviour.md §1.6).
+    "bestmatch": {"values_per_strategy": 5, "max_searches": 12},
     "admin": {"api_key": None},
     "logging": {"level": "info", "format": "json", "pii": False},
     "settings": {"public_comments": False},
@@ -111,6 +119,8 @@ class Config:
     expertflow_prefix: str
     expertflow_not_found: str
     expertflow_keys: tuple[Secret, ...]
+    expertflow_anonymous: bool
+    bestmatch: FanOutLimits
     admin_key: Secret | None
     log_level: str
     log_format: str
@@ -128,6 +138,11 @@ def _merged(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, 
         else:
             out[key] = value
     return out
+
+
+def _true(given: bool | str) -> bool:
+    """A boolean setting, also when it comes from the environment as text."""
+    return str(given).strip().lower() in ("true", "1", "yes")
 
 
 def _keys(given: str | list[str]) -> tuple[Secret, ...]:
@@ -263,10 +278,12 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         expertflow_prefix=c["expertflow"]["path_prefix"].rstrip("/"),
         expertflow_not_found=c["expertflow"]["not_found"],
         expertflow_keys=_keys(c["expertflow"]["api_keys"]),
+        expertflow_anonymous=_true(c["expertflow"]["allow_anonymous"]),
+        bestmatch=FanOutLimits(**c["bestmatch"]),
         admin_key=Secret(c["admin"]["api_key"]) if c["admin"]["api_key"] else None,
         log_level=c["logging"]["level"],
         log_format=c["logging"]["format"],
-        log_pii=str(c["logging"]["pii"]).strip().lower() in ("true", "1", "yes"),
+        log_pii=_true(c["logging"]["pii"]),
         settings=c["settings"],
         default_region=_default_region(
             doc, c["phones"]["default_region"], os.environ if env is None else env

@@ -1,11 +1,11 @@
 """Every error the gateway raises, in one tree, and the one place they become response bodies.
 
-    GatewayError                      any failure a caller may see
-    ├── MappingFailed                 500  a mapping template or expression failed at run time
+    GatewayError                      any failure a caller may see (500: a bug of ours)
     ├── ClientError                   the caller sent something we will not serve (4xx)
     │   ├── BadRequest                400  malformed JSON, wrong types, unknown fields
     │   ├── Unauthorized              401  missing or wrong API key
-    │   ├── NotFound                  404  unknown record, unknown meta type
+    │   ├── NotFound                  404  unknown record, unknown meta type, unknown path
+    │   ├── MethodNotAllowed          405  a method the path does not serve (`Allow` lists them)
     │   ├── TooManyFailures           429  too many failed authentications from one address
     │   ├── PayloadTooLarge           413  a body over the limit
     │   ├── UnsupportedMediaType      415  a body that is not JSON
@@ -13,6 +13,7 @@
     └── UpstreamError                 the upstream CRM could not give an answer (5xx)
         ├── BadGateway                502  5xx, reset, refused, garbage, our credentials refused
         │   ├── AttemptFailed         502  one attempt: reset, refused, not JSON (retried if safe)
+        │   ├── MappingFailed         502  a template or expression could not read the answer
         │   ├── UpdateConflict        502  the record changed under a guarded write (409)
         │   └── IdempotencyMismatch   502  same idempotency key, different request
         ├── UpstreamUnavailable       503  rate limited past the budget, circuit open
@@ -72,11 +73,6 @@ class GatewayError(Exception):
         return body
 
 
-class MappingFailed(GatewayError):
-    error = "MappingError"
-    default_message = "The CRM gateway's mapping could not handle this request."
-
-
 class ClientError(GatewayError):
     status = 400
 
@@ -97,6 +93,12 @@ class NotFound(ClientError):
     status = 404
     error = "NotFound"
     default_message = "No record exists with the given id."
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    error = "MethodNotAllowed"
+    default_message = "This method is not allowed here."
 
 
 class TooManyFailures(ClientError):
@@ -144,6 +146,14 @@ class AttemptFailed(BadGateway):
         self.cause = cause
 
 
+class MappingFailed(BadGateway):
+    """A template or expression failed at run time. They are checked at load, so what is left
+    is data of a shape the mapping does not expect: an upstream answer, not a bug of ours."""
+
+    error = "MappingError"
+    default_message = "The CRM gave an answer the gateway's mapping cannot read."
+
+
 class UpdateConflict(BadGateway):
     """Handled inside the engine (an operation restarts); a 502 only if it keeps happening."""
 
@@ -168,6 +178,24 @@ class DeadlineExceeded(UpstreamError):
 
 class AttemptTimedOut(DeadlineExceeded):
     """One attempt got no answer within its timeout; the budget may allow another."""
+
+
+def for_status(
+    status: int, message: str | None = None, headers: dict[str, str] | None = None
+) -> GatewayError:
+    """The error of this tree for an HTTP status the web framework answered on its own (an
+    unknown path, a method the path does not serve, a body over the limit), so that answer
+    carries the same body as every other error."""
+    if status >= 500:
+        return GatewayError(headers=headers)
+    known = (BadRequest, Unauthorized, NotFound, MethodNotAllowed, PayloadTooLarge,
+             UnsupportedMediaType, TooManyFailures)  # fmt: skip
+    for kind in known:
+        if kind.status == status:
+            return kind(message, headers=headers)
+    error = BadRequest(message, headers=headers)
+    error.status = status
+    return error
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import jsonio, logs
+from gateway.config import Config
 from gateway.errors import BadRequest, NotFound
 from gateway.mapping import routing
 from gateway.mapping.codecs import PhoneNumbers, digits
@@ -80,6 +81,21 @@ class Routing:
             (str(v) for v in (field.read(chosen),) if v and self.phones.same(v, phone)), phone
         )
         return routing.customer_object(self.spec, chosen, matched, ids, self.phones)
+
+
+def warn_about_access(config: Config) -> None:
+    """Say at start-up (and on reload) how the endpoints are reachable, when it is not by key."""
+    if config.expertflow_anonymous:
+        logs.get().warning(
+            "expertflow_anonymous",
+            detail="/customer and /label answer without a key (expertflow.allow_anonymous)",
+        )
+    elif not config.expertflow_keys:
+        logs.get().warning(
+            "expertflow_locked",
+            detail="/customer and /label answer 401: set EXPERTFLOW_API_KEYS "
+            "(or expertflow.allow_anonymous: true)",
+        )
 
 
 def parse_query(query: str | None) -> str:

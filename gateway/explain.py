@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TextIO
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -16,6 +16,9 @@ from gateway.errors import GatewayError, MappingFailed, NotFound, UpstreamError
 from gateway.exchange import Response
 from gateway.expertflow import parse_query
 from gateway.khoros import case_body
+from gateway.mapping.expr import Path
+from gateway.mapping.model import MappingSpec
+from gateway.mapping.spec import load_mapping
 from gateway.upstream import trace
 from gateway.upstream.call import Call
 
@@ -92,8 +95,9 @@ async def explain(
         built = runtime.build(config)
     else:
         # No token refresh either: the dry run shows the configured credentials' headers.
-        dry = dataclasses.replace(config, oauth=None)
-        built = runtime.build(dry, transport=DryTransport())
+        dry = replace(config, oauth=None)
+        mapping = _reading_no_definitions(load_mapping(config.mapping_file))
+        built = runtime.build(dry, mapping, transport=DryTransport())
     secrets = secrets_of(config)
     stats = logs.start_request()
     stats.keep_bodies = True
@@ -132,6 +136,23 @@ async def explain(
     label = "what the caller gets" if live else "mapped from the empty answers"
     print(f"\n{label}:\n" + json.dumps(result, indent=2, ensure_ascii=False), file=out)
     return code
+
+
+def _reading_no_definitions(mapping: MappingSpec) -> MappingSpec:
+    """The mapping, reading the empty answers to its custom field and label requests as none.
+    (The engine refuses an answer without the list `items` points to as the CRM's error, so a
+    dry run would otherwise stop at the first of them.)"""
+    none = Path("`[]`")
+    objects = {
+        kind: replace(o, custom_fields=replace(o.custom_fields, items=none))
+        if o.custom_fields is not None
+        else o
+        for kind, o in mapping.objects.items()
+    }
+    routing = mapping.routing
+    if routing is not None and routing.labels.request is not None:
+        routing = replace(routing, labels=replace(routing.labels, items=none))
+    return replace(mapping, objects=objects, routing=routing)
 
 
 def _mask(text: str, secrets: list[str]) -> str:

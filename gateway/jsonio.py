@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from gateway.text import repaired
+
 
 def dumps(value: Any, **_: Any) -> str:
     # default=str: a value JSON cannot carry (a date, a Secret) is written as its text.
-    return orjson.dumps(value, default=str).decode()
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:
+        # What orjson refuses and a caller or the CRM can still bring in: a string that is not
+        # text (repaired to U+FFFD), an integer over 64 bits, nesting over 255 levels.
+        return json.dumps(repaired(value), default=str, ensure_ascii=False, separators=(",", ":"))
 
 
 def response(

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from gateway import jsonio, runtime
-from gateway.errors import (
-    BadRequest,
-    FieldError,
-    NotFound,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-)
+from gateway.body import read_object
+from gateway.errors import BadRequest, FieldError, NotFound
 from gateway.mapping.engine import Engine
 
 # Ids go into upstream paths: anything else could address another resource.
@@ -48,53 +42,11 @@ def _id(request: web.Request, what: str = "customer") -> str:
     return value
 
 
-# Limits on what a caller may send: far above any real Khoros body, far below harm.
-MAX_BODY_BYTES = 1024 * 1024
-MAX_DEPTH = 16
-MAX_TEXT = 100_000
-MAX_ITEMS = 1000
-
-
 async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(f"The request body is over {MAX_BODY_BYTES // 1024} KB.") from None
-    if raw.strip() and not _is_json(request.content_type):
-        raise UnsupportedMediaType()
-    try:
-        body = json.loads(raw) if raw.strip() else None
-    except ValueError:
-        raise BadRequest("The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
+    found = await read_object(request)
+    if found is None:
         raise BadRequest("The request body must be a JSON object.")
-    problems = list(_oversized(body, "", 1))
-    if problems:
-        raise BadRequest("Some values are too large.", fields=problems[:20])
-    return body
-
-
-def _is_json(content_type: str) -> bool:
-    return content_type == "application/json" or (
-        content_type.startswith("application/") and content_type.endswith("+json")
-    )
-
-
-def _oversized(value: Any, name: str, depth: int) -> Iterator[FieldError]:
-    """Values too deep, too long or too many: named by their path in the body."""
-    if depth > MAX_DEPTH:
-        yield FieldError(name or "(body)", f"Nested deeper than {MAX_DEPTH} levels.")
-    elif isinstance(value, str) and len(value) > MAX_TEXT:
-        yield FieldError(name, f"Longer than {MAX_TEXT} characters.")
-    elif isinstance(value, list):
-        if len(value) > MAX_ITEMS:
-            yield FieldError(name, f"More than {MAX_ITEMS} items.")
-        else:
-            for i, item in enumerate(value):
-                yield from _oversized(item, f"{name}[{i}]", depth + 1)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _oversized(item, f"{name}.{key}" if name else str(key), depth + 1)
+    return found
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

@@ -20,9 +20,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import structlog
 
+from gateway import jsonio
 from gateway.logwriter import BackgroundWriter
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
@@ -136,7 +136,7 @@ def configure(
 
 
 def _dumps(value: Any, **_: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
+    return jsonio.dumps(value)  # never fails: a line with broken text is written repaired
 
 
 def get() -> Any:

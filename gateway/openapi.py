@@ -8,6 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway import jsonio, khoros, runtime
+from gateway.body import MAX_ITEMS
+from gateway.cache import Caches
 
 _ERROR = {
     "type": "object",
@@ -58,7 +60,7 @@ _CASE_BODY = {
     "properties": {
         "customerId": {"type": "string"},
         "title": {"type": "string"},
-        "interactions": {"type": "array", "items": _INTERACTION, "maxItems": khoros.MAX_ITEMS},
+        "interactions": {"type": "array", "items": _INTERACTION, "maxItems": MAX_ITEMS},
     },
     "additionalProperties": _VALUE,
 }
@@ -122,9 +124,12 @@ def document(base_path: str, expertflow_prefix: str) -> dict[str, Any]:
     for method, path, _, operation in khoros.ROUTES:
         paths.setdefault(base_path + path, {}).update(_khoros_path(path, method, operation))
     plain = {"application/json": {"schema": {"type": "object"}}}
+    # A key in a header or in the URL Hybrid Chat is configured with (docs/behaviour.md §2.4).
+    keyed: list[dict[str, list[str]]] = [{"expertflowKey": []}, {"expertflowQuery": []}]
     paths[expertflow_prefix + "/customer"] = {
         "get": {
             "operationId": "customer_by_phone",
+            "security": keyed,
             "parameters": [
                 {
                     "name": "query",
@@ -142,6 +147,7 @@ def document(base_path: str, expertflow_prefix: str) -> dict[str, Any]:
     paths[expertflow_prefix + "/label"] = {
         "get": {
             "operationId": "labels",
+            "security": keyed,
             "responses": {
                 "200": {
                     "description": "every label",
@@ -181,6 +187,20 @@ def document(base_path: str, expertflow_prefix: str) -> dict[str, Any]:
         "post": {
             "operationId": "purge_caches",
             "security": [{"adminKey": []}],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "caches": {"type": "array", "items": {"enum": list(Caches.NAMES)}}
+                            },
+                        }
+                    }
+                },
+            },
             "responses": {
                 "200": {"description": "purged", "content": plain},
                 **_error_responses(["400", "401", "404"]),
@@ -200,6 +220,8 @@ def document(base_path: str, expertflow_prefix: str) -> dict[str, Any]:
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "Authorization"},
                 "adminKey": {"type": "http", "scheme": "bearer"},
+                "expertflowKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "expertflowQuery": {"type": "apiKey", "in": "query", "name": "api_key"},
             },
         },
     }

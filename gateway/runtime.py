@@ -10,9 +10,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import connect, logs
+from gateway import connect, expertflow, logs
 from gateway.cache import Caches
-from gateway.config import Config, load_config
+from gateway.config import Config, load_config, secrets_of
 from gateway.errors import ConfigError
 from gateway.expertflow import Routing
 from gateway.locks import KeyedLocks, LocalLocks
@@ -60,6 +60,7 @@ def build(
         recall=recall if recall is not None else LocalRecall(),
         grace_seconds=config.attempt_timeout,
         codecs=Codecs(PhoneNumbers(config.default_region)),
+        limits=config.bestmatch,
     )
     routing = (
         Routing(engine, not_found=config.expertflow_not_found)
@@ -91,7 +92,13 @@ class Holder:
                 config = load_config(config_file)
                 new = build(config, locks=old.engine.locks, recall=old.engine.recall)
             except ConfigError as exc:
+                # Each problem names file, line and key, never the file's content.
                 log.error("reload_refused", config=str(config_file), problems=str(exc).splitlines())
+                return False
+            except Exception as exc:  # whatever a file holds, keep serving
+                # Only the kind of failure: an exception's text may quote the file.
+                problem = f"{type(exc).__name__} while loading"
+                log.error("reload_refused", config=str(config_file), problems=[problem])
                 return False
             for name in RESTART_ONLY:
                 if getattr(config, name) != getattr(old.config, name):
@@ -100,6 +107,9 @@ class Holder:
                     )
             await new.upstream.start()
             self.current = new
+            _apply_logging(config)
+            log = logs.get()
+            expertflow.warn_about_access(config)
             # Requests in flight still use the old upstream client: close it after they can
             # have finished (their budget is the longest they run).
             task = asyncio.create_task(_retire(old, old.config.meta_budget + 1))
@@ -112,6 +122,13 @@ class Holder:
         for task in list(self._retired):
             task.cancel()
         await self.current.upstream.close()
+
+
+def _apply_logging(config: Config) -> None:
+    """The new level, format and PII setting; secrets already known stay redacted (a key
+    just removed from the config is still a secret, and so are tokens learned at run time)."""
+    secrets = [*logs.redactor.secrets, *secrets_of(config)]
+    logs.configure(config.log_level, config.log_format, secrets=secrets, pii=config.log_pii)
 
 
 def _stamp(*files: Path) -> tuple[tuple[int, int], ...]:
@@ -136,7 +153,10 @@ async def watch(holder: Holder, config_file: str | Path, every: float) -> None:
         await asyncio.sleep(every)
         now = _stamp(*files())
         if now != seen:
-            await holder.reload(config_file)
+            try:
+                await holder.reload(config_file)
+            except Exception as exc:  # the watcher outlives any one file
+                logs.get().error("reload_failed", error=type(exc).__name__)
             seen = _stamp(*files())  # refused or not, this version has been looked at
 
 

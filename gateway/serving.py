@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import logs, runtime, shipped
+from gateway import expertflow, logs, runtime, shipped
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.sandbox.demo import seed
@@ -60,6 +60,7 @@ async def serve(config: Config, *, sandbox_port: int | None = None, worker: bool
         pid=os.getpid(),
         loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
     )
+    expertflow.warn_about_access(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

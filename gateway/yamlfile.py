@@ -19,6 +19,7 @@ from gateway.errors import ConfigError
 PathKey = tuple[str | int, ...]
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _FILE = re.compile(r"\$\{file:([^}]+)\}")  # a secret file (Docker / Kubernetes secrets)
+_QUOTED = re.compile(r"'[^']{3,}'|\"[^\"]{3,}\"")  # more than a character ('\t') in quotes
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class YamlDoc:
     file: str
     data: Any
     lines: dict[PathKey, int]
+    # Where a value came from the environment or a secret file: never shown in a message.
+    expanded: frozenset[PathKey] = frozenset()
 
     def line(self, path: PathKey) -> int | None:
         # Walk up until a key with a known line: a list item's scalar has none of its own.
@@ -49,7 +52,9 @@ def dotted(path: PathKey) -> str:
 def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> YamlDoc:
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text(Path(path))
+    except _NotText as exc:
+        raise ConfigError(file, exc.line, "", str(exc)) from None
     except OSError as exc:
         raise ConfigError(file, None, "", f"cannot read the file: {exc.strerror}") from None
     try:
@@ -58,13 +63,35 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> YamlDoc:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        problem = getattr(exc, "problem", None) or str(exc)
+        # `problem` only: the error's text quotes the offending lines, which may hold secrets,
+        # and a name it quotes (an alias, a tag) may be one too.
+        problem = _QUOTED.sub("'…'", getattr(exc, "problem", None) or "the file cannot be parsed")
         raise ConfigError(file, line, "", f"not valid YAML: {problem}") from None
     lines: dict[PathKey, int] = {}
     if node is not None:
         _record_lines(node, (), lines)
     doc = YamlDoc(file, data, lines)
-    return YamlDoc(file, _expand(doc, data, (), os.environ if env is None else env), lines)
+    expanded: set[PathKey] = set()
+    data = _expand(doc, data, (), os.environ if env is None else env, expanded)
+    return YamlDoc(file, data, lines, frozenset(expanded))
+
+
+class _NotText(ValueError):
+    def __init__(self, line: int, column: int) -> None:
+        self.line = line
+        super().__init__(f"not UTF-8 text (line {line}, column {column}): save the file as UTF-8")
+
+
+def read_text(path: Path) -> str:
+    """A file's text. A file that is not UTF-8 (one saved as Latin-1, say) is refused by the
+    line of its first bad byte, never shown: it may hold secrets."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        raise _NotText(line, exc.start - (before.rfind(b"\n") + 1) + 1) from None
 
 
 def _record_lines(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> None:
@@ -79,16 +106,21 @@ def _record_lines(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> 
             _record_lines(item, (*path, i), lines)
 
 
-def _expand(doc: YamlDoc, value: Any, path: PathKey, env: Mapping[str, str]) -> Any:
+def _expand(
+    doc: YamlDoc, value: Any, path: PathKey, env: Mapping[str, str], expanded: set[PathKey]
+) -> Any:
     if isinstance(value, dict):
-        return {k: _expand(doc, v, (*path, str(k)), env) for k, v in value.items()}
+        return {k: _expand(doc, v, (*path, str(k)), env, expanded) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(doc, v, (*path, i), env) for i, v in enumerate(value)]
+        return [_expand(doc, v, (*path, i), env, expanded) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
+        expanded.add(path)
 
         def read(m: re.Match[str]) -> str:
             try:
-                return Path(m.group(1).strip()).read_text(encoding="utf-8").rstrip("\r\n")
+                return read_text(Path(m.group(1).strip())).rstrip("\r\n")
+            except _NotText:
+                raise doc.error(path, f"secret file {m.group(1)} is not UTF-8 text") from None
             except OSError as exc:
                 raise doc.error(
                     path, f"cannot read secret file {m.group(1)}: {exc.strerror}"
@@ -133,7 +165,32 @@ def _to_config_error(doc: YamlDoc, err: jsonschema.ValidationError) -> ConfigErr
         return doc.error((*path, key), problem)
     if err.validator == "required":
         return doc.error(path, err.message.replace("'", "", 2))
-    return doc.error(path, err.message)
+    if _may_show(doc, path, err.instance):
+        return doc.error(path, err.message)
+    return doc.error(path, _without_value(err))
+
+
+_SECRET_KEY = re.compile(r"key|secret|token|password|credential", re.I)
+
+
+def _may_show(doc: YamlDoc, path: PathKey, value: Any) -> bool:
+    """jsonschema's message quotes the value (`'PUTT' is not one of [...]`), and a reload logs
+    it. A short value written in the file may be quoted; a value from the environment or a
+    secret file, under a key that holds secrets, or a whole section may not."""
+    if any(p == path[: len(p)] for p in doc.expanded) or any(
+        _SECRET_KEY.search(str(part)) for part in path
+    ):
+        return False
+    return isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 40)
+
+
+def _without_value(err: jsonschema.ValidationError) -> str:
+    """The message with the value replaced by "the value"; file, line and key show where."""
+    message = err.message
+    for shown in {repr(err.instance), str(err.instance)}:
+        if shown and message.startswith(shown):
+            return "the value" + message[len(shown) :]
+    return message.replace(repr(err.instance), "the value")
 
 
 def schema(name: str) -> dict[str, Any]:

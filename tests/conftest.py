@@ -44,6 +44,8 @@ API_KEY = "test-key-1"
 SECOND_KEY = "test-key-2"
 API = "/api/v1"
 AUTH = {"Authorization": API_KEY}
+EXPERTFLOW_KEY = "ef-key"
+EF_AUTH = {"X-API-Key": EXPERTFLOW_KEY}  # Hybrid Chat's key (/customer, /label)
 
 
 def gateway_env(upstream_url: str, **more: str) -> dict[str, str]:
@@ -52,6 +54,7 @@ def gateway_env(upstream_url: str, **more: str) -> dict[str, str]:
         "ZENDESK_EMAIL": "demo@example.com",
         "ZENDESK_API_TOKEN": "sandbox-token",
         "GATEWAY_API_KEYS": f"{API_KEY},{SECOND_KEY}",
+        "EXPERTFLOW_API_KEYS": EXPERTFLOW_KEY,
         **more,
     }
 
@@ -266,6 +269,38 @@ class FakeTransport:
         pass
 
 
+async def raw_http(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (headers that are not UTF-8, bodies no client would build) to
+    127.0.0.1:port; the status, headers and body of the answer. The request should ask for
+    `Connection: close`."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+    if headers.get("transfer-encoding") == "chunked":
+        body = _unchunked(body)
+    return int(status_line.split()[1]), headers, body
+
+
+def _unchunked(data: bytes) -> bytes:
+    out = b""
+    while data:
+        size, _, rest = data.partition(b"\r\n")
+        n = int(size, 16)
+        if n == 0:
+            break
+        out, data = out + rest[:n], rest[n + 2 :]
+    return out
+
+
 # -- real processes: `python -m gateway ...` on free local ports, stopped by the test's fixture --
 
 
@@ -325,7 +360,14 @@ def start_demo(processes: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Pop
         *("--config", "config.example.yaml", "--port", str(port)),
         *("--sandbox-port", str(sandbox_port)),
         env=dict.fromkeys(
-            ("GATEWAY_API_KEYS", "GATEWAY_ADMIN_KEY", "ZENDESK_URL", "ZENDESK_OAUTH_TOKEN")
+            (
+                "GATEWAY_API_KEYS",
+                "GATEWAY_ADMIN_KEY",
+                "ZENDESK_URL",
+                "ZENDESK_OAUTH_TOKEN",
+                "EXPERTFLOW_API_KEYS",
+                "EXPERTFLOW_ALLOW_ANONYMOUS",
+            )
         ),
     )
     processes.append(proc)

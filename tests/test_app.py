@@ -1,16 +1,19 @@
-"""The app's front door: keys from secret files, and the failed-authentication limit."""
+"""The app's front door: keys from secret files, the failed-authentication limit, headers that
+are not text, and the framework's own answers with the one error body."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API, AUTH, ROOT, gateway_env
+from conftest import API, AUTH, ROOT, events, gateway_env, raw_http
 
-from gateway.config import Config, load_config
+from gateway.config import Config, Secret, load_config
 from gateway.errors import ConfigError
+from gateway.sandbox.server import CALLS
 
 
 def test_keys_can_come_from_secret_files(tmp_path: Path) -> None:
@@ -47,3 +50,102 @@ async def test_no_limit_by_default(client: Any) -> None:
             await client.get(f"{API}/customer/1001", headers={"Authorization": "x"})
         ).status == 401
     assert (await client.get(f"{API}/customer/1001", headers=AUTH)).status == 200
+
+
+# -- what the framework answers, and headers that are not text ----------------------------------
+
+
+def raw_get(path: str, *headers: bytes, method: bytes = b"GET") -> bytes:
+    return (
+        method + b" " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        + b"".join(h + b"\r\n" for h in headers) + b"\r\n"
+    )  # fmt: skip
+
+
+def error_of(status: int, headers: dict[str, str], body: bytes) -> str:
+    assert headers["content-type"].startswith("application/json"), (status, body[:100])
+    answer = json.loads(body)
+    assert "tracking id" in answer["message"] and answer["message"].endswith(")")
+    return str(answer["error"])
+
+
+@pytest.mark.parametrize("value", [b"test-key-1\xff", b"\xfftest-key-1", b"Bearer \xe9t\xe9"])
+async def test_an_authorization_that_is_not_text_is_absent(client: Any, value: bytes) -> None:
+    status, headers, body = await raw_http(
+        client.port, raw_get(f"{API}/customer/1001", b"Authorization: " + value)
+    )
+    assert status == 401 and error_of(status, headers, body) == "Unauthorized"
+
+
+@pytest.mark.parametrize("header", [b"X-API-Key: ef-key\xff", b"X-API-Key: \xc3"])
+async def test_an_expertflow_key_that_is_not_text_is_absent(client: Any, header: bytes) -> None:
+    status, headers, body = await raw_http(
+        client.port, raw_get("/customer?query=phone:%2B41791234567", header)
+    )
+    assert status == 401 and error_of(status, headers, body) == "Unauthorized"
+
+
+async def test_other_headers_that_are_not_text_are_ignored(
+    make_client: Any, config: Config, capsys: Any
+) -> None:
+    """X-Debug-Trace, X-Request-Id and Khoros's x-sf-* headers, with PII shown in logs."""
+    traced = dataclasses.replace(config, admin_key=Secret("admin-secret"), log_pii=True)
+    client = await make_client(traced)
+    status, headers, body = await raw_http(
+        client.port,
+        raw_get(
+            f"{API}/customer/1001",
+            b"Authorization: test-key-1",
+            b"X-Debug-Trace: admin-secret\xff",
+            b"X-Request-Id: abc\xff",
+            b"x-sf-user-email: agent\xff@example.com",
+            b"x-sf-company-id: \xe9",
+        ),
+    )
+    assert status == 200 and json.loads(body)["id"] == "1001"
+    assert "x-debug-trace" not in headers and headers["x-request-id"] != "abc\xff"
+    line = next(e for e in events(capsys.readouterr().out) if e["event"] == "request")
+    assert line["status"] == 200 and line["agent_email"] is None and line["company_id"] is None
+    status, headers, _ = await raw_http(
+        client.port,
+        raw_get(f"{API}/customer/1001", b"Authorization: test-key-1", b"X-Debug-Trace: \xff"),
+    )
+    assert status == 200 and "x-debug-trace" not in headers
+
+
+@pytest.mark.parametrize("method", [b"DELETE", b"OPTIONS", b"PUT", b"TRACE"])
+async def test_a_method_a_path_does_not_serve_is_405_with_allow(
+    client: Any, sandbox: Any, method: bytes
+) -> None:
+    for path, allowed in [
+        (f"{API}/customer/1001", {"GET", "PATCH"}),
+        (f"{API}/case", {"POST"}),
+        ("/label", {"GET"}),
+    ]:
+        before = list(sandbox.app[CALLS])
+        status, headers, body = await raw_http(
+            client.port, raw_get(path, b"Authorization: test-key-1", method=method)
+        )
+        assert status == 405 and error_of(status, headers, body) == "MethodNotAllowed"
+        assert set(headers["allow"].split(",")) >= allowed
+        assert sandbox.app[CALLS] == before
+
+
+async def test_unknown_paths_are_404_with_the_error_body(client: Any) -> None:
+    for path in ("/nope", f"{API}/customers/1/x", "/api/v1/case/1/interactions", "/%ff"):
+        status, headers, body = await raw_http(client.port, raw_get(path, b"Authorization: k"))
+        assert status == 404 and error_of(status, headers, body) == "NotFound"
+
+
+async def test_a_body_over_the_limit_is_413_everywhere(client: Any) -> None:
+    big = b"x" * (1024 * 1024 + 10)
+    for path, auth in [(f"{API}/customer", b"Authorization: test-key-1"), ("/nope", b"A: b")]:
+        status, headers, body = await raw_http(
+            client.port,
+            raw_get(path, auth, b"Content-Type: application/json",
+                    b"Content-Length: %d" % len(big), method=b"POST") + big,
+        )  # fmt: skip
+        assert status in (404, 413) and error_of(status, headers, body) in (
+            "PayloadTooLarge",
+            "NotFound",
+        )

@@ -37,8 +37,12 @@ def test_demo_prints_urls_and_key(processes: list[subprocess.Popen[bytes]]) -> N
     proc, port = start_demo(processes)
     assert wait_for(f"http://127.0.0.1:{port}/api/v1/case/5001", {"Authorization": "demo-key"})
     assert proc.stdout is not None
-    head = proc.stdout.readline() + proc.stdout.readline() + proc.stdout.readline()
+    head = b"".join(proc.stdout.readline() for _ in range(8))
     assert f"127.0.0.1:{port}/api/v1".encode() in head and b"127.0.0.1:" in head
+    # The demo's Hybrid Chat endpoints are open, and it says so.
+    assert f"127.0.0.1:{port}/customer?query=phone:{{refId}}".encode() in head
+    assert b"anonymous access allowed: demo data only" in head
+    assert wait_for(f"http://127.0.0.1:{port}/customer?query=phone:%2B41791234567")
 
 
 def test_invalid_config_stops_start_up_with_file_line_key(tmp_path: Path) -> None:

@@ -148,3 +148,63 @@ def test_an_unknown_region_is_refused_where_it_was_given(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, base), env={"GATEWAY_DEFAULT_REGION": "XX"})
     assert str(err.value).startswith("environment: GATEWAY_DEFAULT_REGION: 'XX' is not")
+
+
+# -- what a refusal may show: file, line and key, never the file's content -----------------------
+
+SECRET = "s3cr3t-value-from-the-env"
+
+
+def test_a_file_that_is_not_utf8_is_refused_by_file_and_line(tmp_path: Path) -> None:
+    text = "auth: {api_keys: k}\n# caf\xe9: la cl\xe9 est " + SECRET + "\nupstream: {}\n"
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (
+        f"{path}:2: (top level): not UTF-8 text (line 2, column 6): save the file as UTF-8"
+    )
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_a_secret_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "keys"
+    secret.write_bytes(b"cl\xe9-" + SECRET.encode())
+    path = write(
+        tmp_path,
+        f"auth:\n  api_keys: ${{file:{secret}}}\nupstream: {{mapping: m.yaml, base_url: 'http://x'}}\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}:2: auth.api_keys: secret file {secret} is not UTF-8 text"
+
+
+def test_yaml_errors_do_not_quote_the_file(tmp_path: Path) -> None:
+    for text in (
+        f"auth:\n  api_keys: {SECRET}\n\tupstream: x\n",
+        f"auth: {{api_keys: '{SECRET}\n",
+        f"auth:\n  api_keys: *{SECRET}\n",
+        f"auth: !!python/object:os.system {SECRET}\n",
+    ):
+        with pytest.raises(ConfigError) as err:
+            load_config(write(tmp_path, text))
+        assert "not valid YAML" in str(err.value) and SECRET not in str(err.value)
+
+
+def test_schema_errors_do_not_show_values_from_the_environment(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "auth: {api_keys: k, max_failures_per_minute: '${LIMIT}'}\n"
+        "upstream:\n  mapping: m.yaml\n  base_url: ${URL}\n  max_connections: many\n"
+        "  credentials: {api_token: [1, 2]}\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={"LIMIT": SECRET, "URL": SECRET})
+    lines = str(err.value).splitlines()
+    assert SECRET not in str(err.value)
+    assert lines == [
+        f"{path}:1: auth.max_failures_per_minute: the value does not match '^[0-9]+$'",
+        f"{path}:4: upstream.base_url: the value does not match '^https?://[^\\\\s/]+(/[^\\\\s]*)?$'",
+        f"{path}:5: upstream.max_connections: 'many' is not of type 'integer'",
+        f"{path}:6: upstream.credentials.api_token: the value is not of type 'string', 'null'",
+    ]

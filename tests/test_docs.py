@@ -41,7 +41,7 @@ async def test_the_walkthrough_works_as_written(
     import json
     import shutil
 
-    from conftest import API, AUTH, gateway_env
+    from conftest import API, AUTH, EF_AUTH, gateway_env
 
     from gateway import check, explain
     from gateway.config import load_config
@@ -85,7 +85,7 @@ async def test_the_walkthrough_works_as_written(
     assert await client.server.app[HOLDER].reload(config_file)
     jane = await (await client.get(f"{API}/customer/1001", headers=AUTH)).json()
     assert jane["loyaltyId"] == "L-7788"
-    labels = await (await client.get("/label")).json()
+    labels = await (await client.get("/label", headers=EF_AUTH)).json()
     assert {"name": "Diamond", "color_code": "#b9f2ff"}.items() <= labels[-1].items()
     found = await client.post(f"{API}/customers", json={"loyaltyId": "L-7788"}, headers=AUTH)
     assert [c["id"] for c in json.loads(await found.text())] == ["1001"]

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
-from conftest import API, AUTH, SECOND_KEY, SPECS, interaction
+from conftest import API, AUTH, EF_AUTH, SECOND_KEY, SPECS, interaction
 
 from gateway.config import Config
 from gateway.sandbox.server import CALLS
@@ -279,7 +279,7 @@ async def test_a_phone_extension_is_kept_apart_and_does_not_change_matching(
     best = {"phoneNumbers": ["+1 (555) 000-1111 ext 5"]}
     found = await (await client.post(f"{API}/customer/bestmatch", json=best, headers=AUTH)).json()
     assert [c["id"] for c in found] == [made["id"]]
-    routed = await client.get("/customer", params={"query": "phone:+15550001111"})
+    routed = await client.get("/customer", headers=EF_AUTH, params={"query": "phone:+15550001111"})
     assert (await routed.json())["_id"] == made["id"]
     # A new number without an extension takes the old one's extension away ...
     path = f"{API}/customer/{made['id']}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from conftest import API, AUTH, Upstream, interaction, ok, someone
+from conftest import API, AUTH, EF_AUTH, Upstream, interaction, ok, someone
 
 
 async def test_a_customer_from_creation_to_best_match(upstream: Upstream) -> None:
@@ -88,13 +88,13 @@ async def test_priority_routing_by_phone(upstream: Upstream) -> None:
         await c.patch(f"{API}/customer/{customer['id']}", json=upstream.label_change, headers=AUTH),
         201,
     )
-    labels = await ok(await c.get("/label"))
+    labels = await ok(await c.get("/label", headers=EF_AUTH))
     gold = next(lab for lab in labels if lab["name"] == "Gold")
     query = "phone:" + person["phone"].replace("+", "00")
-    found = await ok(await c.get("/customer", params={"query": query}))
+    found = await ok(await c.get("/customer", params={"query": query}, headers=EF_AUTH))
     assert found["_id"] == customer["id"] and found["phone1"] == person["phone"]
     assert found["first_name"] == "Scenario" and found["labels"] == [gold["_id"]]
-    unknown = await c.get("/customer", params={"query": "phone:+1 999 555 0000"})
+    unknown = await c.get("/customer", params={"query": "phone:+1 999 555 0000"}, headers=EF_AUTH)
     assert unknown.status == 404
 
 
@@ -109,7 +109,9 @@ async def test_phone_numbers_as_the_world_writes_them(upstream: Upstream, make_c
     assert made.get("phone_extension") == ("12" if upstream.name == "zendesk" else None)
     spaced = f"+41 {national[1:]}"
     for number in (national, spaced, e164.replace("+", "00"), f"{e164} x3"):
-        found = await ok(await swiss.get("/customer", params={"query": f"phone:{number}"}))
+        found = await ok(
+            await swiss.get("/customer", headers=EF_AUTH, params={"query": f"phone:{number}"})
+        )
         assert found["_id"] == made["id"] and found["phone1"] == e164, number
     searched = await ok(
         await swiss.post(f"{API}/customers", json={"phone": national}, headers=AUTH)
@@ -120,7 +122,9 @@ async def test_phone_numbers_as_the_world_writes_them(upstream: Upstream, make_c
     assert [x["id"] for x in found] == [made["id"]]
     # Without a default region a national number is no number: 404 to a lookup, 400 to a write.
     plain = upstream.client
-    assert (await plain.get("/customer", params={"query": f"phone:{national}"})).status == 404
+    assert (
+        await plain.get("/customer", headers=EF_AUTH, params={"query": f"phone:{national}"})
+    ).status == 404
     resp = await plain.patch(f"{API}/customer/{made['id']}", json={"phone": national}, headers=AUTH)
     assert resp.status == 400 and (await resp.json())["fields"][0]["name"] == "phone"
     again = await ok(await plain.get(f"{API}/customer/{made['id']}", headers=AUTH))
@@ -169,7 +173,7 @@ async def test_hostile_values_never_widen_a_search(upstream: Upstream) -> None:
         body = {"displayName": value, "screenName": value, "email": value, "phoneNumbers": [value]}
         resp = await c.post(f"{API}/customer/bestmatch", json=body, headers=AUTH)
         assert resp.status == 200 and await resp.json() == [], (upstream.name, repr(value))
-        resp = await c.get("/customer", params={"query": f"phone:{value}"})
+        resp = await c.get("/customer", params={"query": f"phone:{value}"}, headers=EF_AUTH)
         assert resp.status in (400, 404), (upstream.name, repr(value), resp.status)
     # A value that is a prefix, a wildcard or a fragment of a real one still finds nothing.
     for partial in (

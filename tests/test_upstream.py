@@ -9,7 +9,7 @@ import dataclasses
 import time
 from typing import Any
 
-from conftest import API, AUTH, FAST_BUDGET, interaction
+from conftest import API, AUTH, EF_AUTH, FAST_BUDGET, interaction
 
 from gateway.config import Config
 from gateway.sandbox.server import CALLS, Faults
@@ -46,8 +46,8 @@ async def test_after_one_customers_limit_other_customers_reads_and_writes_answer
         gw.get(f"{API}/customer/1001/cases", headers=AUTH),
         gw.patch(f"{API}/case/5001", json={"interactions": [interaction("rl")]}, headers=AUTH),
         gw.post(f"{API}/customers", json={"email": "jane@example.com"}, headers=AUTH),
-        gw.get("/customer?query=phone:%2B41791234567"),
-        gw.get("/label"),
+        gw.get("/customer?query=phone:%2B41791234567", headers=EF_AUTH),
+        gw.get("/label", headers=EF_AUTH),
     )
     assert [r.status for r in others] == [201, 200, 200, 200, 200, 200, 200, 200]
     before = calls(sandbox, PUT_1002)

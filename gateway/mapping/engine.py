@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from gateway import logs
@@ -24,10 +25,12 @@ from gateway.mapping import paging
 from gateway.mapping.cases import CaseWrites
 from gateway.mapping.codecs import Codecs
 from gateway.mapping.customers import CustomerWrites
+from gateway.mapping.fanout import FanOutLimits, plan
 from gateway.mapping.model import FieldSpec, MappingSpec, ObjectSpec, Operation, Request, Step
-from gateway.mapping.spec import discovered_field, with_fields
+from gateway.mapping.spec import discovered_fields, with_fields
 from gateway.mapping.translate import failed_answer, translate
 from gateway.recall import Recall
+from gateway.text import may_need_repair, repaired
 
 # Times an operation runs at most: again after a guarded write met a conflict, or after a
 # write whose outcome is unknown (its first steps read what the write did).
@@ -60,11 +63,13 @@ class Engine:
         recall: Recall,
         grace_seconds: float,
         codecs: Codecs,
+        limits: FanOutLimits | None = None,
     ) -> None:
         """``grace_seconds``: how long a create may run on past its caller's deadline (one
         attempt's time), so that what it made is known to its repeat."""
         self.mapping = mapping
         self.codecs = codecs
+        self.limits = limits or FanOutLimits()
         self.upstream = upstream
         self.caches = caches
         self.locks = locks  # one writer per case (and per create)
@@ -89,15 +94,10 @@ class Engine:
     async def _discover(self, obj: ObjectSpec) -> tuple[FieldSpec, ...]:
         spec = obj.custom_fields
         assert spec is not None
-        data = await self.fetch(spec.request, self.base_ctx, kind=obj.kind)
-        taken = {f.name for f in obj.fields}
-        found = []
-        for item in spec.items(data) or []:
-            f = discovered_field(spec, item) if isinstance(item, Mapping) else None
-            if f is not None and f.name not in taken:
-                taken.add(f.name)
-                found.append(f)
-        return tuple(found)
+        # kind=None: an error answer here is not read by fields, which wait for this very load.
+        data = await self.fetch(spec.request, self.base_ctx, kind=None)
+        where = f"{spec.request.method} {spec.request.path.source}"
+        return discovered_fields(spec, data, {f.name for f in obj.fields}, where)
 
     async def meta(self, kind: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.caches["meta"].get(kind, lambda: self._meta(kind))
@@ -118,13 +118,10 @@ class Engine:
     async def bestmatch(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         obj = await self.object("customer")
         by_name = {f.name: f for f in obj.fields}
-        searches = []
-        for s in self.mapping.strategies:
-            values = s.values({"body": body})
-            values = [values] if isinstance(values, str) else list(values or [])
-            for v in values:
-                if isinstance(v, str | int) and str(v).strip():
-                    searches.append(self._search(obj, [(by_name[s.field], str(v))], s.match))
+        planned, ignored = plan(self.mapping.strategies, body, self.limits)
+        if ignored:
+            self.log.warning("bestmatch_limited", searches=len(planned), ignored_values=ignored)
+        searches = [self._search(obj, [(by_name[s.field], v)], s.match) for s, v in planned]
         # Concurrently, inside the one budget; any failure fails the whole answer, because an
         # empty best match makes the agent create a duplicate customer.
         results = await asyncio.gather(*searches)
@@ -336,7 +333,7 @@ class Engine:
         ctx: Mapping[str, Any],
         *,
         not_found: str | None = None,
-        kind: str = "customer",
+        kind: str | None = "customer",
         page: paging.Next | None = None,
         unknown: bool = False,
     ) -> Any:
@@ -367,6 +364,9 @@ class Engine:
             if unknown:
                 raise _OutcomeUnknown(exc) from None
             raise
+        if may_need_repair(resp.text):
+            # A record holding a lone surrogate or NUL must still read: repaired to U+FFFD.
+            resp = replace(resp, data=repaired(resp.data))
         if resp.ok:
             return resp.data
         error = await self._error(resp, req, not_found, kind)
@@ -375,9 +375,9 @@ class Engine:
         raise error
 
     async def _error(
-        self, resp: Response, req: Request, not_found: str | None, kind: str
+        self, resp: Response, req: Request, not_found: str | None, kind: str | None
     ) -> GatewayError:
-        fields = (await self.object(kind)).fields if resp.status in (400, 422) else ()
+        fields = (await self.object(kind)).fields if kind and resp.status in (400, 422) else ()
         where = f"{req.method} {req.path.source}"
         return translate(self.mapping.errors, resp, where, not_found, fields)
 

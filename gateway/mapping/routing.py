@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from gateway.errors import BadGateway
 from gateway.mapping.codecs import PhoneNumbers
 from gateway.mapping.expr import Path, Template
 
@@ -88,15 +89,21 @@ def label_id(upstream: str, key: str) -> str:
 
 
 def label_entries(spec: LabelSource, data: Any) -> list[tuple[str, str]]:
-    """(key, name) of every label, from the upstream answer or the declared set."""
+    """(key, name) of every label, from the upstream answer or the declared set. An answer of
+    another shape (no list where `items` points, an entry without a key) is the upstream's
+    error, not "no labels": it must not be cached in place of the real labels."""
     if spec.request is None:
         return list(spec.declared)
-    found = (spec.items(data) if spec.items else None) or []
+    found = spec.items(data) if spec.items else None
+    where = f"{spec.request.method} {spec.request.path.source}"
+    if not isinstance(found, list):
+        raise BadGateway(detail=f"{where}: `items` found no list of labels")
     out = []
-    for item in found if isinstance(found, list) else []:
+    for n, item in enumerate(found):
         key, name = spec.key(item), spec.name(item)
-        if key not in (None, ""):
-            out.append((str(key), str(name if name is not None else key)))
+        if isinstance(key, dict | list) or key in (None, ""):
+            raise BadGateway(detail=f"{where}: label {n} has no key")
+        out.append((str(key), str(name if name is not None else key)))
     return out
 
 

@@ -15,7 +15,7 @@ from collections import deque
 from types import TracebackType
 
 from gateway import deadline, logs, metrics
-from gateway.errors import BadGateway, DeadlineExceeded, UpstreamUnavailable
+from gateway.errors import BadGateway, DeadlineExceeded, MappingFailed, UpstreamUnavailable
 from gateway.exchange import Response
 from gateway.upstream.clock import SYSTEM, Clock
 from gateway.upstream.settings import BreakerSettings
@@ -37,6 +37,8 @@ def verdict(answer: Response | None, exc: BaseException | None) -> Verdict:
         # Cancelled when the request's budget ran out: the CRM did not answer in time.
         left = deadline.left()
         return Verdict.FAILURE if left is not None and left <= 0 else Verdict.NEUTRAL
+    if isinstance(exc, MappingFailed):
+        return Verdict.NEUTRAL  # the mapping could not read an answer: not the CRM's health
     if isinstance(exc, DeadlineExceeded | BadGateway):
         return Verdict.FAILURE  # no answer in time, reset, refused, garbage, refresh failed
     return Verdict.NEUTRAL  # a wait past the budget (UpstreamUnavailable), or our own bug

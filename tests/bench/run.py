@@ -109,6 +109,7 @@ def gateway(upstream: str, workers: int = 1) -> Iterator[tuple[str, subprocess.P
         "ZENDESK_EMAIL": "demo@example.com",
         "ZENDESK_API_TOKEN": "sandbox-token",
         "GATEWAY_API_KEYS": KEY,
+        "EXPERTFLOW_API_KEYS": KEY,
     }
     cmd = [
         gateway_bin(),
@@ -318,7 +319,7 @@ def main() -> int:
                     rows.append(
                         (
                             "gateway 1w: /label (cached)",
-                            median_of(RUNS, url=f"{gw}/label", auth=KEY),
+                            median_of(RUNS, url=f"{gw}/label?api_key={KEY}", auth=KEY),
                         )
                     )
                     direct = asyncio.run(paced(find_up, UPSTREAM_AUTH, 500, 5))
@@ -329,7 +330,7 @@ def main() -> int:
                     facts["paced_gateway"] = through
                     label_rps = rows[-1][1]["rps"]
                     seconds = max(5, int(100_000 / max(label_rps, 1)) + 2)
-                    soak = wrk(f"{gw}/label", auth=KEY, seconds=seconds)
+                    soak = wrk(f"{gw}/label?api_key={KEY}", auth=KEY, seconds=seconds)
                     facts["soak_requests"] = soak["requests"]
                     facts["rss_mb"] = rss_mb(proc.pid)
     with sandbox("--delay", "60") as hung, gateway(hung) as (gw, _):
