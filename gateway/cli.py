@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--port", type=int, help="port to bind (default from config: 8080)")
     serve.add_argument("--workers", type=int, default=1, help="processes to serve with")
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    # A worker's listening socket, line to the supervisor and shared directory, from it.
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--line-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--state-dir", help=argparse.SUPPRESS)
     demo.add_argument("--sandbox-port", type=int, default=8081)
     check = sub.add_parser("check", help="validate the config and mapping, as start-up does")
     check.add_argument("--config", required=True)
@@ -143,12 +148,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  try: curl -H 'Authorization: {DEMO_KEY}' {base}/customer/1001\n",
             flush=True,
         )
-    if args.command == "serve" and args.workers > 1:
-        return serving.supervise(config, args.workers)
+    worker = args.command == "serve" and args.worker
+    if worker and args.listen_fd is not None:
+        sock = socket.socket(fileno=args.listen_fd)  # bound by the supervisor
+    else:
+        try:
+            sock = serving.listen(config.host, config.port)
+        except serving.PortInUse as exc:
+            print(f"crm-gateway: {exc}", file=sys.stderr)
+            return 1
+    if args.command == "serve" and args.workers > 1 and not worker:
+        return serving.supervise(config, args.workers, sock)
+    line = socket.socket(fileno=args.line_fd) if worker and args.line_fd is not None else None
     sandbox_port = args.sandbox_port if args.command == "demo" else None
     serving.run(
         serving.serve(
-            config, sandbox_port=sandbox_port, worker=args.command == "serve" and args.worker
+            config,
+            sock,
+            sandbox_port=sandbox_port,
+            worker=worker,
+            line=line,
+            state_dir=args.state_dir if worker else None,
         )
     )
     return 0
