@@ -9,10 +9,12 @@ from aiohttp import web
 from gateway import jsonio, runtime
 from gateway.cache import Caches
 from gateway.errors import BadRequest, FieldError
+from gateway.fleet.state import FLEET
 
 
 async def purge_caches(request: web.Request) -> web.Response:
-    """`POST /admin/cache/purge`, optionally `{"caches": ["labels", ...]}`: empty the caches."""
+    """`POST /admin/cache/purge`, optionally `{"caches": ["labels", ...]}`: empty the caches,
+    here and in every other process of the fleet."""
     raw = await request.read()
     try:
         body = json.loads(raw) if raw.strip() else {}
@@ -24,4 +26,7 @@ async def purge_caches(request: web.Request) -> web.Response:
             "Unknown cache.",
             fields=[FieldError("caches", "Choose from: " + ", ".join(Caches.NAMES))],
         )
-    return jsonio.response({"purged": runtime.of(request).caches.purge(names)})
+    purged = runtime.of(request).caches.purge(names)
+    # Then every other worker and replica (docs/behaviour.md §5): how many processes did.
+    processes = await request.app[FLEET].purge(purged)
+    return jsonio.response({"purged": purged, "processes": processes})

@@ -8,10 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from gateway import yamlfile
 from gateway.cache import CacheSettings
 from gateway.errors import ConfigError
+from gateway.fleet.settings import SharedStateSettings
 from gateway.upstream.settings import BreakerSettings, RetrySettings
 
 
@@ -79,6 +81,12 @@ DEFAULTS: dict[str, Any] = {
     "admin": {"api_key": None},
     "logging": {"level": "info", "format": "json", "pii": False},
     "settings": {"public_comments": False},
+    "shared_state": {
+        "redis_url": None,
+        "timeout_seconds": 0.25,
+        "retry_seconds": 1.0,
+        "key_prefix": "crm-gateway",
+    },
 }
 
 
@@ -112,6 +120,7 @@ class Config:
     log_format: str
     log_pii: bool
     settings: Mapping[str, Any] = field(default_factory=dict)
+    shared_state: SharedStateSettings = field(default_factory=SharedStateSettings)
 
 
 def _merged(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -138,7 +147,14 @@ def secrets_of(config: Config) -> list[str]:
         found += [config.oauth.client_secret, config.oauth.refresh_token]
     # An email is an identifier, not a secret; it is masked as PII instead.
     emails = {v for k, v in config.credentials.items() if "email" in k}
-    return [s.reveal() for s in found if s and s not in emails]
+    out = [s.reveal() for s in found if s and s not in emails]
+    url = config.shared_state.redis_url
+    if url:  # it may hold a password: the URL and the password are both secrets
+        out.append(url)
+        password = urlsplit(url).password
+        if password:
+            out += [password, unquote(password)]
+    return out
 
 
 @dataclass(frozen=True)
@@ -217,4 +233,16 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         log_format=c["logging"]["format"],
         log_pii=str(c["logging"]["pii"]).strip().lower() in ("true", "1", "yes"),
         settings=c["settings"],
+        shared_state=_shared_state(c["shared_state"]),
+    )
+
+
+def _shared_state(raw: Mapping[str, Any]) -> SharedStateSettings:
+    """Redis is on when a URL is given (`${REDIS_URL:-}` in the example config)."""
+    url = str(raw.get("redis_url") or "").strip()
+    return SharedStateSettings(
+        redis_url=url or None,
+        timeout_seconds=float(raw["timeout_seconds"]),
+        retry_seconds=float(raw["retry_seconds"]),
+        key_prefix=str(raw["key_prefix"]),
     )

@@ -15,6 +15,7 @@ from gateway.cache import Caches
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError
 from gateway.expertflow import Routing
+from gateway.fleet.state import Fleet
 from gateway.mapping.engine import Engine
 from gateway.mapping.model import MappingSpec
 from gateway.mapping.spec import load_mapping
@@ -33,12 +34,17 @@ class Runtime:
 
 
 def build(
-    config: Config, mapping: MappingSpec | None = None, *, transport: Transport | None = None
+    config: Config,
+    mapping: MappingSpec | None = None,
+    *,
+    transport: Transport | None = None,
+    fleet: Fleet | None = None,
 ) -> Runtime:
     """Everything a config and its mapping make; raises ConfigError, touches no network.
-    ``transport`` replaces HTTP to the upstream (`explain`'s dry run)."""
+    ``transport`` replaces HTTP to the upstream (`explain`'s dry run); ``fleet`` is the state
+    shared with other processes (none: this process on its own)."""
     mapping = mapping or load_mapping(config.mapping_file)
-    upstream = connect.upstream(config, mapping, transport)
+    upstream = connect.upstream(config, mapping, transport, fleet=fleet)
     caches = Caches(config.caches)
     engine = Engine(
         mapping, upstream, caches, settings=config.settings, upstream_url=config.upstream_url
@@ -52,14 +58,15 @@ def build(
 
 
 # What a restart is needed for: the routes and the listening socket are made once.
-RESTART_ONLY = ("host", "port", "base_path", "expertflow_prefix")
+RESTART_ONLY = ("host", "port", "base_path", "expertflow_prefix", "shared_state")
 
 
 class Holder:
     """The live Runtime of an app, swapped atomically by `reload`."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, fleet: Fleet | None = None) -> None:
         self.current = runtime
+        self.fleet = fleet
         self._lock = asyncio.Lock()
         self._retired: set[asyncio.Task[None]] = set()
 
@@ -71,7 +78,7 @@ class Holder:
             old = self.current
             try:
                 config = load_config(config_file)
-                new = build(config)
+                new = build(config, fleet=self.fleet)
             except ConfigError as exc:
                 log.error("reload_refused", config=str(config_file), problems=str(exc).splitlines())
                 return False
