@@ -14,11 +14,11 @@ import pytest
 from conftest import RedisServer, events, free_port
 
 from gateway import deadline, metrics
-from gateway.fleet.redis import LeaseTimeout, SharedRedis, Unavailable, client
+from gateway.fleet.redis import LeaseTimeout, SharedRedis, Unavailable, connect
 
 
 def shared(url: str, **more: Any) -> SharedRedis:
-    return SharedRedis(client(url, 0.25), prefix="test", **more)
+    return connect(url, prefix="test", **more)
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ class RedisPurges:
         """Run until cancelled: receive purges; re-subscribe by itself after Redis failed."""
         lost = False
         while True:
-            pubsub = self.redis.redis.pubsub()
+            pubsub = self.redis.subscriber.pubsub()
             try:
                 async with asyncio.timeout(self.redis.timeout):
                     await pubsub.subscribe(self.channel)

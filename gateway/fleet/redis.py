@@ -62,15 +62,29 @@ class LeaseTimeout(Exception):
     """Another holder kept the lease for longer than we could wait."""
 
 
-def client(url: str, timeout: float) -> aioredis.Redis:
+def connect(
+    url: str, *, prefix: str, timeout: float = 0.25, retry_seconds: float = 1.0
+) -> SharedRedis:
+    """Redis at ``url``; connections are made on first use."""
+    return SharedRedis(
+        client(url, timeout),
+        subscriber=client(url, timeout, retries=0),
+        prefix=prefix,
+        timeout=timeout,
+        retry_seconds=retry_seconds,
+    )
+
+
+def client(url: str, timeout: float, *, retries: int = 1) -> aioredis.Redis:
     """A client for `redis://`, `rediss://` (TLS, managed Redis), `unix://`, or
     `redis+sentinel://[:password@]host:port[,host:port...]/service[/db]` (the master that
-    Sentinel names, found again after a failover)."""
+    Sentinel names, found again after a failover). ``retries``: one more try on a fresh
+    connection, since a restarted Redis leaves dead ones in the pool; none for a subscription,
+    whose loss must be seen (messages may have been missed meanwhile)."""
     options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
-        # One more try on a fresh connection: a restarted Redis leaves dead ones in the pool.
-        "retry": Retry(NoBackoff(), 1),
+        "retry": Retry(NoBackoff(), retries),
         "decode_responses": True,
     }
     if not url.startswith("redis+sentinel://"):
@@ -96,12 +110,14 @@ class SharedRedis:
         self,
         redis: aioredis.Redis,
         *,
+        subscriber: aioredis.Redis | None = None,
         prefix: str,
         timeout: float = 0.25,
         retry_seconds: float = 1.0,
         clock: Clock = SYSTEM,
     ) -> None:
         self.redis, self.prefix, self.timeout = redis, prefix, timeout
+        self.subscriber = subscriber or redis  # the client subscriptions are made with
         self.retry_seconds, self.clock = retry_seconds, clock
         self._down_until: float | None = None  # monotonic; None: up
         metrics.SHARED_STATE_UP.set(1)
@@ -155,6 +171,8 @@ class SharedRedis:
 
     async def close(self) -> None:
         await self.redis.aclose()
+        if self.subscriber is not self.redis:
+            await self.subscriber.aclose()
 
     # -- primitives ------------------------------------------------------------------------
 

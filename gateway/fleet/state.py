@@ -109,8 +109,8 @@ def build(
     settings = config.shared_state
     redis = None
     if settings.redis_url:
-        redis = shared.SharedRedis(
-            shared.client(settings.redis_url, settings.timeout_seconds),
+        redis = shared.connect(
+            settings.redis_url,
             prefix=f"{settings.key_prefix}:{digest(config.upstream_url)}",
             timeout=settings.timeout_seconds,
             retry_seconds=settings.retry_seconds,
