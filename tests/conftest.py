@@ -416,3 +416,52 @@ def redis_server(redis_binary: str, tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+# -- a fleet of gateway processes in front of one in-process sandbox --------------------------
+
+# Every call the sandbox answered: (wall-clock start, answered, method, path, status).
+TIMELINE: web.AppKey[list[tuple[float, float, str, str, int]]] = web.AppKey("timeline", list)
+
+
+@web.middleware
+async def _timeline(request: web.Request, handler: Any) -> web.StreamResponse:
+    started = time.time()
+    response: web.StreamResponse = await handler(request)
+    request.app[TIMELINE].append(
+        (started, time.time(), request.method, request.path, response.status)
+    )
+    return response
+
+
+@pytest.fixture
+async def watched_sandbox(aiohttp_server: Any, store: Store) -> AsyncIterator[TestServer]:
+    """The sandbox, in this process (faults and credentials at hand) for gateway processes to
+    call, with a timeline of the calls it answered (when, what, which status)."""
+    app = create_sandbox(store)
+    app[TIMELINE] = []
+    app.middlewares.insert(0, _timeline)
+    server: TestServer = await aiohttp_server(app)
+    store.base_url = str(server.make_url("")).rstrip("/")
+    yield server
+    creds = server.app[CREDENTIALS]
+    SECRETS.update(creds.issued, creds.deleted, {creds.refresh_token})
+
+
+def process_config(tmp_path: Path, **sections: dict[str, Any]) -> Path:
+    """config.example.yaml with some sections changed (merged one level deep), for gateway
+    processes: the mapping is the repository's."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    data["upstream"]["mapping"] = str(ROOT / "mappings/zendesk.yaml")
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    path = tmp_path / f"gateway-{len(list(tmp_path.glob('gateway-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+async def until_up(port: int, timeout: float = 30) -> None:
+    """Wait for a gateway process's /healthz without blocking this test's event loop."""
+    await asyncio.to_thread(wait_for, f"http://127.0.0.1:{port}/healthz", None, timeout)
