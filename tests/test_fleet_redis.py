@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,7 +127,7 @@ async def test_an_unreachable_redis_fails_fast_once_then_not_at_all_until_retry(
 
 
 @pytest.fixture
-def silent_port() -> AsyncIterator[int]:
+def silent_port() -> Iterator[int]:
     """A port that accepts connections and never answers: a hung Redis."""
     server = socket.create_server(("127.0.0.1", 0))
     yield server.getsockname()[1]
@@ -161,3 +163,36 @@ async def test_it_reconnects_by_itself_after_redis_restarts(redis_server: RedisS
     await r.set("test:k", "2")
     assert await r.get("test:k") == "2" and r.up
     await r.close()
+
+
+async def test_a_sentinel_url_finds_the_master(
+    redis_server: RedisServer, redis_binary: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"  # Sentinel rewrites its own config file
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor mymaster 127.0.0.1 {redis_server.port} 1\n"
+    )
+    sentinel = subprocess.Popen(
+        [redis_binary, str(conf), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        r = shared(f"redis+sentinel://127.0.0.1:{port}/mymaster/0")
+        end = time.monotonic() + 10
+        while True:  # until the sentinel answers
+            try:
+                await r.set("test:via-sentinel", "yes")
+                break
+            except Unavailable:
+                assert time.monotonic() < end
+                await asyncio.sleep(0.2)
+        direct = shared(redis_server.url)
+        assert await direct.get("test:via-sentinel") == "yes"
+        await r.close()
+        await direct.close()
+    finally:
+        sentinel.kill()
+        sentinel.wait()
