@@ -42,15 +42,12 @@ async def test_a_lease_has_one_holder_at_a_time_across_clients(replicas: list[Sh
 
     async def critical(r: SharedRedis) -> None:
         nonlocal inside, peak, done
-        token = await r.acquire("test:lock", lease_seconds=5, wait_seconds=10)
-        try:
+        async with r.lease("test:lock", lease_seconds=5, wait_seconds=10):
             inside += 1
             peak = max(peak, inside)
             await asyncio.sleep(0.005)
             inside -= 1
             done += 1
-        finally:
-            await r.release("test:lock", token)
 
     await asyncio.gather(*(critical(replicas[n % 3]) for n in range(24)))
     assert (peak, done) == (1, 24)

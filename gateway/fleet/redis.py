@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import math
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -218,6 +219,17 @@ class SharedRedis:
         """Give the lease back if it is still ours; a Redis failure here only lets it expire."""
         with contextlib.suppress(Unavailable):
             await self.run("release", lambda r: r.eval(_RELEASE, 1, key, token))
+
+    @asynccontextmanager
+    async def lease(
+        self, key: str, lease_seconds: float, wait_seconds: float
+    ) -> AsyncIterator[None]:
+        """Hold the lease on ``key`` around a block (`acquire`, then `release`)."""
+        token = await self.acquire(key, lease_seconds, wait_seconds)
+        try:
+            yield
+        finally:
+            await self.release(key, token)
 
     async def publish(self, channel: str, message: str) -> int:
         """How many subscribers received it."""
