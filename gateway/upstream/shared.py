@@ -9,6 +9,7 @@ import asyncio
 import fcntl
 import json
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -101,8 +102,15 @@ class LocalTokenStore:
                 "refresh_token": tokens.refresh,
                 "expires_at": tokens.expires_at,
             }
-            _write_private(self._file, json.dumps(saved))
-            self._seen = _stamp(self._file)
+            try:
+                self._seen = _write_private(self._file, json.dumps(saved))
+            except OSError as exc:  # kept in memory (and in Redis, if any): serve on, loudly
+                logs.get().error(
+                    "oauth_token_file_unwritable",
+                    file=str(self._file),
+                    error=exc.strerror,
+                    action="a restart would use older tokens: fix the file's directory",
+                )
 
     @asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
@@ -170,11 +178,19 @@ async def _file_lock(path: Path) -> AsyncIterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write so that only the owner can read, and readers never see half a file."""
+def _write_private(path: Path, text: str) -> tuple[int, int, int]:
+    """Write so that only the owner can read, and readers never see half a file; a temporary
+    file of its own, since other processes may write the same file at the same time. Answers
+    the written file's stamp."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            st = os.fstat(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return st.st_ino, st.st_mtime_ns, st.st_size
