@@ -135,15 +135,15 @@ async def test_a_slow_redis_costs_its_timeout_and_never_more_than_the_budget(
     silent_port: int,
 ) -> None:
     r = shared(f"redis://127.0.0.1:{silent_port}/0")
-    started = time.monotonic()
     with deadline.budget(0.05, 0.0), pytest.raises(Unavailable):
         await r.get("k")
-    assert time.monotonic() - started < 0.2
-    assert r.up  # the request's budget ran out, not Redis: nobody else falls back for it
+    # Cut short by the budget (had it waited the 0.25 s timeout, Redis would be down now):
+    # the request's budget ran out, not Redis, so nobody else falls back for it.
+    assert r.up
     started = time.monotonic()
     with pytest.raises(Unavailable):
         await r.get("k")
-    assert 0.2 <= time.monotonic() - started < 1.0  # the 0.25 s timeout
+    assert 0.2 <= time.monotonic() - started < 2.0  # the 0.25 s timeout, not the socket's
     assert not r.up
     await r.close()
 
