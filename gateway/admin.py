@@ -10,13 +10,18 @@ from gateway import jsonio, runtime
 from gateway.body import read_object
 from gateway.cache import Caches
 from gateway.errors import BadRequest, FieldError
+from gateway.fleet.state import FLEET
 
 
 async def purge_caches(request: web.Request) -> web.Response:
-    """`POST /admin/cache/purge`, optionally `{"caches": ["labels", ...]}`: empty the caches."""
+    """`POST /admin/cache/purge`, optionally `{"caches": ["labels", ...]}`: empty the caches,
+    here and in every other process of the fleet."""
     # Any content type: an operator's `curl -d` sends form encoding.
     body = await read_object(request, json_type=False) or {}
-    return jsonio.response({"purged": runtime.of(request).caches.purge(_names(body))})
+    purged = runtime.of(request).caches.purge(_names(body))
+    # Then every other worker and replica (docs/behaviour.md §5): how many processes did.
+    processes = await request.app[FLEET].purge(purged)
+    return jsonio.response({"purged": purged, "processes": processes})
 
 
 def _names(body: dict[str, Any]) -> list[str] | None:

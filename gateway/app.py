@@ -37,6 +37,8 @@ from gateway.errors import (
     Unauthorized,
     for_status,
 )
+from gateway.fleet import state as fleet_state
+from gateway.fleet.state import Fleet
 from gateway.mapping.model import MappingSpec
 from gateway.text import is_text
 
@@ -206,13 +208,18 @@ def _error(exc: GatewayError, request_id: str) -> web.Response:
     return jsonio.response(exc.body(request_id), status=exc.status, headers=exc.headers)
 
 
-def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Application:
+def create_app(
+    config: Config, mapping: MappingSpec | None = None, *, fleet: Fleet | None = None
+) -> web.Application:
+    """``fleet``: what this process shares with the others (default: as the config says)."""
     logs.configure(
         config.log_level, config.log_format, secrets=secrets_of(config), pii=config.log_pii
     )
-    holder = runtime.Holder(runtime.build(config, mapping))
+    fleet = fleet or fleet_state.build(config)
+    holder = runtime.Holder(runtime.build(config, mapping, fleet=fleet), fleet)
     app = web.Application(middlewares=[_serve], client_max_size=MAX_BODY_BYTES)
     app[runtime.HOLDER] = holder
+    app[fleet_state.FLEET] = fleet
     app[FAILURES] = FailureLimit()
     app[health.LAST_PROBE] = health.LastProbe()
     base = config.base_path.rstrip("/")
@@ -228,6 +235,7 @@ def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Applic
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         await holder.current.upstream.start()
+        await fleet.start(lambda names: holder.current.caches.purge(names))
         watcher = None
         if config.watch_seconds > 0:
             watcher = asyncio.create_task(runtime.watch(holder, config.file, config.watch_seconds))
@@ -235,6 +243,7 @@ def create_app(config: Config, mapping: MappingSpec | None = None) -> web.Applic
         if watcher is not None:
             watcher.cancel()
         await holder.close()
+        await fleet.close()
 
     app.cleanup_ctx.append(upstream_session)
     return app

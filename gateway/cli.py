@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -152,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--port", type=int, help="port (else $GATEWAY_PORT, else the config)")
     serve.add_argument("--workers", type=int, help="processes (else $GATEWAY_WORKERS, else 1)")
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    # A worker's listening socket, line to the supervisor and shared directory, from it.
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--line-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--state-dir", help=argparse.SUPPRESS)
     demo.add_argument("--sandbox-port", type=int, default=8081)
     check.add_argument("--online", action="store_true", help="also compare with the upstream")
     explain.add_argument("operation", choices=EXPLAINED)
@@ -236,15 +241,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
     _start_writer(env)
+    worker = args.command == "serve" and args.worker
+    if worker and args.listen_fd is not None:
+        sock = socket.socket(fileno=args.listen_fd)  # bound by the supervisor
+    else:
+        try:
+            sock = serving.listen(config.host, config.port)
+        except serving.PortInUse as exc:
+            print(f"crm-gateway: {exc}", file=sys.stderr)
+            return 1
     # A worker is one process, whatever GATEWAY_WORKERS its supervisor passed on to it.
-    if args.command == "serve" and not args.worker:
+    if args.command == "serve" and not worker:
         workers = args.workers if args.workers is not None else env.workers or 1
         if workers > 1:
-            return serving.supervise(config, workers)
+            return serving.supervise(config, workers, sock)
+    line = socket.socket(fileno=args.line_fd) if worker and args.line_fd is not None else None
     sandbox_port = args.sandbox_port if args.command == "demo" else None
     serving.run(
         serving.serve(
-            config, sandbox_port=sandbox_port, worker=args.command == "serve" and args.worker
+            config,
+            sock,
+            sandbox_port=sandbox_port,
+            worker=worker,
+            line=line,
+            state_dir=args.state_dir if worker else None,
         )
     )
     return 0

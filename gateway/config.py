@@ -9,12 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import phonenumbers
 
 from gateway import shipped, yamlfile
 from gateway.cache import CacheSettings
 from gateway.errors import ConfigError
+from gateway.fleet.settings import SharedStateSettings
 from gateway.mapping.fanout import FanOutLimits
 from gateway.upstream.settings import BreakerSettings, RetrySettings
 
@@ -91,6 +93,12 @@ DEFAULTS: dict[str, Any] = {
     "logging": {"level": "info", "format": "json", "pii": False},
     "settings": {"public_comments": False},
     "phones": {"default_region": None},
+    "shared_state": {
+        "redis_url": None,
+        "timeout_seconds": 0.25,
+        "retry_seconds": 1.0,
+        "key_prefix": "crm-gateway",
+    },
 }
 
 
@@ -128,6 +136,7 @@ class Config:
     settings: Mapping[str, Any] = field(default_factory=dict)
     # Phone numbers written without a country code are read as dialled here (ISO 3166 code).
     default_region: str | None = None
+    shared_state: SharedStateSettings = field(default_factory=SharedStateSettings)
 
 
 def _merged(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,7 +168,14 @@ def secrets_of(config: Config) -> list[str]:
         found += [config.oauth.client_secret, config.oauth.refresh_token]
     # An email is an identifier, not a secret; it is masked as PII instead.
     emails = {v for k, v in config.credentials.items() if "email" in k}
-    return [s.reveal() for s in found if s and s not in emails]
+    out = [s.reveal() for s in found if s and s not in emails]
+    url = config.shared_state.redis_url
+    if url:  # it may hold a password: the URL and the password are both secrets
+        out.append(url)
+        password = urlsplit(url).password
+        if password:
+            out += [password, unquote(password)]
+    return out
 
 
 @dataclass(frozen=True)
@@ -288,4 +304,16 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         default_region=_default_region(
             doc, c["phones"]["default_region"], os.environ if env is None else env
         ),
+        shared_state=_shared_state(c["shared_state"]),
+    )
+
+
+def _shared_state(raw: Mapping[str, Any]) -> SharedStateSettings:
+    """Redis is on when a URL is given (`${REDIS_URL:-}` in the example config)."""
+    url = str(raw.get("redis_url") or "").strip()
+    return SharedStateSettings(
+        redis_url=url or None,
+        timeout_seconds=float(raw["timeout_seconds"]),
+        retry_seconds=float(raw["retry_seconds"]),
+        key_prefix=str(raw["key_prefix"]),
     )

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from gateway.config import Config, Secret
 from gateway.errors import ConfigError
 from gateway.exchange import Response
+from gateway.fleet.state import Fleet
 from gateway.mapping.model import MappingSpec, RateLimitSpec
 from gateway.upstream import Upstream
 from gateway.upstream.auth import Auth, OAuthFlow, StaticAuth
@@ -21,8 +22,15 @@ from gateway.upstream.tokens import OAuthClient, TokenKeeper
 from gateway.upstream.transport import HttpTransport
 
 
-def upstream(config: Config, mapping: MappingSpec, transport: Transport | None = None) -> Upstream:
-    """The client; ``transport`` replaces HTTP (`explain`'s dry run, tests' fakes)."""
+def upstream(
+    config: Config,
+    mapping: MappingSpec,
+    transport: Transport | None = None,
+    *,
+    fleet: Fleet | None = None,
+) -> Upstream:
+    """The client; ``transport`` replaces HTTP (`explain`'s dry run, tests' fakes); ``fleet``:
+    the holds and tokens this process shares with others (none: its own)."""
     send: Send
     if transport is None:
         http = HttpTransport(
@@ -38,11 +46,12 @@ def upstream(config: Config, mapping: MappingSpec, transport: Transport | None =
         transport,
         name=mapping.name,
         headers={k: str(v) for k, v in mapping.headers({}).items()},
-        auth=_auth(config, mapping, send),
+        auth=_auth(config, mapping, send, fleet),
         retry=config.retry,
         breaker=config.breaker,
         max_in_flight=config.max_in_flight,
         limits=rate_limits(mapping.rate_limits),
+        holds=fleet.holds if fleet is not None else None,
     )
 
 
@@ -60,7 +69,7 @@ def auth_headers(mapping: MappingSpec, credentials: Mapping[str, Secret]) -> dic
     return {}
 
 
-def _auth(config: Config, mapping: MappingSpec, send: Send) -> Auth:
+def _auth(config: Config, mapping: MappingSpec, send: Send, fleet: Fleet | None) -> Auth:
     static = auth_headers(mapping, config.credentials)
     oauth = config.oauth
     if oauth is None:
@@ -68,9 +77,13 @@ def _auth(config: Config, mapping: MappingSpec, send: Send) -> Auth:
     if not mapping.oauth_token_url:
         raise ConfigError(mapping.file, None, "oauth.token_url", "OAuth refresh needs it")
     current = config.credentials.get("oauth_token")
-    store = LocalTokenStore(
-        Tokens(access=current.reveal() if current else "", refresh=oauth.refresh_token.reveal()),
-        oauth.token_file,
+    initial = Tokens(
+        access=current.reveal() if current else "", refresh=oauth.refresh_token.reveal()
+    )
+    store = (
+        fleet.tokens(initial, oauth.token_file, oauth.client_id.reveal())
+        if fleet is not None
+        else LocalTokenStore(initial, oauth.token_file)
     )
     client = OAuthClient(
         mapping.oauth_token_url, oauth.client_id, oauth.client_secret, oauth.refresh_before_seconds

@@ -41,6 +41,16 @@ CIRCUIT = Gauge(
 BUDGET_EXHAUSTED = Counter(
     "crm_gateway_budget_exhausted_total", "Requests answered 504: the budget ran out", ["operation"]
 )
+SHARED_STATE_UP = Gauge(
+    "crm_gateway_shared_state_up",
+    "Shared state (Redis): 1 reachable, 0 not (each process on its own meanwhile)",
+    multiprocess_mode="livemin",
+)
+SHARED_STATE_ERRORS = Counter(
+    "crm_gateway_shared_state_errors_total",
+    "Redis calls that failed or timed out, by operation (each fell back to per-process state)",
+    ["operation"],
+)
 
 LOG_LINES_DROPPED = Counter(
     "crm_gateway_log_lines_dropped_total",

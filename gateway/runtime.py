@@ -15,12 +15,13 @@ from gateway.cache import Caches
 from gateway.config import Config, load_config, secrets_of
 from gateway.errors import ConfigError
 from gateway.expertflow import Routing
-from gateway.locks import KeyedLocks, LocalLocks
+from gateway.fleet.state import Fleet
+from gateway.locks import LocalLocks
 from gateway.mapping.codecs import Codecs, PhoneNumbers
 from gateway.mapping.engine import Engine
 from gateway.mapping.model import MappingSpec
 from gateway.mapping.spec import load_mapping
-from gateway.recall import LocalRecall, Recall
+from gateway.recall import LocalRecall
 from gateway.upstream import Upstream
 from gateway.upstream.call import Transport
 
@@ -40,15 +41,14 @@ def build(
     mapping: MappingSpec | None = None,
     *,
     transport: Transport | None = None,
-    locks: KeyedLocks | None = None,
-    recall: Recall | None = None,
+    fleet: Fleet | None = None,
 ) -> Runtime:
     """Everything a config and its mapping make; raises ConfigError, touches no network.
-    ``transport`` replaces HTTP to the upstream (`explain`'s dry run). ``locks`` and ``recall``
-    outlive a reload: writers of one case stay one at a time across it, and what creates made
-    is still known after it."""
+    ``transport`` replaces HTTP to the upstream (`explain`'s dry run); ``fleet`` is the state
+    shared with other processes and kept across reloads (none: this process on its own), such
+    as the per-case locks and what creates made."""
     mapping = mapping or load_mapping(config.mapping_file)
-    upstream = connect.upstream(config, mapping, transport)
+    upstream = connect.upstream(config, mapping, transport, fleet=fleet)
     caches = Caches(config.caches)
     engine = Engine(
         mapping,
@@ -56,8 +56,8 @@ def build(
         caches,
         settings=config.settings,
         upstream_url=config.upstream_url,
-        locks=locks if locks is not None else LocalLocks(),
-        recall=recall if recall is not None else LocalRecall(),
+        locks=fleet.locks if fleet is not None else LocalLocks(),
+        recall=fleet.recall if fleet is not None else LocalRecall(),
         grace_seconds=config.attempt_timeout,
         codecs=Codecs(PhoneNumbers(config.default_region)),
         limits=config.bestmatch,
@@ -71,14 +71,15 @@ def build(
 
 
 # What a restart is needed for: the routes and the listening socket are made once.
-RESTART_ONLY = ("host", "port", "base_path", "expertflow_prefix")
+RESTART_ONLY = ("host", "port", "base_path", "expertflow_prefix", "shared_state")
 
 
 class Holder:
     """The live Runtime of an app, swapped atomically by `reload`."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, fleet: Fleet | None = None) -> None:
         self.current = runtime
+        self.fleet = fleet
         self._lock = asyncio.Lock()
         self._retired: set[asyncio.Task[None]] = set()
 
@@ -90,7 +91,7 @@ class Holder:
             old = self.current
             try:
                 config = load_config(config_file)
-                new = build(config, locks=old.engine.locks, recall=old.engine.recall)
+                new = build(config, fleet=self.fleet)
             except ConfigError as exc:
                 # Each problem names file, line and key, never the file's content.
                 log.error("reload_refused", config=str(config_file), problems=str(exc).splitlines())

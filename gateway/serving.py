@@ -1,6 +1,9 @@
 """Serving: one process (an event loop, uvloop when installed), or a supervisor that runs N
-worker processes on one port (SO_REUSEPORT), shares their metrics through a Prometheus
-multiprocess directory, passes SIGTERM on and restarts a worker that dies."""
+worker processes. The supervisor binds the port once and hands the listening socket to its
+workers, so a second instance on the same port fails to start rather than sharing it. It also
+shares their metrics through a Prometheus multiprocess directory, relays cache purges between
+them, gives them a private directory for the OAuth tokens they share, passes SIGTERM on and
+restarts a worker that dies."""
 
 from __future__ import annotations
 
@@ -8,11 +11,13 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +25,8 @@ from aiohttp import web
 from gateway import expertflow, logs, runtime, shipped
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.fleet import state as fleet_state
+from gateway.fleet.relay import Relay
 from gateway.sandbox.demo import seed
 from gateway.sandbox.server import create_sandbox
 from gateway.sandbox.store import Store
@@ -36,8 +43,33 @@ def run(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-async def serve(config: Config, *, sandbox_port: int | None = None, worker: bool = False) -> None:
-    """Serve until SIGTERM or SIGINT, then let requests in flight finish within their budget."""
+class PortInUse(Exception):
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(
+            f"cannot listen on {host}:{port}: {reason} (is another crm-gateway serving there?)"
+        )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound once (no SO_REUSEPORT: a port is one gateway's)."""
+    try:
+        return socket.create_server((host, port), backlog=1024)
+    except OSError as exc:
+        raise PortInUse(host, port, exc.strerror or str(exc)) from None
+
+
+async def serve(
+    config: Config,
+    sock: socket.socket,
+    *,
+    sandbox_port: int | None = None,
+    worker: bool = False,
+    line: socket.socket | None = None,
+    state_dir: str | None = None,
+) -> None:
+    """Serve on ``sock`` until SIGTERM or SIGINT, then let requests in flight finish within
+    their budget. A worker has a ``line`` to its supervisor and the supervisor's
+    ``state_dir``."""
     runners = []
     if sandbox_port is not None:
         store = seed(Store(base_url=f"http://127.0.0.1:{sandbox_port}"))
@@ -45,10 +77,13 @@ async def serve(config: Config, *, sandbox_port: int | None = None, worker: bool
         await sandbox.setup()
         await web.TCPSite(sandbox, "127.0.0.1", sandbox_port).start()
         runners.append(sandbox)
-    app = create_app(config)
+    fleet = fleet_state.build(
+        config, host=line, state_dir=Path(state_dir) if state_dir is not None else None
+    )
+    app = create_app(config, fleet=fleet)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.meta_budget)
     await runner.setup()
-    await web.TCPSite(runner, config.host, config.port, reuse_port=worker or None).start()
+    await web.SockSite(runner, sock).start()
     runners.append(runner)
     logs.get().info(
         "started",
@@ -95,16 +130,27 @@ async def _orphaned(stop: asyncio.Event) -> None:
     stop.set()
 
 
-def supervise(config: Config, workers: int) -> int:
-    """Run `workers` processes of `crm-gateway serve --worker` and watch them."""
+def supervise(config: Config, workers: int, sock: socket.socket) -> int:
+    """Run `workers` processes of `crm-gateway serve --worker` on ``sock`` and watch them."""
     log = logs.get()
     metrics_dir = tempfile.mkdtemp(prefix="crm-gateway-metrics-")
+    state_dir = tempfile.mkdtemp(prefix="crm-gateway-state-")  # 0700: the tokens' file
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
-    command = [
-        sys.executable, "-m", "gateway", "serve", "--worker", "--config", config.file,
-        "--host", config.host, "--port", str(config.port),
-    ]  # fmt: skip
-    procs = [subprocess.Popen(command, env=env) for _ in range(workers)]
+    relay = Relay()
+
+    def start() -> subprocess.Popen[bytes]:
+        line = relay.line()
+        command = [
+            sys.executable, "-m", "gateway", "serve", "--worker", "--config", config.file,
+            "--host", config.host, "--port", str(config.port), "--listen-fd", str(sock.fileno()),
+            "--line-fd", str(line.fileno()), "--state-dir", state_dir,
+        ]  # fmt: skip
+        try:
+            return subprocess.Popen(command, env=env, pass_fds=(sock.fileno(), line.fileno()))
+        finally:
+            line.close()  # the worker has its own copy
+
+    procs = [start() for _ in range(workers)]
     deaths: list[float] = []
     stopping = False
 
@@ -137,8 +183,8 @@ def supervise(config: Config, workers: int) -> int:
                     code = 1
                     stop(signal.SIGTERM, None)
                     break
-                procs[i] = subprocess.Popen(command, env=env)
-            time.sleep(0.2)
+                procs[i] = start()
+            relay.poll(0.2)
         deadline = time.monotonic() + config.meta_budget + 5
         for p in procs:
             try:
@@ -147,7 +193,10 @@ def supervise(config: Config, workers: int) -> int:
                 p.kill()
                 p.wait()
     finally:
+        relay.close()
+        sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(state_dir, ignore_errors=True)
     logs.shutting_down()
     log.info("supervisor_stopped", code=code)
     return code

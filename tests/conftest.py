@@ -118,7 +118,7 @@ async def sandbox(aiohttp_server: Any, store: Store) -> AsyncIterator[TestServer
     store.base_url = str(server.make_url("")).rstrip("/")
     yield server
     creds = server.app[CREDENTIALS]  # tokens it issued are secrets too
-    SECRETS.update(creds.issued, {creds.refresh_token})
+    SECRETS.update(creds.issued, creds.deleted, {creds.refresh_token})
 
 
 @pytest.fixture
@@ -337,19 +337,37 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def gateway(
-    *args: str, env: dict[str, str | None] | None = None, quiet: bool = False
+    *args: str,
+    env: dict[str, str | None] | None = None,
+    quiet: bool = False,
+    log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """`python -m gateway ARGS`; env values of None remove the variable. Its output is a pipe
-    the test reads, or (quiet) discarded: a pipe nobody reads fills up, and the gateway then
-    drops its log lines (test_logwriter.py)."""
+    the test reads, (quiet) discarded, or appended to the file ``log``: a pipe nobody reads
+    fills up, and the gateway then drops its log lines (test_logwriter.py). Read a log with
+    `read_log`, which also scans it."""
     merged = {**os.environ, **(env or {})}
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway", *args],
-        cwd=ROOT,
-        env={k: v for k, v in merged.items() if v is not None},
-        stdout=subprocess.DEVNULL if quiet else subprocess.PIPE,
-        stderr=subprocess.DEVNULL if quiet else subprocess.STDOUT,
-    )
+    out: Any = subprocess.DEVNULL if quiet else subprocess.PIPE
+    if log is not None:
+        out = log.open("ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway", *args],
+            cwd=ROOT,
+            env={k: v for k, v in merged.items() if v is not None},
+            stdout=out,
+            stderr=subprocess.DEVNULL if quiet else subprocess.STDOUT,
+        )
+    finally:
+        if log is not None:
+            out.close()
+
+
+def read_log(log: Path) -> list[dict[str, Any]]:
+    """The JSON lines a process wrote to its log file; they join the end-of-run secret scan."""
+    text = log.read_text() if log.exists() else ""
+    OUTPUT.extend(text.splitlines())
+    return events(text)
 
 
 def start_demo(processes: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Popen[bytes], int]:
@@ -561,3 +579,124 @@ async def khoros(aiohttp_server: Any) -> FakeKhoros:
     fake.url = str(server.make_url("")).rstrip("/")
     SECRETS.update({fake.client_secret, fake.issued})
     return fake
+
+
+# -- a real Redis: Debian's redis-server on 127.0.0.1, installed when missing ----------------
+
+
+@pytest.fixture(scope="session")
+def redis_binary() -> str:
+    """redis-server, installed with apt-get when missing (as tests/rt5/rt5.sh installs RT)."""
+    found = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/bin")
+    if found is None and shutil.which("apt-get") and os.geteuid() == 0:
+        quiet = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        lock = ("-o", "DPkg::Lock::Timeout=600")
+        subprocess.run(["apt-get", "-qq", *lock, "update"], env=quiet, capture_output=True)
+        subprocess.run(
+            ["apt-get", "-qq", *lock, "install", "-y", "--no-install-recommends", "redis-server"],
+            env=quiet,
+            capture_output=True,
+        )
+        found = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/bin")
+    if found is None:
+        pytest.skip("redis-server is not installed and could not be (needs root and apt-get)")
+    return found
+
+
+class RedisServer:
+    """One redis-server on a free local port with its own directory, no persistence."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary, self.directory = binary, directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = [
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.directory), "--save", "", "--appendonly", "no",
+            "--daemonize", "no", "--logfile", str(self.directory / "redis.log"),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + 10
+        while not self.ping():
+            if time.monotonic() > end or self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """SIGKILL, as a crash would: clients see their connections drop."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def redis_server(redis_binary: str, tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(redis_binary, tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+# -- a fleet of gateway processes in front of one in-process sandbox --------------------------
+
+# Every call the sandbox answered: (wall-clock start, answered, method, path, status).
+TIMELINE: web.AppKey[list[tuple[float, float, str, str, int]]] = web.AppKey("timeline", list)
+
+
+@web.middleware
+async def _timeline(request: web.Request, handler: Any) -> web.StreamResponse:
+    started = time.time()
+    response: web.StreamResponse = await handler(request)
+    request.app[TIMELINE].append(
+        (started, time.time(), request.method, request.path, response.status)
+    )
+    return response
+
+
+@pytest.fixture
+async def watched_sandbox(aiohttp_server: Any, store: Store) -> AsyncIterator[TestServer]:
+    """The sandbox, in this process (faults and credentials at hand) for gateway processes to
+    call, with a timeline of the calls it answered (when, what, which status)."""
+    app = create_sandbox(store)
+    app[TIMELINE] = []
+    app.middlewares.insert(0, _timeline)
+    server: TestServer = await aiohttp_server(app)
+    store.base_url = str(server.make_url("")).rstrip("/")
+    yield server
+    creds = server.app[CREDENTIALS]
+    SECRETS.update(creds.issued, creds.deleted, {creds.refresh_token})
+
+
+def process_config(tmp_path: Path, **sections: dict[str, Any]) -> Path:
+    """config.example.yaml with some sections changed (merged one level deep), for gateway
+    processes: the mapping is the repository's."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    data["upstream"]["mapping"] = str(ROOT / "mappings/zendesk.yaml")
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    path = tmp_path / f"gateway-{len(list(tmp_path.glob('gateway-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+async def until_up(port: int, timeout: float = 30) -> None:
+    """Wait for a gateway process's /healthz without blocking this test's event loop."""
+    await asyncio.to_thread(wait_for, f"http://127.0.0.1:{port}/healthz", None, timeout)

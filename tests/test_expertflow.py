@@ -257,7 +257,7 @@ async def test_purge(make_client: Any, config: Config, sandbox: Any) -> None:
     assert wrong.status == 401
     admin = {"Authorization": "Bearer admin-secret"}
     resp = await client.post("/admin/cache/purge", json={"caches": ["labels"]}, headers=admin)
-    assert resp.status == 200 and await resp.json() == {"purged": ["labels"]}
+    assert resp.status == 200 and await resp.json() == {"purged": ["labels"], "processes": 1}
     await client.get("/label", headers=EF_AUTH)
     assert upstream_calls(sandbox, "/api/v2/user_fields") == 2
     bad = await client.post("/admin/cache/purge", json={"caches": ["nope"]}, headers=admin)

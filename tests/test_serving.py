@@ -1,8 +1,11 @@
-"""Serving on several processes: two workers share a port and their metrics, and SIGTERM lets
-requests in flight finish before everything stops cleanly."""
+"""Serving on several processes: two workers share a port (bound once, by the supervisor) and
+their metrics, OAuth tokens and cache purges, a second instance on the port fails to start, and
+SIGTERM lets requests in flight finish before everything stops cleanly."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import signal
 import subprocess
@@ -11,7 +14,23 @@ import time
 import urllib.request
 from typing import Any
 
-from conftest import free_port, gateway, gateway_env, wait_for
+import aiohttp
+from conftest import (
+    AUTH,
+    EF_AUTH,
+    TIMELINE,
+    free_port,
+    gateway,
+    gateway_env,
+    process_config,
+    read_log,
+    until_up,
+    wait_for,
+)
+
+from gateway.sandbox.server import CREDENTIALS
+
+ADMIN = {"Authorization": "Bearer admin-secret"}
 
 
 def get(url: str, key: str = "test-key-1") -> tuple[int, bytes]:
@@ -88,3 +107,97 @@ def test_a_dead_worker_is_replaced(processes: Any) -> None:
     time.sleep(0.5)  # the new worker's own start-up
     for _ in range(20):
         assert get(f"http://127.0.0.1:{port}/api/v1/customer/1001")[0] == 200
+
+
+# -- one host without Redis: the workers still act as one gateway ------------------------------
+
+
+def test_a_second_instance_on_a_used_port_exits_non_zero(processes: Any) -> None:
+    port = free_port()
+    env = gateway_env("http://127.0.0.1:9")  # never called: nothing is requested
+    args = ("serve", "--config", "config.example.yaml", "--port", str(port))
+    first = gateway(*args, "--workers", "2", env=env, quiet=True)
+    processes.append(first)
+    wait_for(f"http://127.0.0.1:{port}/healthz")
+    for more in (("--workers", "2"), ()):
+        second = gateway(*args, *more, env=env)
+        processes.append(second)
+        out, _ = second.communicate(timeout=30)
+        assert second.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in out.decode()
+    assert first.poll() is None  # the first one serves on, alone
+    wait_for(f"http://127.0.0.1:{port}/healthz")
+
+
+async def test_two_workers_share_oauth_rotations_and_purges_without_redis(
+    watched_sandbox: Any, processes: Any, tmp_path: Any
+) -> None:
+    """Tokens rotate every 1.5 s; the workers share them through a locked file (none is
+    configured: the supervisor's own directory), and a purge reaches both through the
+    supervisor."""
+    creds = watched_sandbox.app[CREDENTIALS]
+    creds.token_ttl = 2.0
+    env = gateway_env(
+        str(watched_sandbox.make_url("")).rstrip("/"),
+        GATEWAY_ADMIN_KEY="admin-secret",
+        ZENDESK_EMAIL="",
+        ZENDESK_API_TOKEN="",
+        ZENDESK_OAUTH_CLIENT_ID="sandbox-client",
+        ZENDESK_OAUTH_CLIENT_SECRET="sandbox-secret",
+        ZENDESK_OAUTH_REFRESH_TOKEN="sandbox-refresh-token",
+        REDIS_URL="",
+    )
+    oauth = {
+        "client_id": "${ZENDESK_OAUTH_CLIENT_ID:-}",
+        "client_secret": "${ZENDESK_OAUTH_CLIENT_SECRET:-}",
+        "refresh_token": "${ZENDESK_OAUTH_REFRESH_TOKEN:-}",
+        "refresh_before_seconds": 0.5,
+    }
+    config = process_config(tmp_path, upstream={"oauth": oauth})
+    port = free_port()
+    log = tmp_path / "gateway.log"
+    args = ("serve", "--config", str(config), "--port", str(port), "--workers", "2")
+    processes.append(gateway(*args, env=env, log=log))
+    await until_up(port)
+    timeline = watched_sandbox.app[TIMELINE]
+    base = f"http://127.0.0.1:{port}"
+    # A new connection for each request, so that both workers take some.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+
+        async def get(path: str, headers: dict[str, str] | None = None) -> int:
+            async with http.get(base + path, headers=headers or {}) as resp:
+                await resp.read()
+                return resp.status
+
+        async def client(n: int) -> list[int]:
+            got = []
+            for k in range(12):
+                got.append(await get(f"/api/v1/customer/100{1 + (n + k) % 3}", AUTH))
+                await asyncio.sleep(0.3)
+            return got
+
+        answers = [s for got in await asyncio.gather(*(client(n) for n in range(8))) for s in got]
+        assert len(answers) == 96 and set(answers) == {200}
+        grants = [(start, s) for start, _, _, p, s in timeline if p == "/oauth/tokens"]
+        assert len(grants) >= 2 and {s for _, s in grants} == {200}  # no spent refresh token
+        assert min(b - a for (a, _), (b, _) in itertools.pairwise(grants)) > 0.75  # per expiry
+
+        before = sum(p == "/api/v2/user_fields" for *_, p, _ in timeline)  # field definitions
+
+        def label_loads() -> int:
+            return sum(p == "/api/v2/user_fields" for *_, p, _ in timeline) - before
+
+        async def until_loads(count: int) -> None:
+            for _ in range(100):  # both workers must have answered one since
+                if label_loads() >= count:
+                    return
+                await asyncio.gather(*(get("/label", EF_AUTH) for _ in range(4)))
+            raise AssertionError(f"{label_loads()} loads of the labels, not {count}")
+
+        await until_loads(2)  # each worker loaded the labels once
+        async with http.post(base + "/admin/cache/purge", headers=ADMIN) as resp:
+            assert (await resp.json())["processes"] == 2
+        await until_loads(4)  # and each loaded them again after the purge
+        await asyncio.gather(*(get("/label", EF_AUTH) for _ in range(20)))
+        assert label_loads() == 4
+    read_log(log)

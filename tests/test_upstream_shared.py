@@ -77,3 +77,39 @@ async def test_one_refresh_at_a_time() -> None:
 
     await asyncio.gather(*(refresh() for _ in range(5)))
     assert peak == 1
+
+
+def test_processes_writing_the_token_file_at_once_never_break_it(tmp_path: Path) -> None:
+    """Workers of one host write the same file; each write is whole, and none fails."""
+    import threading
+
+    file = tmp_path / "tokens.json"
+    failures: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        store = LocalTokenStore(Tokens("a", "r"), file)
+        for k in range(200):
+            try:
+                asyncio.run(store.put(Tokens(f"a{n}-{k}", f"r{n}-{k}")))
+            except BaseException as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert json.loads(file.read_text())["access_token"].endswith("-199")
+    assert [p.name for p in tmp_path.iterdir()] == ["tokens.json"]
+
+
+async def test_an_unwritable_token_file_is_loud_and_the_tokens_kept(
+    tmp_path: Path, capsys: Any
+) -> None:
+    (tmp_path / "not-a-directory").write_text("")
+    store = LocalTokenStore(Tokens("a1", "r1"), tmp_path / "not-a-directory" / "tokens.json")
+    await store.put(Tokens("a2", "r2"))
+    assert (await store.get()).access == "a2"
+    lines = [e for e in events(capsys.readouterr().out) if e["level"] == "error"]
+    assert [e["event"] for e in lines] == ["oauth_token_file_unwritable"]

@@ -47,7 +47,10 @@ class Faults:
 @dataclass
 class Credentials:
     """What the sandbox accepts: an API token, a fixed OAuth token, and OAuth tokens it issued
-    through the refresh_token grant (they expire; refresh tokens rotate)."""
+    through the refresh_token grant. They expire, and each refresh deletes the previous access
+    and refresh tokens, as Zendesk's does ("A successful request will also return a refresh
+    token and delete the previous access and refresh tokens"). Harsher where Zendesk is
+    silent: the fixed token counts as the first access token, so the first refresh deletes it."""
 
     email: str = "demo@example.com"
     api_token: str = "sandbox-token"
@@ -58,13 +61,15 @@ class Credentials:
     token_ttl: float = 7200.0
     issued: dict[str, float] = field(default_factory=dict)  # access token -> expiry
     refreshes: int = 0
+    deleted: set[str] = field(default_factory=set)  # tokens a refresh deleted (still secrets)
 
     def accepts(self, header: str | None) -> bool:
         if not header:
             return False
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer":
-            return value == self.oauth_token or self.issued.get(value, 0) > time.monotonic()
+            fixed = value == self.oauth_token and self.oauth_token not in self.deleted
+            return fixed or self.issued.get(value, 0) > time.monotonic()
         if scheme.lower() == "basic":
             try:
                 decoded = base64.b64decode(value).decode()
@@ -84,6 +89,8 @@ class Credentials:
                 400, {"error": "invalid_grant", "error_description": "The grant is not valid"}
             )
         self.refreshes += 1
+        self.deleted.update(self.issued, {self.oauth_token, self.refresh_token})
+        self.issued.clear()
         access = secrets.token_hex(16)
         self.refresh_token = secrets.token_hex(16)
         self.issued[access] = time.monotonic() + self.token_ttl

@@ -1,20 +1,26 @@
-"""State a fleet of gateways will share (through Redis, later): rate-limit holds, OAuth tokens
-and the lock around their refresh. Each is a small interface with an in-process implementation
-here; a shared one replaces it without touching the layers that use it."""
+"""State a fleet of gateways shares: rate-limit holds, OAuth tokens and the lock around their
+refresh. Each is a small interface with an in-process implementation here (the tokens also
+coordinate the processes of one host through their file); `gateway.fleet` has the ones shared
+through Redis, which replace these without touching the layers that use them."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from gateway import logs
+from gateway import deadline, logs
+from gateway.errors import DeadlineExceeded
 from gateway.upstream.clock import SYSTEM, Clock
+
+FILE_LOCK_POLL_SECONDS = 0.02
 
 
 class Holds(Protocol):
@@ -70,15 +76,22 @@ class TokenStore(Protocol):
 
 class LocalTokenStore:
     """Tokens in memory, and in the operator's file (mode 0600) when one is named, so that a
-    restart uses the latest tokens: refresh tokens rotate, and the first one is then spent."""
+    restart uses the latest tokens: refresh tokens rotate, and the first one is then spent.
+    Processes that share the file (the workers of one host) coordinate through it: a refresh
+    holds an exclusive lock on `<file>.lock` and reads the file again once it has it, and a
+    `get` reads the file again whenever it changed, so a token another process refreshed is
+    used at once rather than after a 401."""
 
     def __init__(self, initial: Tokens, file: Path | None = None) -> None:
         self._tokens = initial
         self._file = file
         self._lock = asyncio.Lock()
+        self._seen: tuple[int, int, int] | None = None  # the file as last read
         self._load()
 
     async def get(self) -> Tokens:
+        if self._file is not None and _stamp(self._file) != self._seen:
+            self._load()
         return self._tokens
 
     async def put(self, tokens: Tokens) -> None:
@@ -89,18 +102,34 @@ class LocalTokenStore:
                 "refresh_token": tokens.refresh,
                 "expires_at": tokens.expires_at,
             }
-            _write_private(self._file, json.dumps(saved))
+            try:
+                self._seen = _write_private(self._file, json.dumps(saved))
+            except OSError as exc:  # kept in memory (and in Redis, if any): serve on, loudly
+                logs.get().error(
+                    "oauth_token_file_unwritable",
+                    file=str(self._file),
+                    error=exc.strerror,
+                    action="a restart would use older tokens: fix the file's directory",
+                )
 
     @asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
         async with self._lock:
-            yield
+            if self._file is None:
+                yield
+                return
+            async with _file_lock(self._file.with_name(self._file.name + ".lock")):
+                self._load()  # what a process that held the lock before us stored
+                yield
 
     def refreshing(self) -> AbstractAsyncContextManager[None]:
         return self._locked()
 
     def _load(self) -> None:
-        if self._file is None or not self._file.exists():
+        if self._file is None:
+            return
+        self._seen = _stamp(self._file)
+        if not self._file.exists():
             return
         try:
             saved = json.loads(self._file.read_text())
@@ -112,13 +141,56 @@ class LocalTokenStore:
             )
         except (OSError, ValueError, AttributeError):
             logs.get().warning("oauth_token_file_unreadable", file=str(self._file))
+            return
+        logs.redactor.add(self._tokens.access)  # learned here, not from the config
+        logs.redactor.add(self._tokens.refresh)
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write so that only the owner can read, and readers never see half a file."""
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes whenever the file is replaced (each write is a new inode)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+@asynccontextmanager
+async def _file_lock(path: Path) -> AsyncIterator[None]:
+    """An exclusive lock between processes (flock: the kernel drops it when its holder dies),
+    waited for without blocking the event loop, within the request's budget."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                left = deadline.left()
+                if left is not None and left <= 0:
+                    raise DeadlineExceeded(
+                        detail="waited for another process's token refresh"
+                    ) from None
+                await asyncio.sleep(FILE_LOCK_POLL_SECONDS)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _write_private(path: Path, text: str) -> tuple[int, int, int]:
+    """Write so that only the owner can read, and readers never see half a file; a temporary
+    file of its own, since other processes may write the same file at the same time. Answers
+    the written file's stamp."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            st = os.fstat(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return st.st_ino, st.st_mtime_ns, st.st_size

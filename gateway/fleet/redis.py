@@ -1,0 +1,241 @@
+"""Redis, guarded: every call has a short timeout (never longer than the request's budget), and
+a failure marks Redis down for `retry_seconds`, during which calls fail at once, so that
+callers fall back to per-process behaviour without paying a timeout each. Going down and
+coming back are a loud log line and a metric; the connection is re-made by itself.
+
+The primitives the fleet is built from, each one atomic in Redis: a hold that only grows
+(rate limits), a lease lock (one holder at a time, for at most its lease), set-if-absent with a
+TTL (claims), plain values (tokens), and publish/subscribe (purges)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from gateway import deadline, logs, metrics
+from gateway.upstream.clock import SYSTEM, Clock
+
+T = TypeVar("T")
+
+# Errors that mean "Redis is not there, or not answering": the fleet falls back, no request fails.
+FAILURES = (RedisError, OSError, TimeoutError)
+
+POLL_SECONDS = 0.02  # how often a lease is asked for again while another process holds it
+
+# Raise the hold to ARGV[1] (ms) unless a later one is there; expire with it (ARGV[2] ms).
+_HOLD = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 0
+"""
+# Delete the lease only if it is still ours (it may have expired and gone to someone else).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# Set if absent (with a TTL); either way, answer the value now there and whether we set it.
+_CLAIM = """
+local found = redis.call('GET', KEYS[1])
+if found then return {0, found} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {1, ARGV[1]}
+"""
+
+
+class Unavailable(Exception):
+    """Redis did not answer in time, or is down: fall back to per-process behaviour."""
+
+
+class LeaseTimeout(Exception):
+    """Another holder kept the lease for longer than we could wait."""
+
+
+def connect(
+    url: str, *, prefix: str, timeout: float = 0.25, retry_seconds: float = 1.0
+) -> SharedRedis:
+    """Redis at ``url``; connections are made on first use."""
+    return SharedRedis(
+        client(url, timeout),
+        subscriber=client(url, timeout, retries=0),
+        prefix=prefix,
+        timeout=timeout,
+        retry_seconds=retry_seconds,
+    )
+
+
+def client(url: str, timeout: float, *, retries: int = 1) -> aioredis.Redis:
+    """A client for `redis://`, `rediss://` (TLS, managed Redis), `unix://`, or
+    `redis+sentinel://[:password@]host:port[,host:port...]/service[/db]` (the master that
+    Sentinel names, found again after a failover). ``retries``: one more try on a fresh
+    connection, since a restarted Redis leaves dead ones in the pool; none for a subscription,
+    whose loss must be seen (messages may have been missed meanwhile)."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), retries),
+        "decode_responses": True,
+    }
+    if not url.startswith("redis+sentinel://"):
+        return aioredis.Redis.from_url(url, **options)
+    from redis.asyncio.sentinel import Sentinel
+
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    nodes = [(h.rpartition(":")[0], int(h.rpartition(":")[2] or 26379)) for h in hosts.split(",")]
+    service, _, db = parts.path.strip("/").partition("/")
+    password = unquote(parts.password) if parts.password else None
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        nodes, socket_timeout=timeout, socket_connect_timeout=timeout, password=password
+    )
+    master: aioredis.Redis = sentinel.master_for(
+        service, db=int(db or 0), **options, password=password
+    )
+    return master
+
+
+class SharedRedis:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        subscriber: aioredis.Redis | None = None,
+        prefix: str,
+        timeout: float = 0.25,
+        retry_seconds: float = 1.0,
+        clock: Clock = SYSTEM,
+    ) -> None:
+        self.redis, self.prefix, self.timeout = redis, prefix, timeout
+        self.subscriber = subscriber or redis  # the client subscriptions are made with
+        self.retry_seconds, self.clock = retry_seconds, clock
+        self._down_until: float | None = None  # monotonic; None: up
+        metrics.SHARED_STATE_UP.set(1)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    @property
+    def up(self) -> bool:
+        return self._down_until is None
+
+    async def run(self, operation: str, command: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """One Redis command, inside the short timeout and the request's budget. Raises
+        `Unavailable` (at once while Redis is known to be down)."""
+        if self._down_until is not None and self.clock.monotonic() < self._down_until:
+            raise Unavailable(operation)
+        timeout = self.timeout
+        left = deadline.left()
+        budgeted = left is not None and left < timeout
+        if left is not None and budgeted:
+            timeout = max(left, 0.001)
+        try:
+            async with asyncio.timeout(timeout):
+                result = await command(self.redis)
+        except FAILURES as exc:
+            if not (budgeted and isinstance(exc, TimeoutError)):  # our budget, not Redis
+                self.failed(operation, exc)
+            raise Unavailable(operation) from exc
+        self.answered()
+        return result
+
+    def failed(self, operation: str, exc: BaseException) -> None:
+        """Redis failed us: per-process behaviour until `retry_seconds` have passed."""
+        metrics.SHARED_STATE_ERRORS.labels(operation).inc()
+        if self._down_until is None:
+            metrics.SHARED_STATE_UP.set(0)
+            logs.get().error(
+                "shared_state_unavailable",
+                operation=operation,
+                error=type(exc).__name__,
+                detail=str(exc)[:200],
+                action="serving with per-process state until Redis answers again",
+            )
+        self._down_until = self.clock.monotonic() + self.retry_seconds
+
+    def answered(self) -> None:
+        if self._down_until is not None:
+            self._down_until = None
+            metrics.SHARED_STATE_UP.set(1)
+            logs.get().warning("shared_state_restored", pid=os.getpid())
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        if self.subscriber is not self.redis:
+            await self.subscriber.aclose()
+
+    # -- primitives ------------------------------------------------------------------------
+
+    async def get(self, key: str) -> str | None:
+        found = await self.run("get", lambda r: r.get(key))
+        return None if found is None else _text(found)
+
+    async def set(self, key: str, value: str, ttl_seconds: float | None = None) -> None:
+        px = None if ttl_seconds is None else max(1, math.ceil(ttl_seconds * 1000))
+        await self.run("set", lambda r: r.set(key, value, px=px))
+
+    async def hold_until(self, key: str, until: float, ttl_seconds: float) -> None:
+        """Raise the hold on ``key`` to ``until`` (wall-clock seconds); a later one stays."""
+        args = (math.ceil(until * 1000), max(1, math.ceil(ttl_seconds * 1000)))
+        await self.run("hold", lambda r: r.eval(_HOLD, 1, key, *args))
+
+    async def latest(self, keys: Iterable[str]) -> float:
+        """The latest hold among the keys (wall-clock seconds); 0 when none is held."""
+        names = list(keys)
+        found = await self.run("holds", lambda r: r.mget(names))
+        return max((int(v) / 1000 for v in found if v is not None), default=0.0)
+
+    async def set_if_absent(self, key: str, value: str, ttl_seconds: float) -> str | None:
+        """Claim ``key`` for ``value`` unless someone has: None when we did, else the value
+        the first claimant set (a claim is atomic across the fleet)."""
+        px = max(1, math.ceil(ttl_seconds * 1000))
+        ours, found = await self.run("claim", lambda r: r.eval(_CLAIM, 1, key, value, px))
+        return None if int(ours) else str(found)
+
+    async def acquire(self, key: str, lease_seconds: float, wait_seconds: float) -> str:
+        """Take the lease on ``key`` for at most ``lease_seconds``, waiting up to
+        ``wait_seconds`` for its holder. Answers the token to release it with."""
+        token = os.urandom(12).hex()
+        px = max(1, math.ceil(lease_seconds * 1000))
+        end = self.clock.monotonic() + wait_seconds
+        while not await self.run("lease", lambda r: r.set(key, token, nx=True, px=px)):
+            if self.clock.monotonic() >= end:
+                raise LeaseTimeout(key)
+            await self.clock.sleep(POLL_SECONDS)
+        return token
+
+    async def release(self, key: str, token: str) -> None:
+        """Give the lease back if it is still ours; a Redis failure here only lets it expire."""
+        with contextlib.suppress(Unavailable):
+            await self.run("release", lambda r: r.eval(_RELEASE, 1, key, token))
+
+    @asynccontextmanager
+    async def lease(
+        self, key: str, lease_seconds: float, wait_seconds: float
+    ) -> AsyncIterator[None]:
+        """Hold the lease on ``key`` around a block (`acquire`, then `release`)."""
+        token = await self.acquire(key, lease_seconds, wait_seconds)
+        try:
+            yield
+        finally:
+            await self.release(key, token)
+
+    async def publish(self, channel: str, message: str) -> int:
+        """How many subscribers received it."""
+        received: int = await self.run("publish", lambda r: r.publish(channel, message))
+        return received
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
