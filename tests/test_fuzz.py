@@ -217,7 +217,9 @@ UPSTREAM_BODY = st.one_of(
     ENVELOPE.map(lambda v: json.dumps(v).encode()),
     JSON_VALUE.map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=80),
-    st.sampled_from([b"", b"[[[]]]", b"null", b"{}", b'{"user": {"id": 1e400}}']),
+    st.sampled_from(
+        [b"", b"[[[]]]", b"null", b"{}", b'{"user": {"id": 1e400}}', b"[" * 3000 + b"]" * 3000]
+    ),
 )
 UPSTREAM_HEADERS = st.dictionaries(
     st.sampled_from(["Retry-After", "Content-Type", "ratelimit-remaining", "ratelimit-reset",

@@ -134,3 +134,13 @@ async def test_a_cancelled_attempt_is_traced_and_frees_its_connection(
         await task
     assert stats.calls[0]["status"] == "cancelled"
     assert (await transport.send(FIND)).ok
+
+
+def test_answers_are_read_as_json_whatever_the_crm_sends() -> None:
+    from gateway.upstream.transport import _json
+
+    assert _json('{"a": 1}') == {"a": 1}
+    assert _json("[" * 5000 + "]" * 5000) is None  # too deep: not JSON, never a RecursionError
+    assert _json('{"a": "x\\ud800y"}') == {"a": "x\ud800y"}  # repaired later by the engine
+    assert _json('{"a": "x\ny"}') == {"a": "x\ny"}  # a raw control character in a string
+    assert _json("") is None and _json("<html>") is None

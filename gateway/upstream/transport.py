@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import aiohttp
+import orjson
 
 from gateway import deadline
 from gateway.errors import AttemptFailed, AttemptTimedOut, DeadlineExceeded
@@ -95,9 +96,17 @@ class HttpTransport:
 
 
 def _json(text: str) -> Any:
+    """The parsed answer, or None when it is not JSON. orjson first (fast, and nesting past its
+    limit is an error, not a RecursionError); the standard parser for what orjson refuses but a
+    CRM may still send: lone surrogate escapes and raw control characters in strings (the
+    engine repairs such text)."""
     if not text:
         return None
     try:
-        return json.loads(text)
-    except ValueError:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(text, strict=False)
+    except (ValueError, RecursionError):
         return None
