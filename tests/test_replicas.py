@@ -177,6 +177,13 @@ async def test_racing_writes_through_the_replicas_land_once_without_idempotency_
             assert len(store.tickets) == before + 1, rep  # one ticket made
             texts = [c["body"] for c in store.comments[int(case)]]
             assert once_each(texts, list(once)) == once, rep
+        # A customer too: 30 identical creates through the replicas make one user.
+        users, body = len(store.users), someone()
+        made = await asyncio.gather(
+            *(send(http, "POST", ports[n % 3], f"{API}/customer", body) for n in range(30))
+        )
+        assert {s for s, _ in made} == {201} and len({m["id"] for _, m in made}) == 1
+        assert len(store.users) == users + 1
 
 
 async def test_racing_writes_through_the_replicas_land_once_on_rt5(
