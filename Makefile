@@ -33,13 +33,14 @@ test: lint
 	$(BIN)/pytest -q
 
 # The scenario suite against a real Request Tracker 5 on 127.0.0.1 (Debian packages, installed
-# when missing; needs root). Started, used, and stopped, also when the tests fail.
+# when missing; needs root), and three gateway processes on one Redis in front of it. Started,
+# used, and stopped, also when the tests fail.
 RT5_PORT ?= 8181
 test-rt5: $(BIN)/crm-gateway
 	@set -e; env=$$(bash tests/rt5/rt5.sh up $(RT5_PORT) | grep '^RT5_'); \
 	trap 'bash tests/rt5/rt5.sh down $(RT5_PORT)' EXIT; \
 	env $$env $(BIN)/pytest -q tests/test_scenarios.py tests/test_cases.py tests/test_customers.py \
-		-k rt5 -p no:cacheprovider
+		tests/test_replicas.py -k rt5 -p no:cacheprovider
 
 # Benchmarks (not part of `make test`): wrk and nginx from Debian (installed when missing; needs
 # root), matplotlib and py-spy from PyPI. Prints a table; writes it and a plot to

@@ -445,26 +445,56 @@ def _sandbox_upstream(client: Any, store: Store, config: Config) -> Upstream:
                     add_customers, config)  # fmt: skip
 
 
-def _rt5_upstream(client: Any, url: str, auth: aiohttp.BasicAuth, config: Config) -> Upstream:
-    rest = f"{url}/REST/2.0"
+NO_RT5 = "no Request Tracker 5: `make test-rt5` starts one and sets RT5_URL"
 
-    async def call(method: str, path: str, **kw: Any) -> Any:
+
+def rt5_env() -> dict[str, str] | None:
+    """The gateway's environment for the real RT5 `make test-rt5` started; None without one."""
+    url = os.environ.get("RT5_URL")
+    if not url:
+        return None
+    return {
+        **gateway_env(url),
+        "RT5_URL": url,
+        "RT5_USER": os.environ["RT5_USER"],
+        "RT5_PASSWORD": os.environ["RT5_PASSWORD"],
+    }
+
+
+class RT5:
+    """Request Tracker's REST2 API itself, as its own agents and tools reach it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.rest = f"{env['RT5_URL']}/REST/2.0"
+        self.auth = aiohttp.BasicAuth(env["RT5_USER"], env["RT5_PASSWORD"])
+
+    async def call(self, method: str, path: str, **kw: Any) -> Any:
         async with (
-            aiohttp.ClientSession(auth=auth) as s,
-            s.request(method, rest + path, **kw) as r,
+            aiohttp.ClientSession(auth=self.auth) as s,
+            s.request(method, self.rest + path, **kw) as r,
         ):
             assert r.status < 300, await r.text()
             return await r.json()
 
-    async def comments(case_id: str) -> list[str]:
+    async def comments(self, case_id: str) -> list[str]:
+        """The texts on a ticket, every one."""
         texts, page = [], 1
         while True:
             params = {"fields": "Content", "per_page": "100", "page": str(page)}
-            got = await call("GET", f"/ticket/{case_id}/attachments", params=params)
+            got = await self.call("GET", f"/ticket/{case_id}/attachments", params=params)
             texts += [i["Content"] for i in got["items"] if i.get("Content")]
             if not got.get("next_page"):
                 return texts
             page += 1
+
+    async def tickets(self, query: str) -> list[str]:
+        """The ids of the tickets a TicketSQL query finds."""
+        got = await self.call("GET", "/tickets", params={"query": query, "per_page": "100"})
+        return [str(t["id"]) for t in got["items"]]
+
+
+def _rt5_upstream(client: Any, rt: RT5, config: Config) -> Upstream:
+    call, comments = rt.call, rt.comments
 
     async def in_parallel(calls: list[Awaitable[Any]]) -> None:
         for at in range(0, len(calls), 4):  # RT runs 2 workers: a few at once
@@ -502,18 +532,11 @@ async def upstream(
 ) -> Upstream:
     if request.param == "zendesk":
         return _sandbox_upstream(await make_client(config), store, config)
-    url = os.environ.get("RT5_URL")
-    if not url:
-        pytest.skip("no Request Tracker 5: `make test-rt5` starts one and sets RT5_URL")
-    env = {
-        **gateway_env(url),
-        "RT5_URL": url,
-        "RT5_USER": os.environ["RT5_USER"],
-        "RT5_PASSWORD": os.environ["RT5_PASSWORD"],
-    }
+    env = rt5_env()
+    if env is None:
+        pytest.skip(NO_RT5)
     rt_config = load_config(ROOT / "config.rt5.example.yaml", env=env)
-    auth = aiohttp.BasicAuth(env["RT5_USER"], env["RT5_PASSWORD"])
-    return _rt5_upstream(await make_client(rt_config), url, auth, rt_config)
+    return _rt5_upstream(await make_client(rt_config), RT5(env), rt_config)
 
 
 # -- a fake Khoros Marketing: its OAuth2 token endpoint and the registration API ----------------
@@ -683,13 +706,15 @@ async def watched_sandbox(aiohttp_server: Any, store: Store) -> AsyncIterator[Te
     SECRETS.update(creds.issued, creds.deleted, {creds.refresh_token})
 
 
-def process_config(tmp_path: Path, **sections: dict[str, Any]) -> Path:
-    """config.example.yaml with some sections changed (merged one level deep), for gateway
-    processes: the mapping is the repository's."""
+def process_config(
+    tmp_path: Path, base: str = "config.example.yaml", **sections: dict[str, Any]
+) -> Path:
+    """An example config (``base``) with some sections changed (merged one level deep), for
+    gateway processes: the mapping is the repository's."""
     import yaml
 
-    data = yaml.safe_load((ROOT / "config.example.yaml").read_text())
-    data["upstream"]["mapping"] = str(ROOT / "mappings/zendesk.yaml")
+    data = yaml.safe_load((ROOT / base).read_text())
+    data["upstream"]["mapping"] = str(ROOT / data["upstream"]["mapping"])
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}
     path = tmp_path / f"gateway-{len(list(tmp_path.glob('gateway-*.yaml')))}.yaml"

@@ -1,14 +1,17 @@
 """Three gateway processes (`python -m gateway serve`), one Redis (a real redis-server), one
-sandbox CRM: the replicas act as one gateway. Racing requests spread over them, a 429 one of
-them sees holds them all, a purge on one empties every process's caches, an OAuth rotation over
-3 replicas x 2 workers makes one refresh per expiry, and Redis stopped mid-run costs no
-request."""
+sandbox CRM: the replicas act as one gateway. A 429 one of them sees holds them all; racing
+creates and updates spread over them land once, on a CRM without idempotency keys too (the
+sandbox with its keys off, and a real RT5 under `make test-rt5`); a purge on one empties every
+process's caches; an OAuth rotation over 3 replicas x 2 workers makes one refresh per expiry;
+and Redis stopped mid-run costs no request, reads or writes."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import time
+import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,8 @@ from conftest import (
     API,
     AUTH,
     EF_AUTH,
+    NO_RT5,
+    RT5,
     TIMELINE,
     RedisServer,
     free_port,
@@ -28,10 +33,13 @@ from conftest import (
     interaction,
     process_config,
     read_log,
+    rt5_env,
+    someone,
     until_up,
 )
 
-from gateway.sandbox.server import CREDENTIALS, FAULTS, STORE
+from gateway.sandbox.server import CREDENTIALS, FAULTS
+from gateway.sandbox.store import Store
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 OAUTH_ENV = {
@@ -84,25 +92,13 @@ async def status(http: aiohttp.ClientSession, method: str, address: str, **more:
         return resp.status
 
 
-async def test_racing_requests_and_a_429_are_one_gateways(
+async def test_a_429_one_replica_receives_holds_them_all(
     watched_sandbox: Any, redis_server: RedisServer, processes: list[Any], logs_dir: Path
 ) -> None:
     app = watched_sandbox.app
     env = gateway_env(str(watched_sandbox.make_url("")).rstrip("/"), REDIS_URL=redis_server.url)
     ports = await start_fleet(processes, process_config(logs_dir), env, logs_dir)
     async with aiohttp.ClientSession() as http:
-        # Identical creates spread over the replicas make one ticket.
-        before = len(app[STORE].tickets)
-        body = {"customerId": "1001", "title": "Racing", "interactions": [interaction("77")]}
-
-        async def create(port: int) -> tuple[int, str]:
-            async with http.post(url(port, f"{API}/case"), json=body, headers=AUTH) as resp:
-                return resp.status, (await resp.json())["id"]
-
-        made = await asyncio.gather(*(create(ports[n % 3]) for n in range(30)))
-        assert {s for s, _ in made} == {201} and len({i for _, i in made}) == 1
-        assert len(app[STORE].tickets) == before + 1
-
         # A 429 (account-wide, Retry-After: 2) that one replica receives holds all three.
         faults = app[FAULTS]
         faults.status, faults.retry_after, faults.method, faults.times = 429, "2", "GET", 1
@@ -128,6 +124,116 @@ async def test_racing_requests_and_a_429_are_one_gateways(
         assert len([s for s, *_ in timeline if s >= window[1]]) >= 11  # all of them after it
 
 
+async def send(
+    http: aiohttp.ClientSession, method: str, port: int, path: str, body: Any
+) -> tuple[int, Any]:
+    async with http.request(method, url(port, path), json=body, headers=AUTH) as resp:
+        return resp.status, await resp.json()
+
+
+def once_each(texts: list[str], ids: list[str]) -> dict[str, int]:
+    """How often each interaction's marker is on the case (1 each, or it is wrong)."""
+    joined = "\n".join(texts)
+    return {i: joined.count(f"[khoros:twitter:{i}]") for i in ids}
+
+
+async def race(
+    http: aiohttp.ClientSession, ports: list[int], customer: str, rep: int
+) -> tuple[str, dict[str, int]]:
+    """30 identical creates, then 12 updates with overlapping interactions, spread over the
+    replicas; all answered as a single gateway would. The case, and the interactions it must
+    hold once each."""
+    body = {"customerId": customer, "title": f"Claimed {rep} {uuid.uuid4().hex[:6]}",
+            "interactions": [interaction(f"{rep}-0")]}  # fmt: skip
+    made = await asyncio.gather(
+        *(send(http, "POST", ports[n % 3], f"{API}/case", body) for n in range(30))
+    )
+    assert {s for s, _ in made} == {201} and len({m["id"] for _, m in made}) == 1
+    case, ids = made[0][1]["id"], [f"{rep}-{n}" for n in range(6)]
+    patches = [{"interactions": [interaction(ids[(k + d) % 6]) for d in (0, 1, 3)]}
+               for k in range(12)]  # fmt: skip
+    path = f"{API}/case/{case}"
+    answers = await asyncio.gather(
+        *(send(http, "PATCH", ports[k % 3], path, p) for k, p in enumerate(patches))
+    )
+    assert [s for s, _ in answers] == [200] * 12
+    return case, dict.fromkeys(ids, 1)
+
+
+async def test_racing_writes_through_the_replicas_land_once_without_idempotency_keys(
+    watched_sandbox: Any,
+    store: Store,
+    redis_server: RedisServer,
+    processes: list[Any],
+    logs_dir: Path,
+) -> None:
+    store.idempotency_keys = False  # as on RT5: only the gateway can make a create happen once
+    env = gateway_env(str(watched_sandbox.make_url("")).rstrip("/"), REDIS_URL=redis_server.url)
+    ports = await start_fleet(processes, process_config(logs_dir), env, logs_dir)
+    async with aiohttp.ClientSession() as http:
+        for rep in range(4):
+            before = len(store.tickets)
+            case, once = await race(http, ports, "1001", rep)
+            assert len(store.tickets) == before + 1, rep  # one ticket made
+            texts = [c["body"] for c in store.comments[int(case)]]
+            assert once_each(texts, list(once)) == once, rep
+        # A customer too: 30 identical creates through the replicas make one user.
+        users, body = len(store.users), someone()
+        made = await asyncio.gather(
+            *(send(http, "POST", ports[n % 3], f"{API}/customer", body) for n in range(30))
+        )
+        assert {s for s, _ in made} == {201} and len({m["id"] for _, m in made}) == 1
+        assert len(store.users) == users + 1
+
+
+async def test_racing_writes_through_the_replicas_land_once_on_rt5(
+    redis_server: RedisServer, processes: list[Any], logs_dir: Path
+) -> None:
+    """The same on a real Request Tracker 5 (`make test-rt5`), which has no idempotency key."""
+    env = rt5_env()
+    if env is None:
+        pytest.skip(NO_RT5)
+    rt = RT5(env)
+    config = process_config(logs_dir, base="config.rt5.example.yaml")
+    env["REDIS_URL"] = redis_server.url
+    ports = await start_fleet(processes, config, env, logs_dir)
+    async with aiohttp.ClientSession() as http:
+        code, customer = await send(http, "POST", ports[0], f"{API}/customer", someone())
+        assert code == 201, customer
+        made: list[str] = []
+        for rep in range(3):
+            case, once = await race(http, ports, customer["id"], rep)
+            made.append(case)
+            found = await rt.tickets(f"Requestor.id = {int(customer['id'])}")
+            assert sorted(found) == sorted(made), rep  # one ticket for each 30 creates
+            assert once_each(await rt.comments(case), list(once)) == once, rep
+
+        # Redis killed mid-run: every write is still answered (each process on its own meanwhile).
+        async def kill() -> tuple[int, None]:
+            await asyncio.sleep(0.2)
+            redis_server.stop()
+            return 0, None
+
+        writes = [
+            kill(),
+            *(send(http, "PATCH", ports[k % 3], f"{API}/case/{made[-1]}",
+                   {"interactions": [interaction(f"down-{k}"), interaction(f"down-{k + 1}")]})
+              for k in range(6)),
+            *(send(http, "POST", ports[k % 3], f"{API}/case",
+                   {"customerId": customer["id"], "title": f"Down {k}",
+                    "interactions": [interaction(f"down-new-{k}")]})
+              for k in range(6)),
+        ]  # fmt: skip
+        answers = [s for s, _ in await asyncio.gather(*writes)]
+        assert answers == [0] + [200] * 6 + [201] * 6
+        logged = [e["event"] for n in range(3) for e in read_log(logs_dir / f"replica-{n}.log")]
+        assert "shared_state_unavailable" in logged  # the writes did meet the outage
+        redis_server.start()
+        await asyncio.sleep(1.5)  # past shared_state.retry_seconds: every process asks Redis again
+        case, once = await race(http, ports, customer["id"], 3)
+        assert once_each(await rt.comments(case), list(once)) == once
+
+
 async def test_a_purge_reaches_every_replica_and_redis_trouble_costs_no_request(
     watched_sandbox: Any,
     store: Any,
@@ -135,9 +241,9 @@ async def test_a_purge_reaches_every_replica_and_redis_trouble_costs_no_request(
     processes: list[Any],
     logs_dir: Path,
 ) -> None:
-    # A thousand lookups in a few seconds: past Zendesk's account limit, which is not what
-    # this test is about (the rate-limit tests are).
-    store.limits.account_per_minute = 0
+    # A thousand lookups and a hundred updates of one ticket in a few seconds: past Zendesk's
+    # limits, which are not what this test is about (the rate-limit tests are).
+    store.limits.account_per_minute = store.limits.ticket_updates_per_10_minutes = 0
     env = gateway_env(
         str(watched_sandbox.make_url("")).rstrip("/"),
         REDIS_URL=redis_server.url,
@@ -160,8 +266,12 @@ async def test_a_purge_reaches_every_replica_and_redis_trouble_costs_no_request(
             assert await status(http, "GET", url(port, "/label"), headers=EF_AUTH) == 200
         assert label_loads() == 6  # each replica loaded again
 
-        # Redis goes away mid-run, and comes back: every request is answered.
+        # Redis goes away mid-run, and comes back: every request is answered, writes too.
+        first = {"customerId": "1001", "title": "Outage", "interactions": [interaction("o")]}
+        async with http.post(url(ports[0], f"{API}/case"), json=first, headers=AUTH) as resp:
+            case = (await resp.json())["id"]
         statuses: list[int] = []
+        writes: list[int] = []
 
         async def load(n: int) -> None:
             end = time.monotonic() + 4.0
@@ -170,14 +280,30 @@ async def test_a_purge_reaches_every_replica_and_redis_trouble_costs_no_request(
                 statuses.append(await status(http, "GET", url(ports[n % 3], path), headers=BOTH))
                 await asyncio.sleep(0.01)
 
+        async def write(n: int) -> None:
+            end, k = time.monotonic() + 4.0, 0
+            while time.monotonic() < end:
+                if n % 2:  # identical creates through every replica, moments apart
+                    method, path = "POST", f"{API}/case"
+                    body: dict[str, Any] = {**first, "title": f"Outage {k}"}
+                else:  # overlapping interactions on one case
+                    method, path = "PATCH", f"{API}/case/{case}"
+                    body = {"interactions": [interaction(f"o{k}"), interaction(f"o{k + 1}")]}
+                address = url(ports[n % 3], path)
+                writes.append(await status(http, method, address, json=body, headers=AUTH))
+                k += 1
+
         async def outage() -> None:
             await asyncio.sleep(0.8)
             redis_server.stop()
             await asyncio.sleep(1.5)
             redis_server.start()
 
-        await asyncio.gather(outage(), *(load(n) for n in range(6)))
+        await asyncio.gather(outage(), *(load(n) for n in range(6)), *(write(n) for n in range(6)))
         assert len(statuses) > 60 and set(statuses) == {200}
+        assert len(writes) > 30 and set(writes) == {200, 201}
+        made = Counter(t["raw_subject"] for t in store.tickets.values())
+        assert {n for title, n in made.items() if title.startswith("Outage ")} == {1}
 
         # It said so, loudly and in a metric, and reconnected by itself.
         async def reached() -> int:

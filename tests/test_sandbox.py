@@ -140,6 +140,21 @@ async def test_errors_use_zendesk_envelopes(sandbox: Any, store: Any) -> None:
             assert r.status == 409
 
 
+async def test_the_idempotency_lever_makes_it_a_crm_without_keys(sandbox: Any, store: Any) -> None:
+    from aiohttp import ClientSession
+
+    store.idempotency_keys = False
+    key = {**AUTH, "Idempotency-Key": "k1"}
+    ticket = {"ticket": {"requester_id": 1001, "comment": {"body": "x"}}}
+    made = []
+    async with ClientSession(base_url=str(sandbox.make_url(""))) as s:
+        for _ in range(2):
+            async with s.post("/api/v2/tickets", json=ticket, headers=key) as r:
+                assert r.status == 201 and "x-idempotency-lookup" not in r.headers
+                made.append((await r.json())["ticket"]["id"])
+    assert made[0] != made[1] and store.idempotency == {}
+
+
 async def test_index_lag_hides_new_users_from_search(sandbox: Any, store: Any) -> None:
     from aiohttp import ClientSession
 

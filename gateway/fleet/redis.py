@@ -87,6 +87,7 @@ def client(url: str, timeout: float, *, retries: int = 1) -> aioredis.Redis:
         "socket_connect_timeout": timeout,
         "retry": Retry(NoBackoff(), retries),
         "decode_responses": True,
+        "encoding_errors": "replace",  # a value that is not UTF-8 is unreadable, not an error
     }
     if not url.startswith("redis+sentinel://"):
         return aioredis.Redis.from_url(url, **options)
@@ -130,13 +131,21 @@ class SharedRedis:
     def up(self) -> bool:
         return self._down_until is None
 
-    async def run(self, operation: str, command: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    async def run(
+        self,
+        operation: str,
+        command: Callable[[aioredis.Redis], Awaitable[T]],
+        *,
+        past_budget: bool = False,
+    ) -> T:
         """One Redis command, inside the short timeout and the request's budget. Raises
-        `Unavailable` (at once while Redis is known to be down)."""
+        `Unavailable` (at once while Redis is known to be down). ``past_budget``: the short
+        timeout only, for what must reach Redis even when the request's budget is spent (a
+        lease given back, what a write made)."""
         if self._down_until is not None and self.clock.monotonic() < self._down_until:
             raise Unavailable(operation)
         timeout = self.timeout
-        left = deadline.left()
+        left = None if past_budget else deadline.left()
         budgeted = left is not None and left < timeout
         if left is not None and budgeted:
             timeout = max(left, 0.001)
@@ -181,9 +190,14 @@ class SharedRedis:
         found = await self.run("get", lambda r: r.get(key))
         return None if found is None else _text(found)
 
-    async def set(self, key: str, value: str, ttl_seconds: float | None = None) -> None:
+    async def set(
+        self, key: str, value: str, ttl_seconds: float | None = None, *, past_budget: bool = False
+    ) -> None:
         px = None if ttl_seconds is None else max(1, math.ceil(ttl_seconds * 1000))
-        await self.run("set", lambda r: r.set(key, value, px=px))
+        await self.run("set", lambda r: r.set(key, value, px=px), past_budget=past_budget)
+
+    async def delete(self, key: str) -> None:
+        await self.run("delete", lambda r: r.delete(key), past_budget=True)
 
     async def hold_until(self, key: str, until: float, ttl_seconds: float) -> None:
         """Raise the hold on ``key`` to ``until`` (wall-clock seconds); a later one stays."""
@@ -216,9 +230,10 @@ class SharedRedis:
         return token
 
     async def release(self, key: str, token: str) -> None:
-        """Give the lease back if it is still ours; a Redis failure here only lets it expire."""
+        """Give the lease back if it is still ours, also past the request's budget (a holder
+        that timed out frees the key at once); a Redis failure here only lets it expire."""
         with contextlib.suppress(Unavailable):
-            await self.run("release", lambda r: r.eval(_RELEASE, 1, key, token))
+            await self.run("release", lambda r: r.eval(_RELEASE, 1, key, token), past_budget=True)
 
     @asynccontextmanager
     async def lease(

@@ -1,6 +1,7 @@
-"""The fleet as one process sees it: the holds and token stores its upstream client uses, and
-the purge that reaches every other process. Made once per process; it outlives reloads, so a
-reload keeps the holds and the tokens it has."""
+"""The fleet as one process sees it: the holds and token stores its upstream client uses, the
+per-key write locks and the memory of creates its engine uses, and the purge that reaches every
+other process. Made once per process; it outlives reloads, so a reload keeps the holds, the
+tokens, the locks and the memory it has."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from gateway.config import Config
 from gateway.fleet import redis as shared
 from gateway.fleet.holds import RedisHolds
 from gateway.fleet.host import HostChannel
+from gateway.fleet.locks import RedisLocks
 from gateway.fleet.purges import Purge, RedisPurges
+from gateway.fleet.recall import RedisRecall
 from gateway.fleet.tokens import RedisTokenStore
 from gateway.locks import KeyedLocks, LocalLocks
 from gateway.recall import LocalRecall, Recall
@@ -50,9 +53,9 @@ class Fleet:
         longest a token refresh may hold the fleet's lock."""
         self.redis, self.state_dir, self.lease_seconds = redis, state_dir, lease_seconds
         self.holds: Holds = RedisHolds(redis) if redis is not None else LocalHolds()
-        # One writer per case, and what creates made (in this process, for now).
-        self.locks: KeyedLocks = LocalLocks()
-        self.recall: Recall = LocalRecall()
+        # One writer per case (and per create), and what creates made: fleet-wide with Redis.
+        self.locks: KeyedLocks = RedisLocks(redis) if redis is not None else LocalLocks()
+        self.recall: Recall = RedisRecall(redis) if redis is not None else LocalRecall()
         self._host_sock = host
         self.purges: RedisPurges | None = None
         self.host: HostChannel | None = None

@@ -1,0 +1,58 @@
+"""One writer per key across the fleet (docs/behaviour.md §5): the updates of one case, and
+the creates of one identity, run one at a time whichever process they came through.
+
+A holder first takes this process's lock for the key, so that one task per process at most
+asks Redis; then a lease lock in Redis, for no longer than what is left of its request's
+budget (and a second to give it back), waiting for it at most what is left of the budget. A
+wait that runs out is the gateway's timeout (504), never a write without the lock. When Redis
+is away the process's lock alone serialises the writers of this process, as without Redis
+(SharedRedis logs it and counts it); a lease whose holder died ends with its lease."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from gateway import deadline
+from gateway.errors import DeadlineExceeded
+from gateway.fleet.redis import LeaseTimeout, SharedRedis, Unavailable
+from gateway.locks import LocalLocks
+
+RELEASE_SECONDS = 1.0  # a lease outlives its holder's budget by this much: time to give it back
+
+
+class RedisLocks:
+    def __init__(self, redis: SharedRedis, local: LocalLocks | None = None) -> None:
+        self.redis = redis
+        self.local = local or LocalLocks()
+
+    @asynccontextmanager
+    async def hold(self, key: str, lease_seconds: float) -> AsyncIterator[None]:
+        async with self.local.hold(key, lease_seconds):
+            name = self.redis.key("lock", key)
+            token = await self._acquire(name, lease_seconds)
+            try:
+                yield
+            finally:
+                if token is not None:
+                    await self.redis.release(name, token)
+
+    async def _acquire(self, name: str, lease_seconds: float) -> str | None:
+        """The lease's token; None when Redis is away (this process's lock alone)."""
+        budget = deadline.current()
+        lease, wait = lease_seconds, lease_seconds
+        if budget is not None:  # measured now, after waiting for this process's lock
+            lease = min(lease, max(budget.remaining(), 0.0) + RELEASE_SECONDS)
+            wait = max(budget.remaining() - budget.margin, 0.0)
+        try:
+            return await self.redis.acquire(name, lease, wait)
+        except LeaseTimeout:
+            raise DeadlineExceeded(
+                detail="another gateway process held the write lock past the request's budget"
+            ) from None
+        except Unavailable:
+            if self.redis.up:  # the budget cut the call short, not Redis: no lock, no write
+                raise DeadlineExceeded(
+                    detail="the request's budget ran out while taking the write lock"
+                ) from None
+            return None
