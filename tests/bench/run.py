@@ -29,6 +29,7 @@ import orjson
 from load import ROUTES, Route, wrk
 from procs import (
     KEY,
+    cpu_seconds,
     fetch,
     free_port,
     gateway,
@@ -53,10 +54,24 @@ SOAK_PER_WORKER = int(os.environ.get("BENCH_SOAK", "100000"))  # requests a work
 class Server:
     name: str
     url: str
-    proc: Popen[bytes] | None
+    proc: Popen[bytes]
     serves: tuple[Route, ...]
     workers: int = 1
     served: int = 0  # requests answered, counted from wrk
+
+    def cpu(self) -> float:
+        """CPU seconds its serving processes have used: unlike requests a second, this hardly
+        depends on what else the machine is doing."""
+        return cpu_seconds(worker_pids(self.proc))
+
+    def measure(
+        self, routes: tuple[Route, ...], seconds: float, connections: int
+    ) -> dict[str, float]:
+        before = self.cpu()
+        result = wrk(self.url, routes, seconds=seconds, connections=connections)
+        result["cpu_us"] = (self.cpu() - before) * 1e6 / max(result["requests"], 1)
+        self.served += int(result["requests"])
+        return result
 
 
 @contextmanager
@@ -73,28 +88,29 @@ def servers(root: Path) -> Iterator[list[Server]]:
         ref, ref_proc = stack.enter_context(reference(upstream, root / "cached"))
         front_port = free_port()
         front = f"http://127.0.0.1:{front_port}"
-        stack.enter_context(nginx(front_conf(root, front_port, up_port), f"{front}/label"))
+        front_proc = stack.enter_context(
+            nginx(front_conf(root, front_port, up_port), f"{front}/label")
+        )
         yield [
             Server("gateway 1w", gw1, proc1, ROUTES),
             Server("gateway 2w", gw2, proc2, ROUTES, workers=2),
             Server("aiohttp reference", ref, ref_proc, tuple(r for r in ROUTES if r.reference)),
-            Server("nginx", front, None, tuple(r for r in ROUTES if r.nginx)),
+            Server("nginx", front, front_proc, tuple(r for r in ROUTES if r.nginx)),
         ]
 
 
-def _call(server: Server, route: Route) -> tuple[int, Any]:
+def _call(url: str, route: Route) -> tuple[int, Any]:
     headers = {"Authorization": KEY, "Content-Type": "application/json"}
     body = orjson.dumps(route.body) if route.body is not None else None
-    status, raw = fetch(server.url + route.path, headers, body)
+    status, raw = fetch(url + route.path, headers, body)
     return status, orjson.loads(raw) if status == 200 else raw[:300]
 
 
 def _keep_cached_answers(gateway_url: str, into: Path) -> None:
     """The gateway's meta and /label answers, for the reference and nginx to serve."""
     into.mkdir()
-    gw = Server("gateway", gateway_url, None, ROUTES)
     for route, name in ((ROUTES[3], "meta.json"), (ROUTES[4], "label.json")):
-        status, body = _call(gw, route)
+        status, body = _call(gateway_url, route)
         if status != 200:
             raise RuntimeError(f"the gateway answered {route.name} with {status}: {body!r}")
         (into / name).write_bytes(orjson.dumps(body))
@@ -104,10 +120,10 @@ def check_answers(all_servers: list[Server]) -> None:
     """Every server answers every route it serves with a 200 and the customer the bench asks
     for; the reference's customer is the gateway's, field for field: a fast wrong answer is no
     benchmark."""
-    gateway_customer = _call(all_servers[0], ROUTES[0])[1]
+    gateway_customer = _call(all_servers[0].url, ROUTES[0])[1]
     for server in all_servers:
         for route in server.serves:
-            status, body = _call(server, route)
+            status, body = _call(server.url, route)
             if status != 200:
                 raise RuntimeError(f"{server.name} answered {route.name} with {status}: {body!r}")
             if route is ROUTES[0] and server.name != "nginx":
@@ -132,13 +148,12 @@ def series(all_servers: list[Server]) -> dict[Cell, dict[str, float]]:
         if route in server.serves
     ]
     for route, _, server in cells:  # warm up: caches filled, connections open
-        server.served += wrk(server.url, (route,), seconds=1, connections=32)["requests"]
+        server.measure((route,), seconds=1, connections=32)
     runs: dict[Cell, list[dict[str, float]]] = {}
     for n in range(RUNS):
         print(f"run {n + 1} of {RUNS}: {len(cells)} measurements of {SECONDS:g} s", flush=True)
         for route, c, server in cells:
-            result = wrk(server.url, (route,), seconds=SECONDS, connections=c)
-            server.served += int(result["requests"])
+            result = server.measure((route,), seconds=SECONDS, connections=c)
             runs.setdefault((route.name, server.name, c), []).append(result)
     return {
         cell: {k: statistics.median(r[k] for r in results) for k in results[0]}
@@ -152,19 +167,16 @@ def soak(server: Server) -> dict[str, float]:
     largest worker's RSS."""
     bad = 0
     while True:  # at least once: every route in one run, as a busy gateway sees them
-        result = wrk(server.url, server.serves, seconds=10, connections=32)
-        server.served += int(result["requests"])
+        result = server.measure(server.serves, seconds=10, connections=32)
         bad += int(result["non2xx"] + result["errors"])
         if server.served >= SOAK_PER_WORKER * server.workers:
             break
-    assert server.proc is not None
     rss = [rss_mb(pid) for pid in worker_pids(server.proc)]
     return {"rss_mb": max(rss), "per_worker": server.served / server.workers, "non2xx": bad}
 
 
 def profile(server: Server, name: str) -> Path:
     """A py-spy flame graph of one serving process while find customer runs at 32."""
-    assert server.proc is not None
     out = RESULTS / f"flame-{name}-find-customer.svg"
     seconds = max(10, int(2 * SECONDS))
     spy = str(Path(sys.executable).with_name("py-spy"))
@@ -214,7 +226,6 @@ def main() -> int:
             results = series(all_servers)
             gw1, gw2, ref = all_servers[:3]
             facts["soak"] = {s.name: soak(s) for s in (gw1, gw2)}
-            assert ref.proc is not None
             facts["reference_rss_mb"] = rss_mb(ref.proc.pid)
             facts["reference_served"] = ref.served
             if PROFILE:
