@@ -160,15 +160,6 @@ def worker_pids(proc: subprocess.Popen[bytes]) -> list[int]:
     return [int(p) for p in children] or [proc.pid]
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU time the processes have used (all their threads)."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

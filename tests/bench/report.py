@@ -46,9 +46,10 @@ def _verdict(ok: bool) -> str:
 
 def figures(results: Results) -> list[str]:
     lines = [
-        "| route | server | req/s at 32 | CPU µs a request at 32 | p50 / p99 at 32, ms "
+        "| route | server | req/s at 32 | CPU µs a request at 32 "
+        "| cores busy at 32: server, wrk, upstream, rest | p50 / p99 at 32, ms "
         "| p50 / p99 at 1, ms |",
-        "|---|---|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for route in ROUTES:
         for server in SERVERS:
@@ -57,7 +58,9 @@ def figures(results: Results) -> list[str]:
                 continue
             lines.append(
                 f"| {route.name} | {server} | {hi['rps']:,.0f} | {hi['cpu_us']:,.0f} "
-                f"| {hi['p50']:.2f} / {hi['p99']:.2f} | {lo['p50']:.3f} / {lo['p99']:.3f} |"
+                f"| {hi['cores_server']:.2f}, {hi['cores_wrk']:.2f}, {hi['cores_upstream']:.2f}, "
+                f"{hi['cores_rest']:.2f} | {hi['p50']:.2f} / {hi['p99']:.2f} "
+                f"| {lo['p50']:.3f} / {lo['p99']:.3f} |"
             )
     return lines
 

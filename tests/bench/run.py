@@ -29,7 +29,6 @@ import orjson
 from load import ROUTES, Route, wrk
 from procs import (
     KEY,
-    cpu_seconds,
     fetch,
     free_port,
     gateway,
@@ -42,6 +41,7 @@ from procs import (
 )
 from report import RESULTS, write
 from upstream import front_conf, unexpected, upstream_conf, write_static
+from usage import spent, usage
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
@@ -56,20 +56,18 @@ class Server:
     url: str
     proc: Popen[bytes]
     serves: tuple[Route, ...]
+    upstream: Popen[bytes]  # the upstream nginx, whose CPU is counted apart
     workers: int = 1
     served: int = 0  # requests answered, counted from wrk
-
-    def cpu(self) -> float:
-        """CPU seconds its serving processes have used: unlike requests a second, this hardly
-        depends on what else the machine is doing."""
-        return cpu_seconds(worker_pids(self.proc))
 
     def measure(
         self, routes: tuple[Route, ...], seconds: float, connections: int
     ) -> dict[str, float]:
-        before = self.cpu()
+        """One wrk run, and where the CPU went meanwhile."""
+        pids, upstream = worker_pids(self.proc), worker_pids(self.upstream)
+        before = usage(pids, upstream)
         result = wrk(self.url, routes, seconds=seconds, connections=connections)
-        result["cpu_us"] = (self.cpu() - before) * 1e6 / max(result["requests"], 1)
+        result |= spent(before, usage(pids, upstream), int(result["requests"]))
         self.served += int(result["requests"])
         return result
 
@@ -81,7 +79,9 @@ def servers(root: Path) -> Iterator[list[Server]]:
         up_port = free_port()
         write_static(root, up_port)
         upstream = f"http://127.0.0.1:{up_port}"
-        stack.enter_context(nginx(upstream_conf(root, up_port), f"{upstream}/api/v2/user_fields"))
+        up_proc = stack.enter_context(
+            nginx(upstream_conf(root, up_port), f"{upstream}/api/v2/user_fields")
+        )
         gw1, proc1 = stack.enter_context(gateway(upstream, workers=1))
         _keep_cached_answers(gw1, root / "cached")
         gw2, proc2 = stack.enter_context(gateway(upstream, workers=2))
@@ -92,11 +92,15 @@ def servers(root: Path) -> Iterator[list[Server]]:
             nginx(front_conf(root, front_port, up_port), f"{front}/label")
         )
         yield [
-            Server("gateway 1w", gw1, proc1, ROUTES),
-            Server("gateway 2w", gw2, proc2, ROUTES, workers=2),
-            Server("aiohttp reference", ref, ref_proc, tuple(r for r in ROUTES if r.reference)),
-            Server("nginx", front, front_proc, tuple(r for r in ROUTES if r.nginx)),
+            Server("gateway 1w", gw1, proc1, ROUTES, up_proc),
+            Server("gateway 2w", gw2, proc2, ROUTES, up_proc, workers=2),
+            Server("aiohttp reference", ref, ref_proc, _serving(ROUTES, "reference"), up_proc),
+            Server("nginx", front, front_proc, _serving(ROUTES, "nginx"), up_proc),
         ]
+
+
+def _serving(routes: tuple[Route, ...], flag: str) -> tuple[Route, ...]:
+    return tuple(r for r in routes if getattr(r, flag))
 
 
 def _call(url: str, route: Route) -> tuple[int, Any]:
