@@ -40,7 +40,7 @@ test-rt5: $(BIN)/crm-gateway
 	trap 'bash tests/rt5/rt5.sh down $(RT5_PORT)' EXIT; \
 	env $$env $(BIN)/pytest -q tests/test_scenarios.py -k rt5 -p no:cacheprovider
 
-# Benchmarks (not part of `make test`; about 12 minutes): the gateway beside an aiohttp
+# Benchmarks (not part of `make test`; about 17 minutes): the gateway beside an aiohttp
 # reference and nginx, over an upstream nginx serves from static files. wrk and nginx from Debian
 # (installed when missing; needs root), matplotlib and py-spy from PyPI. Prints a table; writes
 # it and a plot to tests/bench/results/. BENCH_PROFILE=1 adds py-spy flame graphs there;

@@ -32,15 +32,19 @@ class Route:
         return f'"{self.method}", "{self.path}", {{{table}}}, {body}'
 
 
-BEST = {"displayName": "Jane Doe", "screenName": "@janedoe", "email": "jane@example.com"}
-ROUTES = (
-    Route("find customer", "GET", "/api/v1/customer/1001", reference=True),
-    Route("search", "POST", "/api/v1/customers", {"email": "jane@example.com"}),
-    # Three upstream searches a request (email, twitter handle, name); no phone number given.
-    Route("best match", "POST", "/api/v1/customer/bestmatch", BEST, nginx=False),
-    Route("meta (cached)", "GET", "/api/v1/meta/object/customer", reference=True),
-    Route("/label (cached)", "GET", "/label", reference=True),
+FIND = Route("find customer", "GET", "/api/v1/customer/1001", reference=True)
+SEARCH = Route("search", "POST", "/api/v1/customers", {"email": "jane@example.com"})
+# Three upstream searches a request (email, twitter handle, name); no phone number given.
+BEST = Route(
+    "best match",
+    "POST",
+    "/api/v1/customer/bestmatch",
+    {"displayName": "Jane Doe", "screenName": "@janedoe", "email": "jane@example.com"},
+    nginx=False,
 )
+META = Route("meta (cached)", "GET", "/api/v1/meta/object/customer", reference=True)
+LABEL = Route("/label (cached)", "GET", "/label", reference=True)
+ROUTES = (FIND, SEARCH, BEST, META, LABEL)
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 

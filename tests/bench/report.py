@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from load import ROUTES
+from load import FIND as FIND_ROUTE
+from load import LABEL, META, ROUTES
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SERVERS = ("gateway 1w", "gateway 2w", "aiohttp reference", "nginx")
-FIND = "find customer"
+GW, GW2, REF, NGX = SERVERS
+FIND = FIND_ROUTE.name
 COLORS = ("#3b7dd8", "#1f4e9c", "#d8793b", "#7a7a7a")
 
 Results = dict[tuple[str, str, int], dict[str, float]]
@@ -24,9 +26,6 @@ def _cpu() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.machine()
-
-
-GW, GW2, REF, NGX = SERVERS
 
 
 def _get(
@@ -107,8 +106,8 @@ def targets(results: Results, facts: dict[str, Any]) -> list[str]:
     p_gw, p_ref = _get(results, FIND, GW, "p50", 1), _get(results, FIND, REF, "p50", 1)
     added = p_gw - p_ref if p_gw is not None and p_ref is not None else None
     row(f"{FIND}, p50 added at 1 connection, ms", added, f"{added or 0:.3f}", 0.3, False)
-    share("meta (cached)", REF)
-    share("/label (cached)", REF)
+    share(META.name, REF)
+    share(LABEL.name, REF)
     scale = (_get(results, FIND, GW2, "rps") or 0) / (_get(results, FIND, GW, "rps") or 1)
     row(f"{FIND}: 2 workers / 1 worker", scale, f"{scale:.2f}", 1.8, True)
     for name, soak in facts["soak"].items():

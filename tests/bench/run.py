@@ -26,7 +26,7 @@ from subprocess import Popen
 from typing import Any
 
 import orjson
-from load import ROUTES, Route, wrk
+from load import BEST, FIND, LABEL, META, ROUTES, SEARCH, Route, wrk
 from procs import (
     KEY,
     fetch,
@@ -113,7 +113,7 @@ def _call(url: str, route: Route) -> tuple[int, Any]:
 def _keep_cached_answers(gateway_url: str, into: Path) -> None:
     """The gateway's meta and /label answers, for the reference and nginx to serve."""
     into.mkdir()
-    for route, name in ((ROUTES[3], "meta.json"), (ROUTES[4], "label.json")):
+    for route, name in ((META, "meta.json"), (LABEL, "label.json")):
         status, body = _call(gateway_url, route)
         if status != 200:
             raise RuntimeError(f"the gateway answered {route.name} with {status}: {body!r}")
@@ -124,17 +124,17 @@ def check_answers(all_servers: list[Server]) -> None:
     """Every server answers every route it serves with a 200 and the customer the bench asks
     for; the reference's customer is the gateway's, field for field: a fast wrong answer is no
     benchmark."""
-    gateway_customer = _call(all_servers[0].url, ROUTES[0])[1]
+    gateway_customer = _call(all_servers[0].url, FIND)[1]
     for server in all_servers:
         for route in server.serves:
             status, body = _call(server.url, route)
             if status != 200:
                 raise RuntimeError(f"{server.name} answered {route.name} with {status}: {body!r}")
-            if route is ROUTES[0] and server.name != "nginx":
+            if route is FIND and server.name != "nginx":
                 wrong = {k: v for k, v in body.items() if gateway_customer.get(k) != v}
                 if wrong or body.get("name") != "Jane Doe":
                     raise RuntimeError(f"{server.name}: find customer differs: {wrong or body}")
-            listed = route.name in ("search", "best match") and server.name.startswith("gateway")
+            listed = route in (SEARCH, BEST) and server.name.startswith("gateway")
             if listed and [c["id"] for c in body][:1] != ["1001"]:
                 raise RuntimeError(f"{server.name}: {route.name} did not find 1001: {body}")
 
@@ -190,7 +190,7 @@ def profile(server: Server, name: str) -> Path:
     command = [spy, "record", "--gil", "--function", "-o", str(out), "-p", pid, "-d", str(seconds)]
     with started(*command) as proc:
         time.sleep(1)  # py-spy attached
-        wrk(server.url, (ROUTES[0],), seconds=seconds + 1, connections=32)
+        wrk(server.url, (FIND,), seconds=seconds + 1, connections=32)
         proc.wait(60)
     return out
 
@@ -206,7 +206,7 @@ def resilience() -> dict[str, Any]:
         facts["hang_seconds"] = time.monotonic() - began
     with sandbox("--status", "429", "--retry-after", "1") as limited, gateway(limited) as (gw, _):
         # Long enough for answers that wait out Retry-After, and for the budget to run out.
-        facts["storm"] = wrk(gw, (ROUTES[0],), seconds=10, connections=16)
+        facts["storm"] = wrk(gw, (FIND,), seconds=10, connections=16)
         facts["storm_attempts"] = metric(gw, "crm_gateway_upstream_attempts_total", status="429")
         facts["storm_requests"] = metric(
             gw, "crm_gateway_requests_total", operation="find_customer"
