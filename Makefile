@@ -42,9 +42,11 @@ test-rt5: $(BIN)/crm-gateway
 	env $$env $(BIN)/pytest -q tests/test_scenarios.py tests/test_cases.py tests/test_customers.py \
 		tests/test_replicas.py -k rt5 -p no:cacheprovider
 
-# Benchmarks (not part of `make test`): wrk and nginx from Debian (installed when missing; needs
-# root), matplotlib and py-spy from PyPI. Prints a table; writes it and a plot to
-# tests/bench/results/.
+# Benchmarks (not part of `make test`; about 17 minutes): the gateway beside an aiohttp
+# reference and nginx, over an upstream nginx serves from static files. wrk and nginx from Debian
+# (installed when missing; needs root), matplotlib and py-spy from PyPI. Prints a table; writes
+# it and a plot to tests/bench/results/. BENCH_PROFILE=1 adds py-spy flame graphs there;
+# BENCH_RUNS and BENCH_SECONDS set how many runs of how long (3 of 5 s).
 bench: $(BIN)/crm-gateway
 	@command -v wrk >/dev/null && command -v nginx >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk nginx-light)
