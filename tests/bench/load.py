@@ -24,7 +24,7 @@ class Route:
 
     def lua(self) -> str:
         """A wrk request for this route, as the arguments of `wrk.format`."""
-        headers = {"Authorization": KEY}
+        headers = {"Authorization": KEY, "X-API-Key": KEY}  # Khoros's key; Hybrid Chat's
         if self.body is not None:
             headers["Content-Type"] = "application/json"
         table = ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items())

@@ -118,6 +118,7 @@ def gateway(upstream: str, workers: int = 1) -> Iterator[tuple[str, subprocess.P
         "ZENDESK_EMAIL": EMAIL,
         "ZENDESK_API_TOKEN": TOKEN,
         "GATEWAY_API_KEYS": KEY,
+        "EXPERTFLOW_API_KEYS": KEY,  # /label is keyed, as shipped
     }
     cmd = [_cli(), "serve", "--config", "config.example.yaml", "--port", str(port)]
     with started(*cmd, "--workers", str(workers), env=env) as proc:

@@ -104,7 +104,7 @@ def _serving(routes: tuple[Route, ...], flag: str) -> tuple[Route, ...]:
 
 
 def _call(url: str, route: Route) -> tuple[int, Any]:
-    headers = {"Authorization": KEY, "Content-Type": "application/json"}
+    headers = {"Authorization": KEY, "X-API-Key": KEY, "Content-Type": "application/json"}
     body = orjson.dumps(route.body) if route.body is not None else None
     status, raw = fetch(url + route.path, headers, body)
     return status, orjson.loads(raw) if status == 200 else raw[:300]
