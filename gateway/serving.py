@@ -27,9 +27,6 @@ from gateway.app import create_app
 from gateway.config import Config
 from gateway.fleet import state as fleet_state
 from gateway.fleet.relay import Relay
-from gateway.sandbox.demo import seed
-from gateway.sandbox.server import create_sandbox
-from gateway.sandbox.store import Store
 
 RESTARTS = 5  # a worker that dies this often within a minute stops the whole server
 
@@ -62,7 +59,6 @@ async def serve(
     config: Config,
     sock: socket.socket,
     *,
-    sandbox_port: int | None = None,
     worker: bool = False,
     line: socket.socket | None = None,
     state_dir: str | None = None,
@@ -70,13 +66,6 @@ async def serve(
     """Serve on ``sock`` until SIGTERM or SIGINT, then let requests in flight finish within
     their budget. A worker has a ``line`` to its supervisor and the supervisor's
     ``state_dir``."""
-    runners = []
-    if sandbox_port is not None:
-        store = seed(Store(base_url=f"http://127.0.0.1:{sandbox_port}"))
-        sandbox = web.AppRunner(create_sandbox(store), access_log=None)
-        await sandbox.setup()
-        await web.TCPSite(sandbox, "127.0.0.1", sandbox_port).start()
-        runners.append(sandbox)
     fleet = fleet_state.build(
         config, host=line, state_dir=Path(state_dir) if state_dir is not None else None
     )
@@ -84,7 +73,6 @@ async def serve(
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.meta_budget)
     await runner.setup()
     await web.SockSite(runner, sock).start()
-    runners.append(runner)
     logs.get().info(
         "started",
         version=shipped.version(),
@@ -115,8 +103,7 @@ async def serve(
     finally:
         if watch is not None:
             watch.cancel()
-        for r in reversed(runners):
-            await r.cleanup()
+        await runner.cleanup()
         logs.shutting_down()
         logs.get().info("stopped", pid=os.getpid())
 

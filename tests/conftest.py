@@ -32,7 +32,7 @@ from gateway import logs
 from gateway.app import create_app
 from gateway.config import Config, load_config
 from gateway.exchange import Response
-from gateway.sandbox.demo import seed
+from gateway.sandbox.seed import seed
 from gateway.sandbox.server import CREDENTIALS, FAULTS, Faults, create_sandbox
 from gateway.sandbox.store import Store
 from gateway.upstream.call import Call

@@ -29,7 +29,7 @@ from gateway.app import create_app
 from gateway.config import Config, load_config
 from gateway.mapping.spec import load_mapping
 from gateway.openapi import document
-from gateway.sandbox.demo import seed
+from gateway.sandbox.seed import seed
 from gateway.sandbox.store import Store
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))

@@ -28,7 +28,8 @@ from gateway.mapping.once import lease, past_deadline, shared
 if TYPE_CHECKING:
     from gateway.mapping.engine import Engine
 
-REMEMBER_SECONDS = 2 * 3600.0  # as long as Zendesk keeps an idempotency key
+# As long as the shipped upstreams keep an idempotency key (docs/behaviour.md §1.7).
+REMEMBER_SECONDS = 2 * 3600.0
 STRUCTURAL = ("customerId", "customId", "interactions")
 
 

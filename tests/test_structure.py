@@ -1,0 +1,85 @@
+"""The shape of the code base, kept as the house rules say: small modules, a core that names no
+CRM, and test modules that stand alone."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from conftest import ROOT
+
+GATEWAY = ROOT / "gateway"
+SANDBOX = GATEWAY / "sandbox"
+MAX_LINES = 400
+# What names a CRM: its name, or the name of its mapping.
+CRM_NAMES = re.compile(r"zendesk|rt5|request tracker", re.IGNORECASE)
+RT = re.compile(r"\bRT\b")
+
+
+def sources(under: Path) -> list[Path]:
+    return sorted(p for p in under.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def imported(path: Path) -> set[str]:
+    """Every module a file imports, wherever the import stands (in a function too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def is_test_module(module: str, tests: set[str]) -> bool:
+    parts = module.split(".")
+    return parts[0] in tests or (parts[0] == "tests" and len(parts) > 1 and parts[1] in tests)
+
+
+def test_no_module_is_over_the_limit() -> None:
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in sources(GATEWAY)
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}, f"split these modules (at most {MAX_LINES} lines each)"
+
+
+def test_only_the_sandbox_names_a_crm() -> None:
+    named = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in sources(GATEWAY)
+        if SANDBOX not in p.parents
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if CRM_NAMES.search(line) or RT.search(line)
+    ]
+    assert named == [], "CRM specifics belong in mappings/*.yaml and gateway/sandbox/"
+
+
+def test_the_checks_see_what_they_look_for(tmp_path: Path) -> None:
+    """The scans above would pass on an empty tree: show that they find what they forbid."""
+    assert CRM_NAMES.search("Zendesk's quota") and RT.search("RT answers 200")
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    from test_cli import x\n    import conftest\n")
+    found = imported(probe)
+    assert {"test_cli", "test_cli.x", "conftest"} <= found
+    tests = {"test_cli"}
+    assert [m for m in sorted(found) if is_test_module(m, tests)] == ["test_cli", "test_cli.x"]
+    assert not is_test_module("aiohttp.test_utils", tests)
+    assert is_test_module("tests.test_cli", tests)
+
+
+def test_no_test_module_imports_another() -> None:
+    tests = {p.stem for p in sources(ROOT / "tests") if p.stem.startswith("test_")}
+
+    def a_test(module: str) -> bool:
+        parts = module.split(".")
+        return parts[0] in tests or (parts[0] == "tests" and parts[1:2] != [] and parts[1] in tests)
+
+    found = {
+        str(p.relative_to(ROOT)): sorted(filter(a_test, imported(p)))
+        for p in sources(ROOT / "tests")
+    }
+    assert {k: v for k, v in found.items() if v} == {}, "shared helpers go to conftest.py"
