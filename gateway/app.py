@@ -97,7 +97,7 @@ def header(request: web.Request, name: str) -> str | None:
 def _check_access(request: web.Request, config: Config, realm: str) -> None:
     address = request.remote or "unknown"
     failures = request.app[FAILURES]
-    if failures.blocked(address, config.max_auth_failures):
+    if failures.blocked(address, config.auth.max_failures_per_minute):
         raise TooManyFailures(headers={"Retry-After": "60"})
     try:
         _check_key(request, config, realm)
@@ -108,16 +108,16 @@ def _check_access(request: web.Request, config: Config, realm: str) -> None:
 
 def _check_key(request: web.Request, config: Config, realm: str) -> None:
     if realm == "khoros":
-        ok = authorized(header(request, "Authorization"), config.api_keys)
+        ok = authorized(header(request, "Authorization"), config.auth.api_keys)
     elif realm == "expertflow":
         # A phone number reveals a person: a key is needed unless the operator opened these
         # endpoints on purpose (docs/behaviour.md §2.4). No keys and not open: always 401.
         given = header(request, "X-API-Key") or request.query.get("api_key")
-        ok = config.expertflow_anonymous or authorized(given, config.expertflow_keys)
+        ok = config.expertflow.allow_anonymous or authorized(given, config.expertflow.api_keys)
     else:
-        if config.admin_key is None:
+        if config.admin.api_key is None:
             raise NotFound("No such endpoint.")
-        ok = authorized(header(request, "Authorization"), (config.admin_key,))
+        ok = authorized(header(request, "Authorization"), (config.admin.api_key,))
     if not ok:
         raise Unauthorized()
 
@@ -133,14 +133,14 @@ async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamRes
     stats = logs.start_request()
     started = time.perf_counter()
     budget_left: float | None = None
-    seconds = config.meta_budget if operation == "meta" else config.default_budget
+    seconds = config.deadlines.budget("meta" if operation == "meta" else "default")
     response: web.StreamResponse
     try:
         if operation is None:
             response = await handler(request)
         else:
             _check_access(request, config, realm)
-            with deadline.budget(seconds, config.margin) as budget:
+            with deadline.budget(seconds, config.deadlines.margin_seconds) as budget:
                 try:
                     async with asyncio.timeout(seconds):
                         response = await handler(request)
@@ -157,7 +157,8 @@ async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamRes
         logs.get().exception("unhandled_error", operation=operation)
         response = _error(GatewayError(), request_id)
     response.headers["X-Request-Id"] = request_id
-    if config.admin_key and authorized(header(request, "X-Debug-Trace"), (config.admin_key,)):
+    admin_key = config.admin.api_key
+    if admin_key and authorized(header(request, "X-Debug-Trace"), (admin_key,)):
         response.headers["X-Debug-Trace"] = _trace(stats)
     elapsed = time.perf_counter() - started
     if operation is not None:
@@ -213,7 +214,10 @@ def create_app(
 ) -> web.Application:
     """``fleet``: what this process shares with the others (default: as the config says)."""
     logs.configure(
-        config.log_level, config.log_format, secrets=secrets_of(config), pii=config.log_pii
+        config.logging.level,
+        config.logging.format,
+        secrets=secrets_of(config),
+        pii=config.logging.pii,
     )
     fleet = fleet or fleet_state.build(config)
     holder = runtime.Holder(runtime.build(config, mapping, fleet=fleet), fleet)
@@ -222,11 +226,11 @@ def create_app(
     app[fleet_state.FLEET] = fleet
     app[FAILURES] = FailureLimit()
     app[health.LAST_PROBE] = health.LastProbe()
-    base = config.base_path.rstrip("/")
+    base = config.server.base_path
     for method, path, handler, _ in khoros.ROUTES:
         app.router.add_route(method, base + path, handler)
-    app.router.add_get(config.expertflow_prefix + "/customer", expertflow.customer)
-    app.router.add_get(config.expertflow_prefix + "/label", expertflow.labels)
+    app.router.add_get(config.expertflow.path_prefix + "/customer", expertflow.customer)
+    app.router.add_get(config.expertflow.path_prefix + "/label", expertflow.labels)
     app.router.add_post("/admin/cache/purge", admin.purge_caches)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
@@ -237,8 +241,9 @@ def create_app(
         await holder.current.upstream.start()
         await fleet.start(lambda names: holder.current.caches.purge(names))
         watcher = None
-        if config.watch_seconds > 0:
-            watcher = asyncio.create_task(runtime.watch(holder, config.file, config.watch_seconds))
+        every = config.server.watch_seconds
+        if every > 0:
+            watcher = asyncio.create_task(runtime.watch(holder, config.file, every))
         yield
         if watcher is not None:
             watcher.cancel()

@@ -21,7 +21,7 @@ V = TypeVar("V")
 class CacheSettings:
     ttl_seconds: float
     max_entries: int
-    stale_seconds: float = 0.0
+    stale_seconds: float
 
 
 class AsyncTTLCache(Generic[V]):

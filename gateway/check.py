@@ -29,7 +29,7 @@ def check(config_file: str, *, out: TextIO) -> tuple[int, Config | None]:
 
 async def check_online(config: Config, out: TextIO) -> int:
     built = runtime.build(config)
-    doc = load_yaml(config.mapping_file)
+    doc = load_yaml(config.upstream.mapping)
     errors = notes = 0
     logs.start_request()
     await built.upstream.start()
@@ -39,14 +39,15 @@ async def check_online(config: Config, out: TextIO) -> int:
             if obj.custom_fields is None:
                 continue
             try:
-                with deadline.budget(config.meta_budget, config.margin):
+                meta, margin = config.deadlines.budget("meta"), config.deadlines.margin_seconds
+                with deadline.budget(meta, margin):
                     data = await built.engine.fetch(
                         obj.custom_fields.request, built.engine.base_ctx
                     )
             except GatewayError as exc:
                 problem = f"{exc.message} ({exc.detail})"
                 print(
-                    f"{config.upstream_url}: {kind} field definitions unreadable: {problem}",
+                    f"{config.upstream.base_url}: {kind} field definitions unreadable: {problem}",
                     file=out,
                 )
                 return 1

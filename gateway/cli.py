@@ -14,7 +14,7 @@ import os
 import socket
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gateway import check, explain, logs, register, serving, shipped
@@ -64,8 +64,9 @@ def _start_writer(env: Environment) -> None:
 
 def _load(path: str, host: str | None, port: int | None) -> Config:
     config = load_config(path)
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    return Config(**{**config.__dict__, **overrides}) if overrides else config
+    server = config.server
+    listen = replace(server, host=host or server.host, port=server.port if port is None else port)
+    return replace(config, server=listen)
 
 
 def _tool(args: argparse.Namespace) -> int:
@@ -89,7 +90,7 @@ def _tool(args: argparse.Namespace) -> int:
         print(exc, file=out)
         return 1
     if args.command == "check":
-        print(f"ok: {config.file} and {config.mapping_file} are valid")
+        print(f"ok: {config.file} and {config.upstream.mapping} are valid")
         return asyncio.run(check.check_online(config, sys.stdout)) if args.online else code
     raw = args.body
     try:
@@ -162,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"crm-gateway: invalid configuration\n{exc}", file=sys.stderr)
         return 1
-    logs.configure(config.log_level, config.log_format)
+    logs.configure(config.logging.level, config.logging.format)
     if args.command == "demo":
         print(demo.banner(config, os.environ), flush=True)
     _start_writer(env)
@@ -171,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sock = socket.socket(fileno=args.listen_fd)  # bound by the supervisor
     else:
         try:
-            sock = serving.listen(config.host, config.port)
+            sock = serving.listen(config.server.host, config.server.port)
         except serving.PortInUse as exc:
             print(f"crm-gateway: {exc}", file=sys.stderr)
             return 1

@@ -85,12 +85,12 @@ class Routing:
 
 def warn_about_access(config: Config) -> None:
     """Say at start-up (and on reload) how the endpoints are reachable, when it is not by key."""
-    if config.expertflow_anonymous:
+    if config.expertflow.allow_anonymous:
         logs.get().warning(
             "expertflow_anonymous",
             detail="/customer and /label answer without a key (expertflow.allow_anonymous)",
         )
-    elif not config.expertflow_keys:
+    elif not config.expertflow.api_keys:
         logs.get().warning(
             "expertflow_locked",
             detail="/customer and /label answer 401: set EXPERTFLOW_API_KEYS "

@@ -95,8 +95,8 @@ async def explain(
         built = runtime.build(config)
     else:
         # No token refresh either: the dry run shows the configured credentials' headers.
-        dry = replace(config, oauth=None)
-        mapping = _reading_no_definitions(load_mapping(config.mapping_file))
+        dry = replace(config, upstream=replace(config.upstream, oauth=None))
+        mapping = _reading_no_definitions(load_mapping(config.upstream.mapping))
         built = runtime.build(dry, mapping, transport=DryTransport())
     secrets = secrets_of(config)
     stats = logs.start_request()
@@ -105,9 +105,8 @@ async def explain(
     code = 0
     empty_answers = False
     try:
-        with deadline.budget(
-            config.meta_budget if operation == "meta" else config.default_budget, config.margin
-        ):
+        budget = config.deadlines.budget("meta" if operation == "meta" else "default")
+        with deadline.budget(budget, config.deadlines.margin_seconds):
             result: Any = await _call(built, operation, id=id, body=body, kind=kind)()
     except GatewayError as exc:
         result = {"status": exc.status, **exc.body("explain")}
@@ -116,9 +115,10 @@ async def explain(
     finally:
         await built.upstream.close()
     mode = "live" if live else "dry run: nothing is sent, every answer is {}"
-    print(f"{operation} against {config.upstream_url} ({mode})\n", file=out)
+    url = config.upstream.base_url
+    print(f"{operation} against {url} ({mode})\n", file=out)
     for n, call in enumerate(stats.calls, 1):
-        print(f"{n}. {call['method']} {config.upstream_url}{call['url']}", file=out)
+        print(f"{n}. {call['method']} {url}{call['url']}", file=out)
         print(f"   template: {call['path']}", file=out)
         for name, value in (call.get("headers") or {}).items():
             shown = "[secret]" if name.lower() == "authorization" else _mask(str(value), secrets)

@@ -229,4 +229,4 @@ def document(base_path: str, expertflow_prefix: str) -> dict[str, Any]:
 
 async def openapi(request: web.Request) -> web.Response:
     config = runtime.of(request).config
-    return jsonio.response(document(config.base_path.rstrip("/"), config.expertflow_prefix))
+    return jsonio.response(document(config.server.base_path, config.expertflow.path_prefix))

@@ -47,23 +47,23 @@ def build(
     ``transport`` replaces HTTP to the upstream (`explain`'s dry run); ``fleet`` is the state
     shared with other processes and kept across reloads (none: this process on its own), such
     as the per-case locks and what creates made."""
-    mapping = mapping or load_mapping(config.mapping_file)
+    mapping = mapping or load_mapping(config.upstream.mapping)
     upstream = connect.upstream(config, mapping, transport, fleet=fleet)
-    caches = Caches(config.caches)
+    caches = Caches(config.cache)
     engine = Engine(
         mapping,
         upstream,
         caches,
         settings=config.settings,
-        upstream_url=config.upstream_url,
+        upstream_url=config.upstream.base_url,
         locks=fleet.locks if fleet is not None else LocalLocks(),
         recall=fleet.recall if fleet is not None else LocalRecall(),
-        grace_seconds=config.attempt_timeout,
-        codecs=Codecs(PhoneNumbers(config.default_region)),
+        grace_seconds=config.upstream.attempt_timeout_seconds,
+        codecs=Codecs(PhoneNumbers(config.phones.default_region)),
         limits=config.bestmatch,
     )
     routing = (
-        Routing(engine, not_found=config.expertflow_not_found)
+        Routing(engine, not_found=config.expertflow.not_found)
         if mapping.routing is not None
         else None
     )
@@ -71,7 +71,8 @@ def build(
 
 
 # What a restart is needed for: the routes and the listening socket are made once.
-RESTART_ONLY = ("host", "port", "base_path", "expertflow_prefix", "shared_state")
+RESTART_ONLY = ("server.host", "server.port", "server.base_path", "expertflow.path_prefix",
+                "shared_state")  # fmt: skip
 
 
 class Holder:
@@ -102,10 +103,9 @@ class Holder:
                 log.error("reload_refused", config=str(config_file), problems=[problem])
                 return False
             for name in RESTART_ONLY:
-                if getattr(config, name) != getattr(old.config, name):
-                    log.warning(
-                        "reload_needs_restart", setting=name, kept=getattr(old.config, name)
-                    )
+                kept = _setting(old.config, name)
+                if _setting(config, name) != kept:
+                    log.warning("reload_needs_restart", setting=name, kept=kept)
             await new.upstream.start()
             self.current = new
             _apply_logging(config)
@@ -113,10 +113,10 @@ class Holder:
             expertflow.warn_about_access(config)
             # Requests in flight still use the old upstream client: close it after they can
             # have finished (their budget is the longest they run).
-            task = asyncio.create_task(_retire(old, old.config.meta_budget + 1))
+            task = asyncio.create_task(_retire(old, old.config.deadlines.budget("meta") + 1))
             self._retired.add(task)
             task.add_done_callback(self._retired.discard)
-            log.info("reloaded", config=config.file, mapping=str(config.mapping_file))
+            log.info("reloaded", config=config.file, mapping=str(config.upstream.mapping))
             return True
 
     async def close(self) -> None:
@@ -125,11 +125,20 @@ class Holder:
         await self.current.upstream.close()
 
 
+def _setting(config: Config, dotted: str) -> object:
+    found: object = config
+    for name in dotted.split("."):
+        found = getattr(found, name)
+    return found
+
+
 def _apply_logging(config: Config) -> None:
     """The new level, format and PII setting; secrets already known stay redacted (a key
     just removed from the config is still a secret, and so are tokens learned at run time)."""
     secrets = [*logs.redactor.secrets, *secrets_of(config)]
-    logs.configure(config.log_level, config.log_format, secrets=secrets, pii=config.log_pii)
+    logs.configure(
+        config.logging.level, config.logging.format, secrets=secrets, pii=config.logging.pii
+    )
 
 
 def _stamp(*files: Path) -> tuple[tuple[int, int], ...]:
@@ -147,7 +156,7 @@ async def watch(holder: Holder, config_file: str | Path, every: float) -> None:
     """Reload when the config file or the live mapping file changes."""
 
     def files() -> tuple[Path, Path]:
-        return Path(config_file), holder.current.config.mapping_file
+        return Path(config_file), holder.current.config.upstream.mapping
 
     seen = _stamp(*files())
     while True:

@@ -70,16 +70,17 @@ async def serve(
         config, host=line, state_dir=Path(state_dir) if state_dir is not None else None
     )
     app = create_app(config, fleet=fleet)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.meta_budget)
+    meta = config.deadlines.budget("meta")
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=meta)
     await runner.setup()
     await web.SockSite(runner, sock).start()
     logs.get().info(
         "started",
         version=shipped.version(),
-        url=f"http://{config.host}:{config.port}{config.base_path}",
+        url=f"http://{config.server.host}:{config.server.port}{config.server.base_path}",
         config=config.file,
-        mapping=str(config.mapping_file),
-        upstream=config.upstream_url,
+        mapping=str(config.upstream.mapping),
+        upstream=config.upstream.base_url,
         pid=os.getpid(),
         loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
     )
@@ -129,7 +130,8 @@ def supervise(config: Config, workers: int, sock: socket.socket) -> int:
         line = relay.line()
         command = [
             sys.executable, "-m", "gateway", "serve", "--worker", "--config", config.file,
-            "--host", config.host, "--port", str(config.port), "--listen-fd", str(sock.fileno()),
+            "--host", config.server.host, "--port", str(config.server.port),
+            "--listen-fd", str(sock.fileno()),
             "--line-fd", str(line.fileno()), "--state-dir", state_dir,
         ]  # fmt: skip
         try:
@@ -172,7 +174,7 @@ def supervise(config: Config, workers: int, sock: socket.socket) -> int:
                     break
                 procs[i] = start()
             relay.poll(0.2)
-        deadline = time.monotonic() + config.meta_budget + 5
+        deadline = time.monotonic() + config.deadlines.budget("meta") + 5
         for p in procs:
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))

@@ -30,8 +30,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway import logs
 from gateway.app import create_app
-from gateway.config import Config, load_config
+from gateway.config import Config, defaults, load_config
 from gateway.exchange import Response
+from gateway.mapping.fanout import FanOutLimits
 from gateway.sandbox.seed import seed
 from gateway.sandbox.server import CREDENTIALS, FAULTS, Faults, create_sandbox
 from gateway.sandbox.store import Store
@@ -141,6 +142,30 @@ def make_client(aiohttp_client: Any) -> Callable[[Config], Any]:
     return make
 
 
+# The settings a config file leaves at their defaults (gateway/schema/config.yaml).
+DEFAULT_RETRY = RetrySettings(**defaults("upstream", "retry"))
+DEFAULT_BREAKER = BreakerSettings(**defaults("upstream", "circuit_breaker"))
+DEFAULT_FAN_OUT = FanOutLimits(**defaults("bestmatch"))
+
+
+def tuned(config: Config, **sections: Any) -> Config:
+    """``config`` with some settings changed, by section: ``tuned(c, upstream={"max_in_flight":
+    2})``. A dict changes those fields of the section; anything else replaces it whole."""
+    changes = {
+        name: dataclasses.replace(getattr(config, name), **value)
+        if isinstance(value, dict) and dataclasses.is_dataclass(getattr(config, name))
+        else value
+        for name, value in sections.items()
+    }
+    return dataclasses.replace(config, **changes)
+
+
+def budgets(config: Config, **seconds: float) -> Config:
+    """``config`` whose budgets are these seconds exactly (``default=0.5``, ``meta=3``)."""
+    given = {f"{kind}_seconds": value for kind, value in seconds.items()}
+    return tuned(config, deadlines={**given, "share": 1.0})
+
+
 FAST_BUDGET = 2.0  # the `fast` config's budget, in seconds
 
 
@@ -148,19 +173,16 @@ FAST_BUDGET = 2.0  # the `fast` config's budget, in seconds
 def fast(config: Config) -> Config:
     """Budgets short enough for tests; the policy is the production one, scaled down, and the
     breaker out of the way (its own tests set it)."""
-    return dataclasses.replace(
-        config,
-        default_budget=FAST_BUDGET,
-        attempt_timeout=0.5,
-        retry=RetrySettings(
-            attempts=3,
-            backoff_start_seconds=0.05,
-            backoff_max_seconds=0.2,
-            max_retry_after_seconds=30,
-            min_attempt_seconds=0.1,
-        ),
-        breaker=BreakerSettings(min_requests=1000),
+    retry = RetrySettings(
+        attempts=3,
+        backoff_start_seconds=0.05,
+        backoff_max_seconds=0.2,
+        max_retry_after_seconds=30,
+        min_attempt_seconds=0.1,
     )
+    breaker = dataclasses.replace(DEFAULT_BREAKER, min_requests=1000)
+    upstream = {"attempt_timeout_seconds": 0.5, "retry": retry, "circuit_breaker": breaker}
+    return tuned(budgets(config, default=FAST_BUDGET), upstream=upstream)
 
 
 @pytest.fixture

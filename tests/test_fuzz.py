@@ -5,7 +5,6 @@ for `make test` (FUZZ_EXAMPLES, default 40 per operation); `make fuzz` runs many
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -15,7 +14,18 @@ import pytest
 import schemathesis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import AUTH, EF_AUTH, ROOT, SPECS, free_port, gateway, gateway_env, raw_http, wait_for
+from conftest import (
+    AUTH,
+    EF_AUTH,
+    ROOT,
+    SPECS,
+    free_port,
+    gateway,
+    gateway_env,
+    raw_http,
+    tuned,
+    wait_for,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -374,7 +384,7 @@ async def _through_the_gateway(
     fake = web.Application()
     fake.router.add_route("*", "/{tail:.*}", crm.answer)
     async with TestServer(fake) as upstream:
-        config = dataclasses.replace(config, upstream_url=str(upstream.make_url("")).rstrip("/"))
+        config = tuned(config, upstream={"base_url": str(upstream.make_url("")).rstrip("/")})
         async with TestServer(create_app(config, MAPPING)) as gw, TestClient(gw) as client:
             for method, path, payload in calls:
                 headers = {**AUTH, **EF_AUTH}

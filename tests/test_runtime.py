@@ -87,7 +87,7 @@ async def test_a_changed_file_is_picked_up_by_the_watcher(
         config_file.read_text().replace("watch_seconds: 1 ", "watch_seconds: 0.1 ")
     )
     client = await make_client(load_config(config_file))
-    assert client.server.app[HOLDER].current.config.watch_seconds == 0.1
+    assert client.server.app[HOLDER].current.config.server.watch_seconds == 0.1
     await asyncio.sleep(0.15)
     rename_name_field(mapping, "customerName")
     for _ in range(40):

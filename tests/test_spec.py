@@ -155,7 +155,7 @@ def test_rt5_mapping_and_config_load() -> None:
         "RT5_PASSWORD": "p",
     }
     config = load_config(ROOT / "config.rt5.example.yaml", env=env)
-    assert config.mapping_file == ROOT / "mappings/rt5.yaml"
+    assert config.upstream.mapping == ROOT / "mappings/rt5.yaml"
     assert config.settings["rt_queue"] == "General"
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aioresponses import aioresponses
-from conftest import API, AUTH, ROOT, FakeKhoros, gateway_env
+from conftest import API, AUTH, ROOT, FakeKhoros, gateway_env, tuned
 
 from gateway import check, explain, register
 from gateway.config import Config, load_config
@@ -108,7 +108,7 @@ async def test_explain_dry_run_of_every_operation(
     )
     text = out.getvalue()
     assert code == 0, text
-    assert text.startswith(f"{operation} against {config.upstream_url} (dry run")
+    assert text.startswith(f"{operation} against {config.upstream.base_url} (dry run")
     assert "sandbox-token" not in text and "Authorization: [secret]" in text
     assert sandbox.app[CALLS] == []  # a dry run sends nothing
 
@@ -121,7 +121,7 @@ async def test_explain_live_shows_the_calls_and_the_mapped_result(config: Config
     text = out.getvalue()
     assert code == 0
     assert (
-        "GET " + config.upstream_url + "/api/v2/users/1001?include=identities%2Corganizations"
+        "GET " + config.upstream.base_url + "/api/v2/users/1001?include=identities%2Corganizations"
         in text
     )
     assert "template: /api/v2/users/{{ id }}" in text and "-> 200 in" in text
@@ -138,11 +138,10 @@ async def test_explain_shows_a_bad_body(config: Config) -> None:
 
 
 async def test_debug_trace_only_with_the_admin_key(make_client: Any, config: Config) -> None:
-    import dataclasses
 
     from gateway.config import Secret
 
-    client = await make_client(dataclasses.replace(config, admin_key=Secret("admin-secret")))
+    client = await make_client(tuned(config, admin={"api_key": Secret("admin-secret")}))
     plain = await client.get(f"{API}/customer/1001", headers={**AUTH, "X-Debug-Trace": "guess"})
     assert "X-Debug-Trace" not in plain.headers
     traced = await client.get(

@@ -63,13 +63,13 @@ class Engine:
         recall: Recall,
         grace_seconds: float,
         codecs: Codecs,
-        limits: FanOutLimits | None = None,
+        limits: FanOutLimits,
     ) -> None:
         """``grace_seconds``: how long a create may run on past its caller's deadline (one
         attempt's time), so that what it made is known to its repeat."""
         self.mapping = mapping
         self.codecs = codecs
-        self.limits = limits or FanOutLimits()
+        self.limits = limits
         self.upstream = upstream
         self.caches = caches
         self.locks = locks  # one writer per case (and per create)

@@ -5,7 +5,8 @@ hold other characters), so no text can stand for another interaction. Each write
 keys of the interactions it adds where the mapping says (such as a ticket audit's metadata,
 which callers cannot write) and renders them into a comment with a marker; caller text is
 cleaned of the marker's start first, so it can never match or fake one (a CRM without such a
-place relies on the markers). Also: how many interactions one write carries, and the keys of creates."""
+place relies on the markers). Also: how many interactions one write carries, and the keys of
+creates."""
 
 from __future__ import annotations
 

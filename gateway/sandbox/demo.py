@@ -45,8 +45,9 @@ def sandbox_url(port: int) -> str:
 
 def banner(config: Config, env: MutableMapping[str, str]) -> str:
     """What the demo prints at start: where everything is, and the keys to try it with."""
-    base = f"http://{config.host}:{config.port}{config.base_path}"
-    hybrid_chat = f"http://{config.host}:{config.port}{config.expertflow_prefix}"
+    server = config.server
+    base = f"http://{server.host}:{server.port}{server.base_path}"
+    hybrid_chat = f"http://{server.host}:{server.port}{config.expertflow.path_prefix}"
     return (
         f"crm-gateway demo\n  Khoros API:  {base}\n  sandbox CRM: {env['ZENDESK_URL']}"
         f"\n  API key:     {env['GATEWAY_API_KEYS'].split(',')[0]}"
@@ -58,9 +59,9 @@ def banner(config: Config, env: MutableMapping[str, str]) -> str:
 
 
 def _hybrid_chat_access(config: Config) -> str:
-    if config.expertflow_anonymous:
+    if config.expertflow.allow_anonymous:
         return "anonymous access allowed: demo data only (EXPERTFLOW_ALLOW_ANONYMOUS)"
-    if config.expertflow_keys:
+    if config.expertflow.api_keys:
         return "needs &api_key=<one of EXPERTFLOW_API_KEYS>"
     return "answers 401: set EXPERTFLOW_API_KEYS"
 

@@ -24,14 +24,14 @@ class RateGate:
         self,
         max_in_flight: int,
         *,
+        retry: RetrySettings,
         limits: RateLimits | None = None,
         holds: Holds | None = None,
-        retry: RetrySettings | None = None,
         clock: Clock = SYSTEM,
     ) -> None:
         self.limits = limits or RateLimits()
         self.holds = holds if holds is not None else LocalHolds(clock)
-        self.settings = retry or RetrySettings()
+        self.settings = retry
         self.clock = clock
         self._slots = asyncio.Semaphore(max_in_flight)
 
