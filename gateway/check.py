@@ -9,8 +9,8 @@ from typing import Any, TextIO
 from gateway import deadline, logs, runtime
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, GatewayError
+from gateway.mapping.discovery import discovered_field
 from gateway.mapping.model import FieldSpec, ListWrite, ObjectSpec
-from gateway.mapping.spec import discovered_field
 from gateway.yamlfile import YamlDoc
 from gateway.yamlfile import load as load_yaml
 

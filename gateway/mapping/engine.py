@@ -25,9 +25,9 @@ from gateway.mapping import paging
 from gateway.mapping.cases import CaseWrites
 from gateway.mapping.codecs import Codecs
 from gateway.mapping.customers import CustomerWrites
+from gateway.mapping.discovery import discovered_fields, with_fields
 from gateway.mapping.fanout import FanOutLimits, plan
 from gateway.mapping.model import FieldSpec, MappingSpec, ObjectSpec, Operation, Request, Step
-from gateway.mapping.spec import discovered_fields, with_fields
 from gateway.mapping.translate import failed_answer, translate
 from gateway.recall import Recall
 from gateway.text import may_need_repair, repaired
