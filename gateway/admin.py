@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import jsonio, runtime
+from gateway import jsonio, reloading
 from gateway.body import read_object
 from gateway.cache import Caches
 from gateway.errors import BadRequest, FieldError
@@ -18,7 +18,7 @@ async def purge_caches(request: web.Request) -> web.Response:
     here and in every other process of the fleet."""
     # Any content type: an operator's `curl -d` sends form encoding.
     body = await read_object(request, json_type=False) or {}
-    purged = runtime.of(request).caches.purge(_names(body))
+    purged = reloading.of(request).caches.purge(_names(body))
     # Then every other worker and replica (docs/behaviour.md §5): how many processes did.
     processes = await request.app[FLEET].purge(purged)
     return jsonio.response({"purged": purged, "processes": processes})

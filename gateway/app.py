@@ -25,6 +25,7 @@ from gateway import (
     logs,
     metrics,
     openapi,
+    reloading,
     runtime,
 )
 from gateway.body import MAX_BODY_BYTES
@@ -40,6 +41,7 @@ from gateway.errors import (
 from gateway.fleet import state as fleet_state
 from gateway.fleet.state import Fleet
 from gateway.mapping.model import MappingSpec
+from gateway.mapping.spec import load_mapping
 from gateway.text import is_text
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -125,7 +127,7 @@ def _check_key(request: web.Request, config: Config, realm: str) -> None:
 @web.middleware
 async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamResponse:
     """Request id, auth, budget, error bodies and the request's log line, in one place."""
-    config = runtime.pin(request).config
+    config = reloading.pin(request).config
     given_id = request.headers.get("X-Request-Id", "")
     request_id = given_id if _REQUEST_ID.match(given_id) else os.urandom(12).hex()
     operation, realm = _ROUTES.get(request.match_info.handler, (None, ""))
@@ -220,9 +222,10 @@ def create_app(
         pii=config.logging.pii,
     )
     fleet = fleet or fleet_state.build(config)
-    holder = runtime.Holder(runtime.build(config, mapping, fleet=fleet), fleet)
+    mapping = mapping or load_mapping(config.upstream.mapping)
+    holder = reloading.Holder(runtime.build(config, mapping, fleet=fleet), fleet)
     app = web.Application(middlewares=[_serve], client_max_size=MAX_BODY_BYTES)
-    app[runtime.HOLDER] = holder
+    app[reloading.HOLDER] = holder
     app[fleet_state.FLEET] = fleet
     app[FAILURES] = FailureLimit()
     app[health.LAST_PROBE] = health.LastProbe()
@@ -243,7 +246,7 @@ def create_app(
         watcher = None
         every = config.server.watch_seconds
         if every > 0:
-            watcher = asyncio.create_task(runtime.watch(holder, config.file, every))
+            watcher = asyncio.create_task(reloading.watch(holder, config.file, every))
         yield
         if watcher is not None:
             watcher.cancel()

@@ -65,18 +65,19 @@ class DryTransport:
 def _call(
     built: runtime.Runtime, operation: str, *, id: str, body: Any, kind: str
 ) -> Callable[[], Awaitable[Any]]:
-    engine, routing = built.engine, built.routing
+    engine, routing = built.engine, built.priority_routing
+    cases, customers = built.cases, built.customers
     calls: dict[str, Callable[[], Awaitable[Any]]] = {
         "meta": lambda: engine.meta(kind),
         "search_customers": lambda: engine.search_customers(body),
         "bestmatch": lambda: engine.bestmatch(body),
         "find_customer": lambda: engine.find_customer(id),
         "find_cases": lambda: engine.find_cases(id),
-        "create_customer": lambda: engine.create_customer(body),
-        "update_customer": lambda: engine.update_customer(id, body),
-        "create_case": lambda: engine.create_case(body),
+        "create_customer": lambda: customers.create(body),
+        "update_customer": lambda: customers.update(id, body),
+        "create_case": lambda: cases.create(body),
         "find_case": lambda: engine.find_case(id),
-        "update_case": lambda: engine.update_case(id, body),
+        "update_case": lambda: cases.update(id, body),
     }
     if routing is not None:
         calls["customer_by_phone"] = lambda: routing.customer(parse_query(f"phone:{id}"))
@@ -92,7 +93,7 @@ async def explain(
     if operation in ("create_case", "update_case"):
         body = case_body(body, create=operation == "create_case")  # as the route checks it
     if live:
-        built = runtime.build(config)
+        built = runtime.build(config, load_mapping(config.upstream.mapping))
     else:
         # No token refresh either: the dry run shows the configured credentials' headers.
         dry = replace(config, upstream=replace(config.upstream, oauth=None))
@@ -149,10 +150,10 @@ def _reading_no_definitions(mapping: MappingSpec) -> MappingSpec:
         else o
         for kind, o in mapping.objects.items()
     }
-    routing = mapping.routing
+    routing = mapping.priority_routing
     if routing is not None and routing.labels.request is not None:
         routing = replace(routing, labels=replace(routing.labels, items=none))
-    return replace(mapping, objects=objects, routing=routing)
+    return replace(mapping, objects=objects, priority_routing=routing)
 
 
 def _mask(text: str, secrets: list[str]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import deadline, jsonio, runtime
+from gateway import deadline, jsonio, reloading
 from gateway.errors import GatewayError
 
 READY_BUDGET = 3.0  # seconds a readiness probe may take
@@ -34,7 +34,7 @@ async def readyz(request: web.Request) -> web.Response:
     cached = last.answer
     if cached and time.monotonic() - cached[0] < READY_TTL:
         return jsonio.response(cached[2], status=cached[1])
-    live = runtime.of(request)
+    live = reloading.of(request)
     engine = live.engine
     body: dict[str, Any] = {"upstream": engine.mapping.name, "mapping": engine.mapping.file}
     probe = engine.mapping.readiness

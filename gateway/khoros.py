@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import jsonio, runtime
+from gateway import jsonio, reloading
 from gateway.body import read_object
 from gateway.errors import BadRequest, FieldError, NotFound
 from gateway.mapping.engine import Engine
@@ -32,7 +32,7 @@ _INTERACTION_TEXT = ("created", "serviceId", "service", "contentType")
 
 
 def _engine(request: web.Request) -> Engine:
-    return runtime.of(request).engine
+    return reloading.of(request).engine
 
 
 def _id(request: web.Request, what: str = "customer") -> str:
@@ -93,13 +93,13 @@ async def create_customer(request: web.Request) -> web.Response:
     body = await _body(request)
     if not body:
         raise BadRequest("Give at least one customer field.")
-    return _json(await _engine(request).create_customer(body), status=201)
+    return _json(await reloading.of(request).customers.create(body), status=201)
 
 
 async def update_customer(request: web.Request) -> web.Response:
     customer_id = _id(request)
     body = await _body(request)
-    return _json(await _engine(request).update_customer(customer_id, body), status=201)
+    return _json(await reloading.of(request).customers.update(customer_id, body), status=201)
 
 
 def case_body(body: Mapping[str, Any], *, create: bool) -> dict[str, Any]:
@@ -153,7 +153,7 @@ def _interaction(raw: Any, n: int, bad: list[FieldError]) -> dict[str, Any]:
 
 async def create_case(request: web.Request) -> web.Response:
     body = case_body(await _body(request), create=True)
-    return _json(await _engine(request).create_case(body), status=201)
+    return _json(await reloading.of(request).cases.create(body), status=201)
 
 
 async def find_case(request: web.Request) -> web.Response:
@@ -163,7 +163,7 @@ async def find_case(request: web.Request) -> web.Response:
 async def update_case(request: web.Request) -> web.Response:
     case_id = _id(request, "case")
     body = case_body(await _body(request), create=False)
-    return _json(await _engine(request).update_case(case_id, body))
+    return _json(await reloading.of(request).cases.update(case_id, body))
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import jsonio, khoros, runtime
+from gateway import jsonio, khoros, reloading
 from gateway.body import MAX_ITEMS
 from gateway.cache import Caches
 
@@ -228,5 +228,5 @@ def document(base_path: str, expertflow_prefix: str) -> dict[str, Any]:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    config = runtime.of(request).config
+    config = reloading.of(request).config
     return jsonio.response(document(config.server.base_path, config.expertflow.path_prefix))

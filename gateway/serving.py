@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import expertflow, logs, runtime, shipped
+from gateway import logs, reloading, shipped
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.fleet import state as fleet_state
@@ -84,12 +84,12 @@ async def serve(
         pid=os.getpid(),
         loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
     )
-    expertflow.warn_about_access(config)
+    reloading.warn_about_access(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    holder = app[runtime.HOLDER]
+    holder = app[reloading.HOLDER]
     reloads: set[asyncio.Task[bool]] = set()
 
     def reload() -> None:

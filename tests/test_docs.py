@@ -45,7 +45,7 @@ async def test_the_walkthrough_works_as_written(
 
     from gateway import check, explain
     from gateway.config import load_config
-    from gateway.runtime import HOLDER
+    from gateway.reloading import HOLDER
 
     (tmp_path / "mappings").mkdir()
     config_file = tmp_path / "config.example.yaml"

@@ -16,7 +16,7 @@ from conftest import EF_AUTH, ROOT, SPECS, events, free_port, gateway, gateway_e
 
 from gateway.cache import CacheSettings
 from gateway.config import Config, load_config
-from gateway.mapping.routing import label_id
+from gateway.mapping.priority_routing import label_id
 from gateway.sandbox.server import CALLS, Faults
 from gateway.sandbox.store import Store
 

@@ -122,7 +122,8 @@ def test_rt5_mapping_and_config_load() -> None:
 
     spec = load_mapping(ROOT / "mappings/rt5.yaml")
     assert spec.name == "rt5" and spec.verify_writes
-    assert spec.routing is not None and spec.routing.labels.lookup is not None
+    routing = spec.priority_routing
+    assert routing is not None and routing.labels.lookup is not None
     env = {
         **gateway_env("x"),
         "RT5_URL": "http://127.0.0.1:8181",

@@ -33,6 +33,77 @@ def imported(path: Path) -> set[str]:
     return found
 
 
+def module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    return name.removesuffix(".__init__")
+
+
+def imported_modules(path: Path, modules: set[str]) -> set[str]:
+    """The modules of ``modules`` a file imports, wherever the import stands (at the top, in a
+    function, under TYPE_CHECKING): `from package import name` is the submodule when there is
+    one, else the package."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in modules else node.module)
+    return found & modules
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Which gateway module imports which."""
+    modules = {module_name(p) for p in sources(GATEWAY)}
+    return {
+        module_name(p): imported_modules(p, modules) - {module_name(p)} for p in sources(GATEWAY)
+    }
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                top = stack.pop()
+                group.append(top)
+                if top == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    graph = import_graph()
+    assert len(graph) > 50 and graph["gateway.app"]  # the graph is read
+    assert cycles(graph) == []
+
+
+def test_a_cycle_is_seen_wherever_its_imports_stand() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(graph) == [["a", "b", "c"]]
+
+
 def is_test_module(module: str, tests: set[str]) -> bool:
     parts = module.split(".")
     return parts[0] in tests or (parts[0] == "tests" and len(parts) > 1 and parts[1] in tests)
@@ -62,9 +133,16 @@ def test_the_checks_see_what_they_look_for(tmp_path: Path) -> None:
     """The scans above would pass on an empty tree: show that they find what they forbid."""
     assert CRM_NAMES.search("Zendesk's quota") and RT.search("RT answers 200")
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from test_cli import x\n    import conftest\n")
+    probe.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from gateway import app\n"
+        "def f():\n    from test_cli import x\n    import conftest\n"
+    )
     found = imported(probe)
-    assert {"test_cli", "test_cli.x", "conftest"} <= found
+    assert {"test_cli", "test_cli.x", "conftest", "gateway.app"} <= found
+    assert imported_modules(probe, {"gateway", "gateway.app", "conftest"}) == {
+        "gateway.app",
+        "conftest",
+    }
     tests = {"test_cli"}
     assert [m for m in sorted(found) if is_test_module(m, tests)] == ["test_cli", "test_cli.x"]
     assert not is_test_module("aiohttp.test_utils", tests)

@@ -18,18 +18,19 @@ from gateway.mapping.model import (
     FieldSpec,
     Interactions,
     Join,
+    LabelSource,
     ListWrite,
     MappingSpec,
     ObjectSpec,
     Operation,
     Paging,
+    PriorityRoutingSpec,
     RateLimitSpec,
     Request,
     Step,
     Strategy,
     Tree,
 )
-from gateway.mapping.routing import compile_routing
 from gateway.yamlfile import PathKey, YamlDoc
 
 KHOROS_OPERATIONS = (
@@ -215,6 +216,52 @@ class _Compiler:
             record_bytes=int(raw.get("record_bytes", 0)),
         )
 
+    def priority_routing(
+        self, raw: Mapping[str, Any], customer_fields: set[str]
+    ) -> PriorityRoutingSpec:
+        path: PathKey = ("expertflow",)
+        if raw["phone_field"] not in customer_fields:
+            problem = f"no customer field named '{raw['phone_field']}'"
+            raise self.doc.error((*path, "phone_field"), problem)
+        customer = raw.get("customer", {})
+        return PriorityRoutingSpec(
+            phone_field=raw["phone_field"],
+            updated=self.jmespath(raw.get("updated", "updated_at"), (*path, "updated")),
+            customer={
+                k: self.template(v, (*path, "customer", k))
+                for k, v in customer.items()
+                if k != "phones"
+            },
+            phones=self.template(customer["phones"], (*path, "customer", "phones"))
+            if "phones" in customer
+            else None,
+            labels=self.label_source(raw["labels"], (*path, "labels")),
+        )
+
+    def label_source(self, raw: Mapping[str, Any], path: PathKey) -> LabelSource:
+        if ("request" in raw) == ("declared" in raw):
+            raise self.doc.error(path, "give either `request` and `items`, or `declared`")
+        if "request" in raw and "items" not in raw:
+            raise self.doc.error((*path, "items"), "labels read from a request need `items`")
+
+        def request(key: str) -> Request | None:
+            return self.request(raw[key], (*path, key)) if key in raw else None
+
+        return LabelSource(
+            lookup=request("lookup"),
+            request=request("request"),
+            declared=tuple(
+                (str(d["key"]), str(d.get("name", d["key"]))) for d in raw.get("declared", [])
+            ),
+            items=self.jmespath(raw["items"], (*path, "items")) if "items" in raw else None,
+            key=self.jmespath(raw.get("key", "value"), (*path, "key")),
+            name=self.jmespath(raw.get("name", "name"), (*path, "name")),
+            of_customer=self.jmespath(raw["of_customer"], (*path, "of_customer")),
+            names=raw.get("names", {}),
+            colors=raw.get("colors", {}),
+            default_color=raw.get("default_color", "#a9a9a9"),
+        )
+
     def operation(self, name: str, raw: Mapping[str, Any]) -> Operation:
         path: PathKey = ("operations", name)
         steps = []
@@ -323,7 +370,7 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
         interactions=c.interactions(inter),
         operations={n: c.operation(n, raw["operations"][n]) for n in KHOROS_OPERATIONS},
         strategies=tuple(strategies),
-        routing=compile_routing(c, raw["expertflow"], customer_fields)
+        priority_routing=c.priority_routing(raw["expertflow"], customer_fields)
         if "expertflow" in raw
         else None,
         verify_writes=bool(raw.get("verify_writes", False)),

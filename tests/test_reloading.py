@@ -15,7 +15,7 @@ import pytest
 from conftest import API, AUTH, events, free_port, gateway, gateway_env, wait_for
 
 from gateway.config import load_config
-from gateway.runtime import HOLDER
+from gateway.reloading import HOLDER
 from gateway.sandbox.server import Faults
 
 
