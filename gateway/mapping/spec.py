@@ -11,6 +11,7 @@ from typing import Any
 from gateway import yamlfile
 from gateway.mapping.codecs import CODECS, MATCHES
 from gateway.mapping.expr import ExprError, Expression, Path, Template, compile_tree
+from gateway.mapping.field_types import FIELD_TYPES
 from gateway.mapping.model import (
     AuthRule,
     CustomFields,
@@ -315,8 +316,9 @@ class _Compiler:
 
 def mapping_schema() -> dict[str, Any]:
     """The mapping file's schema, with the names the registries define filled in, so that a
-    codec or a matcher is added in one place."""
+    codec, a matcher or a field type is added in one place."""
     schema = yamlfile.schema("mapping")
+    schema["$defs"]["meta_type"]["enum"] = list(FIELD_TYPES)
     schema["$defs"]["codec"]["enum"] = list(CODECS)
     schema["$defs"]["match"]["enum"] = list(MATCHES)
     return schema
