@@ -76,6 +76,15 @@ class AsyncTTLCache(Generic[V]):
             self._last[key] = (value, time.monotonic())
         return value
 
+    def peek(self, key: Hashable) -> V | None:
+        """The value held for ``key``, if any; nothing is loaded, and it is not counted."""
+        return self._data.get(key) if self._data is not None else None
+
+    def put(self, key: Hashable, value: V) -> None:
+        """Hold ``value`` for ``key`` for the cache's time to live, from now."""
+        if self._data is not None:
+            self._data[key] = value
+
     def clear(self) -> None:
         if self._data is not None:
             self._data.clear()

@@ -20,7 +20,7 @@ from pathlib import Path
 from gateway import check, explain, logs, register, serving, shipped
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError
-from gateway.explain import OPERATIONS as EXPLAINED
+from gateway.explain import EXPLAINED
 from gateway.sandbox import demo
 
 
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--state-dir", help=argparse.SUPPRESS)
     demo_.add_argument("--sandbox-port", type=int, default=demo.SANDBOX_PORT)
     check.add_argument("--online", action="store_true", help="also compare with the upstream")
-    explain.add_argument("operation", choices=EXPLAINED)
+    explain.add_argument("operation", choices=list(EXPLAINED))
     explain.add_argument("--body", default="{}", help="the request body: JSON, or @file")
     explain.add_argument("--id", default="1", help="the record id (or phone) in the URL")
     explain.add_argument("--type", default="customer", choices=["customer", "case"])

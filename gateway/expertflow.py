@@ -1,15 +1,16 @@
-"""Expertflow Hybrid Chat's priority-routing API (docs/behaviour.md §2), over HTTP:
-`GET /customer?query=phone:{refId}` and `GET /label`. The service they call is
-`gateway.mapping.priority_routing`."""
+"""Expertflow Hybrid Chat's priority-routing API (docs/behaviour.md §2): `GET
+/customer?query=phone:{refId}` and `GET /label`, one handler each, given the live Runtime and
+its request's Args. The service they call is `gateway.mapping.priority_routing`."""
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import Any
 
-from gateway import jsonio, reloading
 from gateway.errors import BadRequest, NotFound
 from gateway.mapping.codecs import digits
 from gateway.mapping.priority_routing import PriorityRouting
+from gateway.operation import Args
+from gateway.runtime import Runtime
 
 
 def parse_query(query: str | None) -> str:
@@ -25,18 +26,16 @@ def parse_query(query: str | None) -> str:
     return value
 
 
-def _priority_routing(request: web.Request) -> PriorityRouting:
-    found = reloading.of(request).priority_routing
-    if found is None:
+def _priority_routing(live: Runtime) -> PriorityRouting:
+    if live.priority_routing is None:
         raise NotFound("No such endpoint: the mapping has no `expertflow` section.")
-    return found
+    return live.priority_routing
 
 
-async def customer(request: web.Request) -> web.Response:
-    routing = _priority_routing(request)
-    phone = parse_query(request.query.get("query"))
-    return jsonio.response(await routing.customer(phone))
+async def customer_by_phone(live: Runtime, args: Args) -> Any:
+    routing = _priority_routing(live)
+    return await routing.customer(parse_query(args.query.get("query")))
 
 
-async def labels(request: web.Request) -> web.Response:
-    return jsonio.response(await _priority_routing(request).labels())
+async def labels(live: Runtime, args: Args) -> Any:
+    return await _priority_routing(live).labels()

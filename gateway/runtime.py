@@ -4,9 +4,10 @@ config (a reload makes a new one; `gateway.reloading` swaps it in)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from gateway import connect
-from gateway.cache import Caches
+from gateway.cache import AsyncTTLCache, Caches, CacheSettings
 from gateway.config import Config
 from gateway.fleet.state import Fleet
 from gateway.locks import LocalLocks
@@ -20,6 +21,9 @@ from gateway.recall import LocalRecall
 from gateway.upstream import Upstream
 from gateway.upstream.call import Transport
 
+# Readiness probes closer together than this share one upstream call and its answer.
+READINESS = CacheSettings(ttl_seconds=2.0, max_entries=1, stale_seconds=0)
+
 
 @dataclass
 class Runtime:
@@ -31,6 +35,8 @@ class Runtime:
     cases: CaseWrites  # the Khoros API's writes
     customers: CustomerWrites
     priority_routing: PriorityRouting | None  # None: the mapping has no `expertflow` section
+    fleet: Fleet | None  # what it shares with the other processes (None: nothing)
+    readiness: AsyncTTLCache[tuple[int, dict[str, Any]]]  # the last readiness answer
 
 
 def build(
@@ -73,4 +79,6 @@ def build(
         CaseWrites(engine, locks=locks, recall=recall, grace_seconds=grace),
         CustomerWrites(engine, locks=locks, recall=recall, grace_seconds=grace),
         routing,
+        fleet,
+        AsyncTTLCache("readiness", READINESS),
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 from conftest import ROOT
 
-from gateway.yamlfile import schema
+from gateway.mapping.spec import mapping_schema
 
 
 def keys(node: Any, out: set[str]) -> set[str]:
@@ -24,7 +24,7 @@ def keys(node: Any, out: set[str]) -> set[str]:
 
 def test_every_mapping_key_is_documented() -> None:
     docs = (ROOT / "docs/mappings.md").read_text()
-    missing = sorted(k for k in keys(schema("mapping"), set()) if f"`{k}`" not in docs)
+    missing = sorted(k for k in keys(mapping_schema(), set()) if f"`{k}`" not in docs)
     assert missing == []
 
 

@@ -35,6 +35,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from gateway.api import OPERATIONS
 from gateway.app import create_app
 from gateway.config import Config, load_config
 from gateway.mapping.spec import load_mapping
@@ -44,7 +45,7 @@ from gateway.sandbox.store import Store
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 KEY = "fuzz-key-1234"
-OURS = schemathesis.openapi.from_dict(document("/api/v1", ""))
+OURS = schemathesis.openapi.from_dict(document(OPERATIONS, {"khoros": "/api/v1"}))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

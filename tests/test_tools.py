@@ -84,7 +84,7 @@ async def test_check_online_clean(config: Config) -> None:
     )
 
 
-@pytest.mark.parametrize("operation", explain.OPERATIONS)
+@pytest.mark.parametrize("operation", list(explain.EXPLAINED))
 async def test_explain_dry_run_of_every_operation(
     config: Config, operation: str, sandbox: Any
 ) -> None:

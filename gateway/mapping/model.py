@@ -128,7 +128,6 @@ class Operation:
     name: str
     steps: tuple[Step, ...]
     result: Path
-    many: bool
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path as FilePath
 from typing import Any
 
 from gateway import yamlfile
+from gateway.api import OPERATIONS
 from gateway.mapping.codecs import CODECS, MATCHES
 from gateway.mapping.expr import ExprError, Expression, Path, Template, compile_tree
 from gateway.mapping.field_types import FIELD_TYPES
@@ -34,16 +35,10 @@ from gateway.mapping.model import (
 )
 from gateway.yamlfile import PathKey, YamlDoc
 
-KHOROS_OPERATIONS = (
-    "find_customer",
-    "search_customers",
-    "create_customer",
-    "update_customer",
-    "find_cases",
-    "create_case",
-    "find_case",
-    "update_case",
-)
+# What the mapping holds for each operation of the API that it runs (gateway.api): steps whose
+# result is a record or records, or best-match strategies.
+MAPPED = {op.name: op.mapped for op in OPERATIONS if op.mapped is not None}
+(STRATEGIES,) = (name for name, kind in MAPPED.items() if kind == "strategies")
 CASE_FIELDS = ("number", "customerId", "title", "description", "created", "lastUpdated", "status")
 RESERVED = {"customer": {"id", "url", "uri"}, "case": {"id", "url", "linkUrl", "interactions"}}
 
@@ -263,7 +258,8 @@ class _Compiler:
             default_color=raw.get("default_color", "#a9a9a9"),
         )
 
-    def operation(self, name: str, raw: Mapping[str, Any]) -> Operation:
+    def operation(self, name: str, raw: Mapping[str, Any], result: str) -> Operation:
+        """``result``: what the operation's result must be, `record` or `records`."""
         path: PathKey = ("operations", name)
         steps = []
         names: set[str] = set()
@@ -307,11 +303,9 @@ class _Compiler:
                 )
             )
         (key, expr), *_ = raw["result"].items()
-        many = key == "records"
-        if many != (name in ("search_customers", "find_cases")):
-            want = "records" if not many else "record"
-            raise self.doc.error((*path, "result", key), f"this operation needs `{want}`")
-        return Operation(name, tuple(steps), self.jmespath(expr, (*path, "result", key)), many)
+        if key != result:
+            raise self.doc.error((*path, "result", key), f"this operation needs `{result}`")
+        return Operation(name, tuple(steps), self.jmespath(expr, (*path, "result", key)))
 
 
 def mapping_schema() -> dict[str, Any]:
@@ -319,6 +313,10 @@ def mapping_schema() -> dict[str, Any]:
     codec, a matcher or a field type is added in one place."""
     schema = yamlfile.schema("mapping")
     schema["$defs"]["meta_type"]["enum"] = list(FIELD_TYPES)
+    operations = schema["properties"]["operations"]
+    for name, kind in MAPPED.items():
+        operations["properties"][name] = {"$ref": f"#/$defs/{kind}"}
+    operations["required"] = list(MAPPED)
     schema["$defs"]["codec"]["enum"] = list(CODECS)
     schema["$defs"]["match"]["enum"] = list(MATCHES)
     return schema
@@ -332,8 +330,8 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
     objects = {kind: c.obj(kind, raw["objects"][kind]) for kind in ("customer", "case")}
     customer_fields = {f.name for f in objects["customer"].fields}
     strategies = []
-    for i, s in enumerate(raw["operations"]["bestmatch"]["strategies"]):
-        sp: PathKey = ("operations", "bestmatch", "strategies", i)
+    for i, s in enumerate(raw["operations"][STRATEGIES]["strategies"]):
+        sp: PathKey = ("operations", STRATEGIES, "strategies", i)
         if s["field"] not in customer_fields:
             raise doc.error((*sp, "field"), f"no customer field named '{s['field']}'")
         strategies.append(
@@ -370,7 +368,11 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
         ),
         objects=objects,
         interactions=c.interactions(inter),
-        operations={n: c.operation(n, raw["operations"][n]) for n in KHOROS_OPERATIONS},
+        operations={
+            name: c.operation(name, raw["operations"][name], kind)
+            for name, kind in MAPPED.items()
+            if kind != "strategies"
+        },
         strategies=tuple(strategies),
         priority_routing=c.priority_routing(raw["expertflow"], customer_fields)
         if "expertflow" in raw
