@@ -3,15 +3,15 @@ model of `gateway.mapping.model`; every problem is reported at its file, line an
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path as FilePath
 from typing import Any
 
 from gateway import yamlfile
 from gateway.api import OPERATIONS
 from gateway.mapping.codecs import CODECS, MATCHES
-from gateway.mapping.expr import ExprError, Expression, Path, Template, compile_tree
+from gateway.mapping.compiler import Compiler
+from gateway.mapping.expr import Path
 from gateway.mapping.field_types import FIELD_TYPES
 from gateway.mapping.model import (
     AuthRule,
@@ -31,9 +31,8 @@ from gateway.mapping.model import (
     Request,
     Step,
     Strategy,
-    Tree,
 )
-from gateway.yamlfile import PathKey, YamlDoc
+from gateway.yamlfile import PathKey
 
 # What the mapping holds for each operation of the API that it runs (gateway.api): steps whose
 # result is a record or records, or best-match strategies.
@@ -43,46 +42,9 @@ CASE_FIELDS = ("number", "customerId", "title", "description", "created", "lastU
 RESERVED = {"customer": {"id", "url", "uri"}, "case": {"id", "url", "linkUrl", "interactions"}}
 
 
-class _Compiler:
-    """Compiles one YamlDoc; every compile error is reported at its key."""
-
-    def __init__(self, doc: YamlDoc) -> None:
-        self.doc = doc
-
-    def _at(self, path: PathKey, make: Callable[[], Any]) -> Any:
-        try:
-            return make()
-        except ExprError as exc:
-            raise self.doc.error(path, str(exc)) from None
-
-    def template(self, value: str, path: PathKey) -> Template:
-        return self._at(path, lambda: Template(value))  # type: ignore[no-any-return]
-
-    def expression(self, value: str, path: PathKey) -> Expression:
-        return self._at(path, lambda: Expression(value))  # type: ignore[no-any-return]
-
-    def jmespath(self, value: str, path: PathKey) -> Path:
-        return self._at(path, lambda: Path(value))  # type: ignore[no-any-return]
-
-    def regex(self, value: str, path: PathKey) -> re.Pattern[str]:
-        try:
-            return re.compile(value)
-        except re.error as exc:
-            raise self.doc.error(path, f"not a regular expression: {exc}") from None
-
-    def tree(self, value: Any, path: PathKey) -> Tree:
-        return self._at(path, lambda: compile_tree(value))  # type: ignore[no-any-return]
-
-    def request(self, raw: Mapping[str, Any], path: PathKey) -> Request:
-        body = raw.get("body")
-        return Request(
-            method=raw["method"],
-            path=self.template(raw["path"], (*path, "path")),
-            query=self.tree(raw.get("query", {}), (*path, "query")),
-            headers=self.tree(raw.get("headers", {}), (*path, "headers")),
-            body=None if body is None else self.tree(body, (*path, "body")),
-            idempotent=bool(raw.get("idempotent", False)),
-        )
+class _Compiler(Compiler):
+    """Compiles the sections of one mapping file; every compile error is reported at its
+    key."""
 
     def field(self, raw: Mapping[str, Any], path: PathKey) -> FieldSpec:
         write = raw.get("write")
