@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.cache import AsyncTTLCache, CacheSettings
 from gateway.config import Config, Secret
-from gateway.errors import NotFound, TooManyFailures, Unauthorized
+from gateway.errors import NotFound, TooManyFailures, Unauthorized, retry_after
 from gateway.operation import Realm
 from gateway.text import is_text
 
@@ -72,7 +72,7 @@ def check(request: web.Request, config: Config, realm: Realm) -> None:
     address = request.remote or "unknown"
     failures = request.app[FAILURES]
     if failures.blocked(address, config.auth.max_failures_per_minute):
-        raise TooManyFailures(headers={"Retry-After": str(int(WINDOW_SECONDS))})
+        raise TooManyFailures(headers={"Retry-After": retry_after(WINDOW_SECONDS)})
     try:
         _check_key(request, config, realm)
     except Unauthorized:

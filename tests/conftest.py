@@ -30,7 +30,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway import logs
 from gateway.app import create_app
-from gateway.config import Config, defaults, load_config
+from gateway.config import Config, Secret, defaults, load_config
 from gateway.exchange import Response
 from gateway.mapping.fanout import FanOutLimits
 from gateway.sandbox.seed import seed
@@ -38,6 +38,7 @@ from gateway.sandbox.server import CREDENTIALS, FAULTS, Faults, create_sandbox
 from gateway.sandbox.store import Store
 from gateway.upstream.call import Call
 from gateway.upstream.settings import BreakerSettings, RetrySettings
+from gateway.upstream.tokens import OAuthClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "tests" / "contracts"  # third-party specifications, copied in (see its README)
@@ -229,6 +230,9 @@ def interaction(service_id: str, body: str = "My screen broke!", **more: Any) ->
 
 
 # -- the upstream layers' unit tests: time that moves only when asked, scripted answers --------
+
+# An OAuth client of a token endpoint that the tests fake (its secrets are not the suite's).
+OAUTH_CLIENT = OAuthClient("/oauth/tokens", Secret("id"), Secret("client-secret"), 300)
 
 
 class FakeClock:

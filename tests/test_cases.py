@@ -246,7 +246,6 @@ async def test_a_changed_repeat_on_another_replica_applies_its_values(
 async def test_a_create_that_never_got_its_answer_finds_the_case_it_made(
     make_client: Any, config: Any, store: Store, faults: Faults, capsys: Any
 ) -> None:
-
     short = tuned(budgets(config, default=3.0), upstream={"attempt_timeout_seconds": 0.3})
     client = await make_client(short)
     await client.get(f"{API}/meta/object/case", headers=AUTH)

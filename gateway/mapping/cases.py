@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.cache import SingleFlight
 from gateway.errors import (
     AttemptTimedOut,
     BadGateway,
@@ -25,7 +25,7 @@ from gateway.errors import (
 from gateway.locks import KeyedLocks
 from gateway.mapping import interactions as im
 from gateway.mapping.engine import Engine
-from gateway.mapping.once import lease, past_deadline, shared
+from gateway.mapping.once import lease, past_deadline
 from gateway.recall import Recall
 
 # As long as the shipped upstreams keep an idempotency key (docs/behaviour.md §1.7).
@@ -47,7 +47,7 @@ class CaseWrites:
         deadline (one attempt's time), so that what it made is known to its repeat."""
         self.engine = engine
         self.locks, self.recall, self.grace_seconds = locks, recall, grace_seconds
-        self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self._inflight: SingleFlight[dict[str, Any]] = SingleFlight()
 
     # -- updates ---------------------------------------------------------------------------
 
@@ -84,7 +84,7 @@ class CaseWrites:
         async def seen_through() -> dict[str, Any]:
             return await past_deadline(lambda: self._create(body), grace)
 
-        return await shared(self._inflight, im.digest(body), seen_through)
+        return await self._inflight.run(im.digest(body), seen_through)
 
     async def _create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         key, digest = im.idempotency_key(body), im.digest(body)

@@ -12,17 +12,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.cache import SingleFlight
 from gateway.errors import AttemptTimedOut, BadGateway, FieldError, NotFound, ValidationFailed
 from gateway.locks import KeyedLocks
 from gateway.mapping import fields as fm
 from gateway.mapping import interactions as im
 from gateway.mapping.engine import Engine
 from gateway.mapping.model import FieldSpec, ObjectSpec
-from gateway.mapping.once import lease, past_deadline, shared
+from gateway.mapping.once import lease, past_deadline
 from gateway.recall import Recall
 
 REMEMBER_SECONDS = 15 * 60.0
@@ -36,7 +36,7 @@ class CustomerWrites:
         on past their caller's deadline for ``grace_seconds``."""
         self.engine = engine
         self.locks, self.recall, self.grace_seconds = locks, recall, grace_seconds
-        self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self._inflight: SingleFlight[dict[str, Any]] = SingleFlight()
 
     async def update(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         e = self.engine
@@ -52,7 +52,7 @@ class CustomerWrites:
         async def seen_through() -> dict[str, Any]:
             return await past_deadline(lambda: self._create(body, key), grace)
 
-        return await shared(self._inflight, key, seen_through)
+        return await self._inflight.run(key, seen_through)
 
     async def _create(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
         e = self.engine

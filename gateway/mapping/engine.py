@@ -6,7 +6,7 @@ priority routing (`priority_routing`) are services on top of it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -114,25 +114,13 @@ class Engine:
         # Concurrently, inside the one budget; any failure fails the whole answer, because an
         # empty best match makes the agent create a duplicate customer.
         results = await asyncio.gather(*searches)
-        seen: set[str] = set()
-        best = []
-        for found in results:
-            for c in found:
-                if c["id"] not in seen:
-                    seen.add(c["id"])
-                    best.append(c)
-        return best
+        return _distinct(c for found in results for c in found)  # best first
 
     async def _search(
         self, obj: ObjectSpec, pairs: list[tuple[FieldSpec, str]], match: str | None = None
     ) -> list[dict[str, Any]]:
-        out, seen = [], set()
-        for record in await self.find_records(obj, pairs, match):
-            c = fm.to_object(obj, record, self.base_ctx)
-            if c["id"] not in seen:
-                seen.add(c["id"])
-                out.append(c)
-        return out
+        records = await self.find_records(obj, pairs, match)
+        return _distinct(fm.to_object(obj, record, self.base_ctx) for record in records)
 
     async def find_records(
         self, obj: ObjectSpec, pairs: list[tuple[FieldSpec, str]], match: str | None = None
@@ -353,6 +341,14 @@ class Engine:
         fields = obj.fields if obj is not None and resp.status in (400, 422) else ()
         where = f"{req.method} {req.path.source}"
         return translate(self.mapping.errors, resp, where, not_found, fields)
+
+
+def _distinct(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each object once (by its id), where it first came."""
+    first: dict[str, dict[str, Any]] = {}
+    for o in objects:
+        first.setdefault(str(o["id"]), o)
+    return list(first.values())
 
 
 def _newest(case: Mapping[str, Any]) -> tuple[str, int, str]:
