@@ -348,6 +348,18 @@ def wait_for(url: str, headers: dict[str, str] | None = None, timeout: float = 1
             time.sleep(0.1)
 
 
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m gateway ARGS` to its end (a tool: check, register), with only ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     """Processes a test starts; each is stopped (SIGTERM, then SIGKILL) by its own pid."""

@@ -148,3 +148,18 @@ async def test_a_body_over_the_limit_is_413_everywhere(client: Any) -> None:
             "PayloadTooLarge",
             "NotFound",
         )
+
+
+async def test_debug_trace_only_with_the_admin_key(make_client: Any, config: Config) -> None:
+    client = await make_client(tuned(config, admin={"api_key": Secret("admin-secret")}))
+    plain = await client.get(f"{API}/customer/1001", headers={**AUTH, "X-Debug-Trace": "guess"})
+    assert "X-Debug-Trace" not in plain.headers
+    traced = await client.get(
+        f"{API}/customer/1001", headers={**AUTH, "X-Debug-Trace": "admin-secret"}
+    )
+    trace = json.loads(traced.headers["X-Debug-Trace"])
+    assert [c["path"] for c in trace["upstream_calls"]] == ["/api/v2/users/{{ id }}"]
+    call = trace["upstream_calls"][0]
+    assert call["status"] == 200 and call["attempt"] == 1 and call["duration_ms"] >= 0
+    assert call["url"].startswith("/api/v2/users/1001") and trace["cache"] == ["hit"]
+    assert "headers" not in call and "body" not in call

@@ -149,6 +149,32 @@ def test_the_checks_see_what_they_look_for(tmp_path: Path) -> None:
     assert is_test_module("tests.test_cli", tests)
 
 
+# Modules of declarations only (types, a protocol, a clock), or tested through another module.
+WITHOUT_TESTS_OF_THEIR_OWN = {
+    "gateway/__main__.py": "`python -m gateway`: test_cli.py runs it",
+    "gateway/fleet/settings.py": "a dataclass",
+    "gateway/fleet/host.py": "the workers' side of the relay: test_fleet_relay.py",
+    "gateway/upstream/call.py": "a dataclass and a protocol",
+    "gateway/upstream/clock.py": "the system clock (the layers' tests inject theirs)",
+}
+
+
+def test_every_module_with_behaviour_has_its_test_module() -> None:
+    """Tests mirror modules: gateway/x.py in tests/test_x.py, gateway/pkg/x.py in
+    tests/test_x.py or tests/test_pkg_x.py (the sandbox is tested whole, test_sandbox.py)."""
+    missing = []
+    for path in sources(GATEWAY):
+        name = str(path.relative_to(ROOT))
+        if path.stem == "__init__" or SANDBOX in path.parents or name in WITHOUT_TESTS_OF_THEIR_OWN:
+            continue
+        package = path.parent.relative_to(GATEWAY).as_posix().replace("/", "_")
+        candidates = {f"test_{path.stem}.py", f"test_{package}_{path.stem}.py"}
+        if not any((ROOT / "tests" / c).is_file() for c in candidates):
+            missing.append(name)
+    assert missing == []
+    assert all((ROOT / m).is_file() for m in WITHOUT_TESTS_OF_THEIR_OWN)
+
+
 def test_no_test_module_imports_another() -> None:
     tests = {p.stem for p in sources(ROOT / "tests") if p.stem.startswith("test_")}
 
