@@ -14,9 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from gateway import access, body, deadline, jsonio, logs, metrics, reloading, runtime
+from gateway import access, api, body, deadline, jsonio, logs, metrics, reloading, runtime
 from gateway.access import authorized, header
-from gateway.api import BY_NAME, OPERATIONS
 from gateway.body import MAX_BODY_BYTES
 from gateway.config import Config, secrets_of
 from gateway.errors import DeadlineExceeded, GatewayError, for_status
@@ -28,6 +27,8 @@ from gateway.operation import Args, Operation, prefixes
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The operations an app serves, by name (its routes are named so).
+SERVED: web.AppKey[dict[str, Operation]] = web.AppKey("operations", dict)
 
 
 @web.middleware
@@ -36,7 +37,7 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
     config = reloading.pin(request).config
     given_id = request.headers.get("X-Request-Id", "")
     request_id = given_id if _REQUEST_ID.match(given_id) else os.urandom(12).hex()
-    op = BY_NAME.get(request.match_info.route.name or "")
+    op = request.app[SERVED].get(request.match_info.route.name or "")
     # What logs and metrics name: the operations of callers (not the probes of the ops realm).
     operation = op.name if op is not None and op.realm != "ops" else None
     structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -154,8 +155,9 @@ def create_app(
     app[reloading.HOLDER] = holder
     app[fleet_state.FLEET] = fleet
     app[access.FAILURES] = access.FailureLimit()
+    app[SERVED] = {op.name: op for op in api.OPERATIONS}
     served_under = prefixes(config)
-    for op in OPERATIONS:
+    for op in api.OPERATIONS:
         path = served_under[op.realm] + op.path
         if op.method == "GET" and op.realm != "khoros":  # probes and Hybrid Chat may send HEAD
             app.router.add_get(path, endpoint(op), name=op.name)

@@ -6,15 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import ROOT, interaction
+from conftest import API, AUTH, ROOT, events, interaction
 
+from gateway import api
 from gateway.api import BY_NAME, OPERATIONS
+from gateway.app import create_app
 from gateway.body import accepted
+from gateway.config import Config
 from gateway.errors import BadRequest
 from gateway.explain import EXPLAINED
 from gateway.mapping.spec import MAPPED, load_mapping
 from gateway.openapi import document
-from gateway.operation import REALM_STATUSES
+from gateway.operation import REALM_STATUSES, Args, Operation
+from gateway.runtime import Runtime
 
 
 def test_each_operation_once_and_each_route_once() -> None:
@@ -108,3 +112,26 @@ def test_a_purge_names_only_caches() -> None:
         "caches[1]": "Must be one of: meta, field_definitions, labels, customer_by_phone.",
     }
     assert refused("create_customer", {}) == {"(body)": "Give at least one field."}
+
+
+async def test_a_new_operation_is_a_row_and_its_handler(
+    monkeypatch: pytest.MonkeyPatch, aiohttp_client: Any, config: Config, capsys: Any
+) -> None:
+    """Served under its realm, behind its realm's key, inside its budget, in /openapi.json and
+    in the log: from the one row."""
+
+    async def version(live: Runtime, args: Args) -> Any:
+        return {"mapping": live.mapping.name, "asked": args.query.get("q")}
+
+    row = Operation(
+        "version", "GET", "/version", version, "khoros", {"type": "object"}, summary="which"
+    )
+    monkeypatch.setattr(api, "OPERATIONS", (*api.OPERATIONS, row))
+    client = await aiohttp_client(create_app(config))
+    assert (await client.get(f"{API}/version")).status == 401
+    resp = await client.get(f"{API}/version?q=1", headers=AUTH)
+    assert resp.status == 200 and await resp.json() == {"mapping": "zendesk", "asked": "1"}
+    doc = await (await client.get("/openapi.json")).json()
+    assert doc["paths"][f"{API}/version"]["get"]["operationId"] == "version"
+    lines = [e for e in events(capsys.readouterr().out) if e["event"] == "request"]
+    assert lines[-2]["operation"] == "version" and lines[-2]["budget_left_ms"] > 0

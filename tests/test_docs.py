@@ -89,3 +89,21 @@ async def test_the_walkthrough_works_as_written(
     assert {"name": "Diamond", "color_code": "#b9f2ff"}.items() <= labels[-1].items()
     found = await client.post(f"{API}/customers", json={"loyaltyId": "L-7788"}, headers=AUTH)
     assert [c["id"] for c in json.loads(await found.text())] == ["1001"]
+
+
+def test_the_layout_and_the_architecture_name_every_module() -> None:
+    """README's Layout and docs/architecture.md's tree: each module of gateway/ and of
+    gateway/mapping/ by name, each package by its directory."""
+    readme = (ROOT / "README.md").read_text().split("## Layout", 1)[1]
+    tree = (ROOT / "docs/architecture.md").read_text().split("## A request's path", 1)[0]
+    gateway = ROOT / "gateway"
+    for path in sorted(gateway.glob("*.py")):
+        if path.stem != "__init__":
+            assert path.name in tree, path.name
+            assert f"gateway/{path.name}" in readme or path.stem == "__main__", path.name
+    for package in sorted(p for p in gateway.iterdir() if (p / "__init__.py").is_file()):
+        assert f"{package.name}/" in tree and f"gateway/{package.name}/" in readme, package
+    mapping = readme.split("gateway/mapping/", 1)[1].split("gateway/sandbox/", 1)[0]
+    for path in sorted((gateway / "mapping").glob("*.py")):
+        if path.stem != "__init__":
+            assert path.name in tree and path.stem in mapping, path.name
