@@ -33,8 +33,8 @@ def _priority_routing(live: Runtime) -> PriorityRouting:
 
 
 async def customer_by_phone(live: Runtime, args: Args) -> Any:
-    routing = _priority_routing(live)
-    return await routing.customer(parse_query(args.query.get("query")))
+    service = _priority_routing(live)
+    return await service.customer(parse_query(args.query.get("query")))
 
 
 async def labels(live: Runtime, args: Args) -> Any:

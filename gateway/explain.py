@@ -113,7 +113,7 @@ def _reading_no_definitions(mapping: MappingSpec) -> MappingSpec:
         else o
         for kind, o in mapping.objects.items()
     }
-    routing = mapping.priority_routing
-    if routing is not None and routing.labels.request is not None:
-        routing = replace(routing, labels=replace(routing.labels, items=none))
-    return replace(mapping, objects=objects, priority_routing=routing)
+    hybrid_chat = mapping.priority_routing
+    if hybrid_chat is not None and hybrid_chat.labels.request is not None:
+        hybrid_chat = replace(hybrid_chat, labels=replace(hybrid_chat.labels, items=none))
+    return replace(mapping, objects=objects, priority_routing=hybrid_chat)

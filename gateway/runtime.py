@@ -65,7 +65,7 @@ def build(
     recall = fleet.recall if fleet is not None else LocalRecall()
     grace = config.upstream.attempt_timeout_seconds
     spec = mapping.priority_routing
-    routing = (
+    priority_routing = (
         PriorityRouting(engine, spec, not_found=config.expertflow.not_found)
         if spec is not None
         else None
@@ -78,7 +78,7 @@ def build(
         engine,
         CaseWrites(engine, locks=locks, recall=recall, grace_seconds=grace),
         CustomerWrites(engine, locks=locks, recall=recall, grace_seconds=grace),
-        routing,
+        priority_routing,
         fleet,
         AsyncTTLCache("readiness", READINESS),
     )

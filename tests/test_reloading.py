@@ -30,6 +30,28 @@ def env_for(sandbox: Any, **more: str) -> dict[str, str]:
     return gateway_env(str(sandbox.make_url("")).rstrip("/"), **more)
 
 
+@pytest.fixture
+def sandbox_env(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment the example config reads, pointed at the sandbox, for reloads to read."""
+    for k, v in env_for(sandbox).items():
+        monkeypatch.setenv(k, v)
+
+
+def watch_every(config_file: Path, seconds: float) -> None:
+    text = config_file.read_text()
+    config_file.write_text(text.replace("watch_seconds: 1 ", f"watch_seconds: {seconds} "))
+
+
+async def until_renamed(client: Any, name: str, pause: float) -> dict[str, Any]:
+    """Jane as the gateway answers once the field is renamed (or after 40 tries)."""
+    for _ in range(40):
+        body: dict[str, Any] = await (await client.get(f"{API}/customer/1001", headers=AUTH)).json()
+        if name in body:
+            break
+        await asyncio.sleep(pause)
+    return body
+
+
 async def test_reload_swaps_and_requests_in_flight_keep_their_config(
     make_client: Any, sandbox: Any, faults: Faults, editable_files: tuple[Path, Path], capsys: Any
 ) -> None:
@@ -78,23 +100,15 @@ async def test_an_invalid_file_is_refused_and_the_old_config_serves(
 
 
 async def test_a_changed_file_is_picked_up_by_the_watcher(
-    make_client: Any, sandbox: Any, editable_files: tuple[Path, Path], monkeypatch: Any
+    make_client: Any, sandbox_env: None, editable_files: tuple[Path, Path]
 ) -> None:
     config_file, mapping = editable_files
-    for k, v in env_for(sandbox).items():
-        monkeypatch.setenv(k, v)
-    config_file.write_text(
-        config_file.read_text().replace("watch_seconds: 1 ", "watch_seconds: 0.1 ")
-    )
+    watch_every(config_file, 0.1)
     client = await make_client(load_config(config_file))
     assert client.server.app[HOLDER].current.config.server.watch_seconds == 0.1
     await asyncio.sleep(0.15)
     rename_name_field(mapping, "customerName")
-    for _ in range(40):
-        body = await (await client.get(f"{API}/customer/1001", headers=AUTH)).json()
-        if "customerName" in body:
-            break
-        await asyncio.sleep(0.1)
+    body = await until_renamed(client, "customerName", 0.1)
     assert body["customerName"] == "Jane Doe"
 
 
@@ -102,9 +116,7 @@ def test_sighup_reloads_a_running_server(
     processes: Any, sandbox_process: str, editable_files: tuple[Path, Path]
 ) -> None:
     config_file, mapping = editable_files
-    config_file.write_text(
-        config_file.read_text().replace("watch_seconds: 1 ", "watch_seconds: 0 ")
-    )
+    watch_every(config_file, 0)
     port = free_port()
     proc = gateway("serve", "--config", str(config_file), "--port", str(port),
                    env=gateway_env(sandbox_process))  # fmt: skip
@@ -144,14 +156,10 @@ def latin1(config_file: Path) -> None:
 
 
 async def test_a_latin1_file_is_refused_and_the_next_valid_edit_applies(
-    make_client: Any, sandbox: Any, editable_files: tuple[Path, Path], monkeypatch: Any, capsys: Any
+    make_client: Any, sandbox_env: None, editable_files: tuple[Path, Path], capsys: Any
 ) -> None:
     config_file, mapping = editable_files
-    for k, v in env_for(sandbox).items():
-        monkeypatch.setenv(k, v)
-    config_file.write_text(
-        config_file.read_text().replace("watch_seconds: 1 ", "watch_seconds: 0.05 ")
-    )
+    watch_every(config_file, 0.05)
     good = config_file.read_text()
     client = await make_client(load_config(config_file))
     holder = client.server.app[HOLDER]
@@ -172,22 +180,20 @@ async def test_a_latin1_file_is_refused_and_the_next_valid_edit_applies(
     assert (await client.get(f"{API}/customer/1001", headers=AUTH)).status == 200
     config_file.write_text(good)  # fixed: the watcher is still there and takes it
     rename_name_field(mapping, "customerName")
-    for _ in range(40):
-        body = await (await client.get(f"{API}/customer/1001", headers=AUTH)).json()
-        if "customerName" in body:
-            break
-        await asyncio.sleep(0.05)
+    body = await until_renamed(client, "customerName", 0.05)
     assert body["customerName"] == "Jane Doe" and holder.current.config.file == str(config_file)
 
 
 async def test_any_failure_while_loading_is_a_refusal_that_shows_no_text(
-    make_client: Any, sandbox: Any, editable_files: tuple[Path, Path], monkeypatch: Any, capsys: Any
+    make_client: Any,
+    sandbox_env: None,
+    editable_files: tuple[Path, Path],
+    monkeypatch: Any,
+    capsys: Any,
 ) -> None:
     import gateway.runtime
 
     config_file, _ = editable_files
-    for k, v in env_for(sandbox).items():
-        monkeypatch.setenv(k, v)
     client = await make_client(load_config(config_file))
 
     def broken(config: Any, mapping: Any = None, **given: Any) -> Any:
@@ -203,11 +209,9 @@ async def test_any_failure_while_loading_is_a_refusal_that_shows_no_text(
 
 
 async def test_logging_settings_apply_on_reload(
-    make_client: Any, sandbox: Any, editable_files: tuple[Path, Path], monkeypatch: Any, capsys: Any
+    make_client: Any, sandbox_env: None, editable_files: tuple[Path, Path], capsys: Any
 ) -> None:
     config_file, _ = editable_files
-    for k, v in env_for(sandbox).items():
-        monkeypatch.setenv(k, v)
     client = await make_client(load_config(config_file))
     holder = client.server.app[HOLDER]
     search = {"email": "jane@example.com"}
@@ -237,9 +241,7 @@ def test_sighup_of_a_broken_file_shows_nothing_and_keeps_serving(
     processes: Any, sandbox_process: str, editable_files: tuple[Path, Path]
 ) -> None:
     config_file, mapping = editable_files
-    config_file.write_text(
-        config_file.read_text().replace("watch_seconds: 1 ", "watch_seconds: 0 ")
-    )
+    watch_every(config_file, 0)
     good = config_file.read_text()
     port = free_port()
     env = gateway_env(sandbox_process, EXPERTFLOW_API_KEYS=SECRET)
