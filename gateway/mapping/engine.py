@@ -26,7 +26,7 @@ from gateway.mapping import paging
 from gateway.mapping.codecs import Codecs
 from gateway.mapping.discovery import discovered_fields, with_fields
 from gateway.mapping.fanout import FanOutLimits, plan
-from gateway.mapping.model import FieldSpec, MappingSpec, ObjectSpec, Operation, Request, Step
+from gateway.mapping.model import FieldSpec, MappingSpec, ObjectSpec, OperationSpec, Request, Step
 from gateway.mapping.translate import failed_answer, translate
 from gateway.text import may_need_repair, repaired
 
@@ -209,7 +209,7 @@ class Engine:
         return [r for r in found or [] if isinstance(r, Mapping)], data, ctx
 
     async def _run(
-        self, op: Operation, ctx: dict[str, Any], obj: ObjectSpec, enough: Enough | None = None
+        self, op: OperationSpec, ctx: dict[str, Any], obj: ObjectSpec, enough: Enough | None = None
     ) -> dict[str, Any]:
         first = dict(ctx)
         for attempt in range(1, RESTARTS + 1):

@@ -124,7 +124,10 @@ class Step:
 
 
 @dataclass(frozen=True)
-class Operation:
+class OperationSpec:
+    """What the mapping does for one operation of the API (`gateway.operation.Operation`):
+    its steps, and where the result is in their answers."""
+
     name: str
     steps: tuple[Step, ...]
     result: Path
@@ -218,7 +221,7 @@ class MappingSpec:
     errors: ErrorSpec
     objects: Mapping[str, ObjectSpec]
     interactions: Interactions
-    operations: Mapping[str, Operation]
+    operations: Mapping[str, OperationSpec]
     strategies: tuple[Strategy, ...]
     priority_routing: PriorityRoutingSpec | None
     verify_writes: bool = False

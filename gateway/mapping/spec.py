@@ -24,7 +24,7 @@ from gateway.mapping.model import (
     ListWrite,
     MappingSpec,
     ObjectSpec,
-    Operation,
+    OperationSpec,
     Paging,
     PriorityRoutingSpec,
     RateLimitSpec,
@@ -220,7 +220,7 @@ class _Compiler(Compiler):
             default_color=raw.get("default_color", "#a9a9a9"),
         )
 
-    def operation(self, name: str, raw: Mapping[str, Any], result: str) -> Operation:
+    def operation(self, name: str, raw: Mapping[str, Any], result: str) -> OperationSpec:
         """``result``: what the operation's result must be, `record` or `records`."""
         path: PathKey = ("operations", name)
         steps = []
@@ -267,7 +267,7 @@ class _Compiler(Compiler):
         (key, expr), *_ = raw["result"].items()
         if key != result:
             raise self.doc.error((*path, "result", key), f"this operation needs `{result}`")
-        return Operation(name, tuple(steps), self.jmespath(expr, (*path, "result", key)))
+        return OperationSpec(name, tuple(steps), self.jmespath(expr, (*path, "result", key)))
 
 
 def mapping_schema() -> dict[str, Any]:
