@@ -1,146 +1,58 @@
-"""App wiring: config and mapping in, an aiohttp application out."""
+"""App wiring: config and mapping in, an aiohttp application out, routed from the table of
+operations (gateway.api); and the middleware every request passes: its id, who may call it,
+its budget, error bodies and its log line."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiohttp import web
-from cachetools import TTLCache
 
-from gateway import (
-    admin,
-    deadline,
-    expertflow,
-    health,
-    jsonio,
-    khoros,
-    logs,
-    metrics,
-    openapi,
-    runtime,
-)
+from gateway import access, api, body, deadline, jsonio, logs, metrics, reloading, runtime
+from gateway.access import authorized, header
 from gateway.body import MAX_BODY_BYTES
-from gateway.config import Config, Secret, secrets_of
-from gateway.errors import (
-    DeadlineExceeded,
-    GatewayError,
-    NotFound,
-    TooManyFailures,
-    Unauthorized,
-    for_status,
-)
+from gateway.config import Config, secrets_of
+from gateway.errors import DeadlineExceeded, GatewayError, for_status
 from gateway.fleet import state as fleet_state
 from gateway.fleet.state import Fleet
 from gateway.mapping.model import MappingSpec
-from gateway.text import is_text
+from gateway.mapping.spec import load_mapping
+from gateway.operation import Args, Operation, prefixes
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-def authorized(header: str | None, keys: tuple[Secret, ...]) -> bool:
-    """The header is a configured key, or ``Bearer <key>``. Every key is compared, in
-    constant time, so timing tells nothing about which part was wrong."""
-    if not header or not is_text(header):
-        return False
-    given = header.encode()
-    bearer = header[7:].strip().encode() if header[:7].lower() == "bearer " else b""
-    ok = False
-    for key in keys:
-        secret = key.reveal().encode()
-        ok |= hmac.compare_digest(given, secret) | hmac.compare_digest(bearer, secret)
-    return ok
-
-
-# handler -> (operation name for logs and budgets, who may call it)
-_ROUTES: dict[Any, tuple[str, str]] = {
-    **{handler: (op, "khoros") for _, _, handler, op in khoros.ROUTES},
-    expertflow.customer: ("customer_by_phone", "expertflow"),
-    expertflow.labels: ("labels", "expertflow"),
-    admin.purge_caches: ("purge_caches", "admin"),
-}
-
-
-class FailureLimit:
-    """Failed authentications per client address in the last minute (bounded memory)."""
-
-    def __init__(self) -> None:
-        self._seen: TTLCache[str, list[float]] = TTLCache(maxsize=10_000, ttl=60)
-
-    def blocked(self, address: str, limit: int) -> bool:
-        now = time.monotonic()
-        recent = [t for t in self._seen.get(address, []) if now - t < 60]
-        return limit > 0 and len(recent) >= limit
-
-    def failed(self, address: str) -> None:
-        now = time.monotonic()
-        self._seen[address] = [t for t in self._seen.get(address, []) if now - t < 60] + [now]
-
-
-FAILURES: web.AppKey[FailureLimit] = web.AppKey("auth_failures", FailureLimit)
-
-
-def header(request: web.Request, name: str) -> str | None:
-    """A request header as text. aiohttp keeps bytes that are not UTF-8 as lone surrogates;
-    such a value is treated as absent (so a key in it is missing: 401, never a 500)."""
-    value = request.headers.get(name)
-    return value if value is None or is_text(value) else None
-
-
-def _check_access(request: web.Request, config: Config, realm: str) -> None:
-    address = request.remote or "unknown"
-    failures = request.app[FAILURES]
-    if failures.blocked(address, config.max_auth_failures):
-        raise TooManyFailures(headers={"Retry-After": "60"})
-    try:
-        _check_key(request, config, realm)
-    except Unauthorized:
-        failures.failed(address)
-        raise
-
-
-def _check_key(request: web.Request, config: Config, realm: str) -> None:
-    if realm == "khoros":
-        ok = authorized(header(request, "Authorization"), config.api_keys)
-    elif realm == "expertflow":
-        # A phone number reveals a person: a key is needed unless the operator opened these
-        # endpoints on purpose (docs/behaviour.md §2.4). No keys and not open: always 401.
-        given = header(request, "X-API-Key") or request.query.get("api_key")
-        ok = config.expertflow_anonymous or authorized(given, config.expertflow_keys)
-    else:
-        if config.admin_key is None:
-            raise NotFound("No such endpoint.")
-        ok = authorized(header(request, "Authorization"), (config.admin_key,))
-    if not ok:
-        raise Unauthorized()
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The operations an app serves, by name (its routes are named so).
+SERVED: web.AppKey[dict[str, Operation]] = web.AppKey("operations", dict)
 
 
 @web.middleware
-async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamResponse:
+async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, auth, budget, error bodies and the request's log line, in one place."""
-    config = runtime.pin(request).config
+    config = reloading.pin(request).config
     given_id = request.headers.get("X-Request-Id", "")
     request_id = given_id if _REQUEST_ID.match(given_id) else os.urandom(12).hex()
-    operation, realm = _ROUTES.get(request.match_info.handler, (None, ""))
+    op = request.app[SERVED].get(request.match_info.route.name or "")
+    # What logs and metrics name: the operations of callers (not the probes of the ops realm).
+    operation = op.name if op is not None and op.realm != "ops" else None
     structlog.contextvars.bind_contextvars(request_id=request_id)
     stats = logs.start_request()
     started = time.perf_counter()
     budget_left: float | None = None
-    seconds = config.meta_budget if operation == "meta" else config.default_budget
     response: web.StreamResponse
     try:
-        if operation is None:
+        if op is not None:
+            access.check(request, config, op.realm)
+        if op is None or op.budget is None:
             response = await handler(request)
         else:
-            _check_access(request, config, realm)
-            with deadline.budget(seconds, config.margin) as budget:
+            seconds = config.deadlines.budget(op.budget)
+            with deadline.budget(seconds, config.deadlines.margin_seconds) as budget:
                 try:
                     async with asyncio.timeout(seconds):
                         response = await handler(request)
@@ -157,7 +69,8 @@ async def _serve(request: web.Request, handler: khoros.Handler) -> web.StreamRes
         logs.get().exception("unhandled_error", operation=operation)
         response = _error(GatewayError(), request_id)
     response.headers["X-Request-Id"] = request_id
-    if config.admin_key and authorized(header(request, "X-Debug-Trace"), (config.admin_key,)):
+    admin_key = config.admin.api_key
+    if admin_key and authorized(header(request, "X-Debug-Trace"), (admin_key,)):
         response.headers["X-Debug-Trace"] = _trace(stats)
     elapsed = time.perf_counter() - started
     if operation is not None:
@@ -208,37 +121,56 @@ def _error(exc: GatewayError, request_id: str) -> web.Response:
     return jsonio.response(exc.body(request_id), status=exc.status, headers=exc.headers)
 
 
+def endpoint(op: Operation) -> Handler:
+    """The aiohttp handler of an operation: its request's Args (the body accepted by its
+    schema) to its handler, and what that answers to a response."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        given = await body.read(request, op.body) if op.body is not None else None
+        args = Args(dict(request.match_info), dict(request.query), given)
+        result = await op.handler(reloading.of(request), args)
+        if isinstance(result, web.StreamResponse):
+            return result
+        if op.empty is not None and not result:
+            return web.Response(status=op.empty)
+        return jsonio.response(result, status=op.status)
+
+    return serve
+
+
 def create_app(
     config: Config, mapping: MappingSpec | None = None, *, fleet: Fleet | None = None
 ) -> web.Application:
     """``fleet``: what this process shares with the others (default: as the config says)."""
     logs.configure(
-        config.log_level, config.log_format, secrets=secrets_of(config), pii=config.log_pii
+        config.logging.level,
+        config.logging.format,
+        secrets=secrets_of(config),
+        pii=config.logging.pii,
     )
     fleet = fleet or fleet_state.build(config)
-    holder = runtime.Holder(runtime.build(config, mapping, fleet=fleet), fleet)
+    mapping = mapping or load_mapping(config.upstream.mapping)
+    holder = reloading.Holder(runtime.build(config, mapping, fleet=fleet), fleet)
     app = web.Application(middlewares=[_serve], client_max_size=MAX_BODY_BYTES)
-    app[runtime.HOLDER] = holder
+    app[reloading.HOLDER] = holder
     app[fleet_state.FLEET] = fleet
-    app[FAILURES] = FailureLimit()
-    app[health.LAST_PROBE] = health.LastProbe()
-    base = config.base_path.rstrip("/")
-    for method, path, handler, _ in khoros.ROUTES:
-        app.router.add_route(method, base + path, handler)
-    app.router.add_get(config.expertflow_prefix + "/customer", expertflow.customer)
-    app.router.add_get(config.expertflow_prefix + "/label", expertflow.labels)
-    app.router.add_post("/admin/cache/purge", admin.purge_caches)
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", metrics.metrics)
-    app.router.add_get("/openapi.json", openapi.openapi)
+    app[access.FAILURES] = access.FailureLimit()
+    app[SERVED] = {op.name: op for op in api.OPERATIONS}
+    served_under = prefixes(config)
+    for op in api.OPERATIONS:
+        path = served_under[op.realm] + op.path
+        if op.method == "GET" and op.realm != "khoros":  # probes and Hybrid Chat may send HEAD
+            app.router.add_get(path, endpoint(op), name=op.name)
+        else:
+            app.router.add_route(op.method, path, endpoint(op), name=op.name)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         await holder.current.upstream.start()
         await fleet.start(lambda names: holder.current.caches.purge(names))
         watcher = None
-        if config.watch_seconds > 0:
-            watcher = asyncio.create_task(runtime.watch(holder, config.file, config.watch_seconds))
+        every = config.server.watch_seconds
+        if every > 0:
+            watcher = asyncio.create_task(reloading.watch(holder, config.file, every))
         yield
         if watcher is not None:
             watcher.cancel()

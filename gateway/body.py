@@ -1,14 +1,18 @@
 """Request bodies: read within the size limit, parsed with orjson, and checked before anything
 else sees them. A body that is too large, not JSON, nested too deep, or holds text that is not
 valid Unicode (a lone surrogate, bytes that are not UTF-8) is a 4xx naming the field, before
-any upstream call (docs/behaviour.md §1.8)."""
+any upstream call (docs/behaviour.md §1.8); so is one its operation's JSON schema refuses
+(`Body`, validated with jsonschema): a 400 naming each path, as `interactions[0].serviceId`."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+import jsonschema
 import orjson
 from aiohttp import web
 
@@ -21,6 +25,94 @@ MAX_DEPTH = 16
 MAX_TEXT = 100_000
 MAX_ITEMS = 1000
 _SHOWN_PROBLEMS = 20
+Schema = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Body:
+    """The JSON body an operation takes."""
+
+    schema: Schema  # JSON Schema (2020-12) of the body
+    required: bool = True  # an empty body is a 400 (otherwise it reads as `{}`)
+    json_only: bool = True  # it must come as JSON (an operator's `curl -d` sends a form type)
+    # Names callers send for a key, read as the key (the key itself wins when both come).
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def validator(self) -> jsonschema.protocols.Validator:
+        return jsonschema.Draft202012Validator(self.schema)
+
+
+async def read(request: web.Request, body: Body) -> dict[str, Any]:
+    """The request's body as ``body`` accepts it."""
+    found = await read_object(request, json_type=body.json_only)
+    if found is None and body.required:
+        raise BadRequest("The request body must be a JSON object.")
+    return accepted(body, found or {})
+
+
+def accepted(body: Body, given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` with its aliases renamed, when its schema accepts it; else a 400 naming each
+    path the schema refuses."""
+    out = dict(given)
+    for alias, key in body.aliases.items():
+        if alias in out:
+            out.setdefault(key, out[alias])
+            del out[alias]
+    problems: dict[str, str] = {}
+    for error in sorted(body.validator.iter_errors(out), key=lambda e: e.json_path):
+        for name, problem in _refused(error):
+            problems.setdefault(name, problem)
+    if problems:
+        fields = [FieldError(n, p) for n, p in list(problems.items())[:_SHOWN_PROBLEMS]]
+        raise BadRequest("Some fields are not valid.", fields=fields)
+    return out
+
+
+_TYPES = {
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "an object",
+    "null": "null",
+}
+
+
+def _refused(error: jsonschema.ValidationError) -> Iterator[tuple[str, str]]:
+    """The fields one schema error names, with what is wrong, in words for the agent."""
+    path = _name(error.absolute_path)
+    kind = error.validator
+    want: Any = error.validator_value
+    if kind == "required":
+        for key in want:
+            if isinstance(error.instance, dict) and key not in error.instance:
+                yield _name([*error.absolute_path, key]), "Is required."
+    elif kind == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        for key in error.instance:
+            if key not in known:
+                yield _name([*error.absolute_path, key]), "Unknown field."
+    elif kind == "type":
+        wanted = [want] if isinstance(want, str) else list(want)
+        yield path, "Must be " + " or ".join(_TYPES.get(t, t) for t in wanted) + "."
+    elif kind == "pattern" and want == r"\S":
+        yield path, "Must not be blank."
+    elif kind == "enum":
+        yield path, "Must be one of: " + ", ".join(str(v) for v in want) + "."
+    elif kind == "minProperties":
+        yield path, "Give at least one field." if want == 1 else f"Give at least {want} fields."
+    else:
+        yield path, "Is not valid."
+
+
+def _name(path: Any) -> str:
+    """A path in the body as callers write it: `interactions[0].serviceId`."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{shown(part)}" if out else shown(part))
+    return out or "(body)"
 
 
 async def read_object(request: web.Request, *, json_type: bool = True) -> dict[str, Any] | None:

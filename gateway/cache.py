@@ -1,6 +1,7 @@
 """The one cache layer (cachetools TTL caches) for meta, field definitions, labels and
 customer-by-phone: single flight (concurrent misses on a key share one load), stale-if-error
-(the last good value is served for a grace period when a reload fails), and a purge."""
+(the last good value is served for a grace period when a reload fails), and a purge. Single
+flight is also what the writes use: identical creates in flight share one (`SingleFlight`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,36 @@ V = TypeVar("V")
 class CacheSettings:
     ttl_seconds: float
     max_entries: int
-    stale_seconds: float = 0.0
+    stale_seconds: float
+
+
+class SingleFlight(Generic[V]):
+    """Concurrent calls for one key share one task. It is shielded: a caller that stops
+    waiting (its deadline) does not stop it, and the others still get its outcome."""
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Task[V]] = {}
+
+    async def run(self, key: Hashable, start: Callable[[], Awaitable[V]]) -> V:
+        """The outcome of the task running for ``key``; ``start`` makes one when none is."""
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.ensure_future(start())
+            self._running[key] = task
+            task.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(task)
+
+    def _forget(self, key: Hashable, done: asyncio.Task[V]) -> None:
+        if self._running.get(key) is done:
+            del self._running[key]
+        # Every waiter may have gone (cancelled): mark the outcome seen, or asyncio warns
+        # that an exception was never retrieved.
+        if not done.cancelled():
+            done.exception()
+
+    def __len__(self) -> int:
+        """Keys with a task running (for tests: nothing is left behind)."""
+        return len(self._running)
 
 
 class AsyncTTLCache(Generic[V]):
@@ -36,20 +66,15 @@ class AsyncTTLCache(Generic[V]):
         self._last: LRUCache[Hashable, tuple[V, float]] | None = (
             LRUCache(maxsize=settings.max_entries) if on and settings.stale_seconds > 0 else None
         )
-        self._loading: dict[Hashable, asyncio.Task[V]] = {}
+        self._loading: SingleFlight[V] = SingleFlight()
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
         if self._data is not None and key in self._data:
             _record(self.name, "hit")
             return self._data[key]
         _record(self.name, "miss")
-        task = self._loading.get(key)
-        if task is None:
-            # A task of its own, so one waiter's cancellation does not cancel the others' load.
-            task = asyncio.ensure_future(self._load(key, load))
-            task.add_done_callback(seen)
-            self._loading[key] = task
-        return await asyncio.shield(task)
+        # A task of its own, so one waiter's cancellation does not cancel the others' load.
+        return await self._loading.run(key, lambda: self._load(key, load))
 
     async def _load(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
         try:
@@ -68,13 +93,20 @@ class AsyncTTLCache(Generic[V]):
                 )
                 return last[0]
             raise
-        finally:
-            del self._loading[key]
         if self._data is not None:
             self._data[key] = value
         if self._last is not None:
             self._last[key] = (value, time.monotonic())
         return value
+
+    def peek(self, key: Hashable) -> V | None:
+        """The value held for ``key``, if any; nothing is loaded, and it is not counted."""
+        return self._data.get(key) if self._data is not None else None
+
+    def put(self, key: Hashable, value: V) -> None:
+        """Hold ``value`` for ``key`` for the cache's time to live, from now."""
+        if self._data is not None:
+            self._data[key] = value
 
     def clear(self) -> None:
         if self._data is not None:
@@ -108,10 +140,3 @@ def _record(cache: str, outcome: str) -> None:
     stats = logs.stats()
     if stats is not None:
         stats.cache.append(outcome)
-
-
-def seen(task: asyncio.Task[Any]) -> None:
-    """For a task shared by waiters: every waiter may have gone (cancelled), so mark the
-    outcome seen, or asyncio warns that an exception was never retrieved."""
-    if not task.cancelled():
-        task.exception()

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from gateway import deadline, logs, runtime
-from gateway.config import Config, load_config
+from gateway import deadline, logs, reloading, runtime
+from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError
+from gateway.mapping.discovery import discovered_field
 from gateway.mapping.model import FieldSpec, ListWrite, ObjectSpec
-from gateway.mapping.spec import discovered_field
+from gateway.mapping.spec import load_mapping
 from gateway.yamlfile import YamlDoc
 from gateway.yamlfile import load as load_yaml
 
@@ -18,8 +19,7 @@ from gateway.yamlfile import load as load_yaml
 def check(config_file: str, *, out: TextIO) -> tuple[int, Config | None]:
     """Exit code, and the config when it is valid."""
     try:
-        config = load_config(config_file)
-        runtime.build(config)
+        config = reloading.load(config_file).config
     except ConfigError as exc:
         for line in str(exc).splitlines():
             print(line, file=out)
@@ -28,8 +28,8 @@ def check(config_file: str, *, out: TextIO) -> tuple[int, Config | None]:
 
 
 async def check_online(config: Config, out: TextIO) -> int:
-    built = runtime.build(config)
-    doc = load_yaml(config.mapping_file)
+    built = runtime.build(config, load_mapping(config.upstream.mapping))
+    doc = load_yaml(config.upstream.mapping)
     errors = notes = 0
     logs.start_request()
     await built.upstream.start()
@@ -39,14 +39,15 @@ async def check_online(config: Config, out: TextIO) -> int:
             if obj.custom_fields is None:
                 continue
             try:
-                with deadline.budget(config.meta_budget, config.margin):
+                meta, margin = config.deadlines.budget("meta"), config.deadlines.margin_seconds
+                with deadline.budget(meta, margin):
                     data = await built.engine.fetch(
                         obj.custom_fields.request, built.engine.base_ctx
                     )
             except GatewayError as exc:
                 problem = f"{exc.message} ({exc.detail})"
                 print(
-                    f"{config.upstream_url}: {kind} field definitions unreadable: {problem}",
+                    f"{config.upstream.base_url}: {kind} field definitions unreadable: {problem}",
                     file=out,
                 )
                 return 1

@@ -14,22 +14,14 @@ import os
 import socket
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-from aiohttp import web
 
 from gateway import check, explain, logs, register, serving, shipped
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError
-from gateway.explain import OPERATIONS as EXPLAINED
-from gateway.sandbox.demo import seed
-from gateway.sandbox.limits import Limits
-from gateway.sandbox.server import Credentials, Faults, create_sandbox
-from gateway.sandbox.store import Store
-
-DEMO_KEY = "demo-key"
-DEMO_ADMIN_KEY = "demo-admin-key"
+from gateway.explain import EXPLAINED
+from gateway.sandbox import demo
 
 
 def _number(env: Mapping[str, str], name: str, highest: int) -> int | None:
@@ -72,26 +64,9 @@ def _start_writer(env: Environment) -> None:
 
 def _load(path: str, host: str | None, port: int | None) -> Config:
     config = load_config(path)
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    return Config(**{**config.__dict__, **overrides}) if overrides else config
-
-
-def _hybrid_chat_access(config: Config) -> str:
-    if config.expertflow_anonymous:
-        return "anonymous access allowed: demo data only (EXPERTFLOW_ALLOW_ANONYMOUS)"
-    if config.expertflow_keys:
-        return "needs &api_key=<one of EXPERTFLOW_API_KEYS>"
-    return "answers 401: set EXPERTFLOW_API_KEYS"
-
-
-async def _sandbox(app: web.Application, port: int) -> None:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
+    server = config.server
+    listen = replace(server, host=host or server.host, port=server.port if port is None else port)
+    return replace(config, server=listen)
 
 
 def _tool(args: argparse.Namespace) -> int:
@@ -115,7 +90,7 @@ def _tool(args: argparse.Namespace) -> int:
         print(exc, file=out)
         return 1
     if args.command == "check":
-        print(f"ok: {config.file} and {config.mapping_file} are valid")
+        print(f"ok: {config.file} and {config.upstream.mapping} are valid")
         return asyncio.run(check.check_online(config, sys.stdout)) if args.online else code
     raw = args.body
     try:
@@ -143,12 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"crm-gateway {shipped.version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the Khoros API in front of the configured CRM")
-    demo = sub.add_parser("demo", help="serve in front of the built-in sandbox CRM")
+    demo_ = sub.add_parser("demo", help="serve in front of the built-in sandbox CRM")
     check = sub.add_parser("check", help="validate the config and mapping, as start-up does")
     explain = sub.add_parser("explain", help="show the upstream requests of an operation")
-    for p in (serve, demo, check, explain):
+    for p in (serve, demo_, check, explain):
         p.add_argument("--config", help="the config file (YAML); default: $GATEWAY_CONFIG")
-    for p in (serve, demo):
+    for p in (serve, demo_):
         p.add_argument("--host", help="address to bind (else $GATEWAY_HOST, else the config)")
         p.add_argument("--port", type=int, help="port (else $GATEWAY_PORT, else the config)")
     serve.add_argument("--workers", type=int, help="processes (else $GATEWAY_WORKERS, else 1)")
@@ -157,9 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--line-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--state-dir", help=argparse.SUPPRESS)
-    demo.add_argument("--sandbox-port", type=int, default=8081)
+    demo_.add_argument("--sandbox-port", type=int, default=demo.SANDBOX_PORT)
     check.add_argument("--online", action="store_true", help="also compare with the upstream")
-    explain.add_argument("operation", choices=EXPLAINED)
+    explain.add_argument("operation", choices=list(EXPLAINED))
     explain.add_argument("--body", default="{}", help="the request body: JSON, or @file")
     explain.add_argument("--id", default="1", help="the record id (or phone) in the URL")
     explain.add_argument("--type", default="customer", choices=["customer", "case"])
@@ -168,30 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     register.add_argument("--name", required=True, help="the CRM's name in Khoros")
     register.add_argument("--instance-url", required=True, help="https://<host><base_path>")
     register.add_argument("--update", metavar="CRM_ID", help="change this registration")
-    sandbox = sub.add_parser("sandbox", help="run only the sandbox CRM, seeded with demo data")
-    sandbox.add_argument("--port", type=int, default=8081)
-    sandbox.add_argument("--delay", type=float, default=0.0, help="answer this much later")
-    sandbox.add_argument("--status", type=int, help="answer every API call with this status")
-    sandbox.add_argument("--retry-after", help="the Retry-After header of those answers")
-    limits = Limits()
-    sandbox.add_argument(
-        "--account-limit",
-        type=int,
-        default=limits.account_per_minute,
-        help="requests a minute for the account, as Zendesk plans have them (0: no limit)",
-    )
-    sandbox.add_argument(
-        "--user-update-limit",
-        type=int,
-        default=limits.user_updates_per_minute,
-        help="updates of one user a minute (0: no limit)",
-    )
-    sandbox.add_argument(
-        "--ticket-update-limit",
-        type=int,
-        default=limits.ticket_updates_per_10_minutes,
-        help="updates of one ticket in 10 minutes (0: no limit)",
-    )
+    demo.sandbox_arguments(sub.add_parser("sandbox", help="run only the sandbox CRM, seeded"))
     args = parser.parse_args(argv)
     if "config" in args and not args.config:
         args.config = os.environ.get("GATEWAY_CONFIG", "").strip()
@@ -201,26 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("check", "explain", "register"):
         return _tool(args)
     if args.command == "sandbox":
-        logs.configure()
-        logs.start_writer()
-        store = seed(Store(base_url=f"http://127.0.0.1:{args.port}"))
-        store.limits = Limits(args.account_limit, args.user_update_limit, args.ticket_update_limit)
-        faults = Faults(delay=args.delay, status=args.status, retry_after=args.retry_after)
-        app = create_sandbox(store, faults=faults)
-        serving.run(_sandbox(app, args.port))
-        return 0
+        return demo.run_sandbox(args)
     if args.command == "demo":
-        # The sandbox's own credentials, and a demo key unless the caller set keys.
-        creds = Credentials()
-        os.environ["ZENDESK_URL"] = f"http://127.0.0.1:{args.sandbox_port}"
-        os.environ["ZENDESK_EMAIL"] = creds.email
-        os.environ["ZENDESK_API_TOKEN"] = creds.api_token
-        os.environ.pop("ZENDESK_OAUTH_TOKEN", None)
-        os.environ.setdefault("GATEWAY_API_KEYS", DEMO_KEY)
-        os.environ.setdefault("GATEWAY_ADMIN_KEY", DEMO_ADMIN_KEY)
-        if not os.environ.get("EXPERTFLOW_API_KEYS"):
-            # Demo data only: Hybrid Chat's endpoints answer without a key, and the banner says so.
-            os.environ.setdefault("EXPERTFLOW_ALLOW_ANONYMOUS", "true")
+        demo.environment(os.environ, args.sandbox_port)
     try:
         env = from_environment(os.environ)
         port = env.port if args.port is None else args.port
@@ -228,25 +163,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"crm-gateway: invalid configuration\n{exc}", file=sys.stderr)
         return 1
-    logs.configure(config.log_level, config.log_format)
+    logs.configure(config.logging.level, config.logging.format)
     if args.command == "demo":
-        base = f"http://{config.host}:{config.port}{config.base_path}"
-        print(
-            f"crm-gateway demo\n  Khoros API:  {base}\n  sandbox CRM: {os.environ['ZENDESK_URL']}"
-            f"\n  API key:     {os.environ['GATEWAY_API_KEYS'].split(',')[0]}"
-            f"\n  admin key:   {os.environ['GATEWAY_ADMIN_KEY']}\n"
-            f"  try: curl -H 'Authorization: {DEMO_KEY}' {base}/customer/1001\n"
-            f"  Hybrid Chat: http://{config.host}:{config.port}{config.expertflow_prefix}"
-            f"/customer?query=phone:{{refId}}\n               {_hybrid_chat_access(config)}\n",
-            flush=True,
-        )
+        print(demo.banner(config, os.environ), flush=True)
     _start_writer(env)
     worker = args.command == "serve" and args.worker
     if worker and args.listen_fd is not None:
         sock = socket.socket(fileno=args.listen_fd)  # bound by the supervisor
     else:
         try:
-            sock = serving.listen(config.host, config.port)
+            sock = serving.listen(config.server.host, config.server.port)
         except serving.PortInUse as exc:
             print(f"crm-gateway: {exc}", file=sys.stderr)
             return 1
@@ -255,16 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers = args.workers if args.workers is not None else env.workers or 1
         if workers > 1:
             return serving.supervise(config, workers, sock)
+    if args.command == "demo":
+        serving.run(demo.serve(config, sock, args.sandbox_port))
+        return 0
     line = socket.socket(fileno=args.line_fd) if worker and args.line_fd is not None else None
-    sandbox_port = args.sandbox_port if args.command == "demo" else None
-    serving.run(
-        serving.serve(
-            config,
-            sock,
-            sandbox_port=sandbox_port,
-            worker=worker,
-            line=line,
-            state_dir=args.state_dir if worker else None,
-        )
-    )
+    state_dir = args.state_dir if worker else None
+    serving.run(serving.serve(config, sock, worker=worker, line=line, state_dir=state_dir))
     return 0

@@ -1,14 +1,15 @@
-"""The gateway's config: read once, validated against ``schema/config.yaml``, defaults filled in
-here and nowhere else. Secrets come from the environment through ``${VAR}`` and are held in
-``Secret``, which never shows its value in a repr, a log line or a traceback."""
+"""The gateway's config: read once, validated against ``schema/config.yaml`` and filled with that
+schema's defaults (they are written there and nowhere else), into one frozen dataclass per
+section. Secrets come from the environment through ``${VAR}`` and are held in ``Secret``, which
+never shows its value in a repr, a log line or a traceback."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import phonenumbers
@@ -39,114 +40,113 @@ class Secret:
         return bool(self._value)
 
 
-DEFAULTS: dict[str, Any] = {
-    "server": {"host": "127.0.0.1", "port": 8080, "base_path": "/api/v1", "watch_seconds": 1.0},
-    "upstream": {
-        "credentials": {},
-        "attempt_timeout_seconds": 5.0,
-        "max_connections": 50,
-        "max_in_flight": 20,
-        "retry": {
-            "attempts": 3,
-            "backoff_start_seconds": 0.1,
-            "backoff_max_seconds": 1.0,
-            "max_retry_after_seconds": 60.0,
-            "min_attempt_seconds": 0.25,
-        },
-        "circuit_breaker": {
-            "failure_rate": 0.5,
-            "min_requests": 20,
-            "window_seconds": 30.0,
-            "cooldown_seconds": 30.0,
-        },
-        "oauth": {
-            "client_id": None,
-            "client_secret": None,
-            "refresh_token": None,
-            "token_file": None,
-            "refresh_before_seconds": 300.0,
-        },
-    },
-    # Khoros allows 20 s for meta and 8 s for the rest; answer inside a share of that.
-    "deadlines": {
-        "meta_seconds": 20.0,
-        "default_seconds": 8.0,
-        "share": 0.9,
-        "margin_seconds": 0.1,
-    },
-    "cache": {
-        "meta": {"ttl_seconds": 300, "max_entries": 4, "stale_seconds": 3600},
-        "field_definitions": {"ttl_seconds": 300, "max_entries": 16, "stale_seconds": 3600},
-        "labels": {"ttl_seconds": 300, "max_entries": 4, "stale_seconds": 3600},
-        # Off by default: a customer's labels should change routing at once.
-        "customer_by_phone": {"ttl_seconds": 0, "max_entries": 10_000, "stale_seconds": 0},
-    },
-    "expertflow": {
-        "path_prefix": "",
-        "not_found": "error",
-        "api_keys": [],
-        "allow_anonymous": False,
-    },
-    # How far one best match fans out (docs/behaviour.md §1.6).
-    "bestmatch": {"values_per_strategy": 5, "max_searches": 12},
-    "admin": {"api_key": None},
-    "logging": {"level": "info", "format": "json", "pii": False},
-    "settings": {"public_comments": False},
-    "phones": {"default_region": None},
-    "shared_state": {
-        "redis_url": None,
-        "timeout_seconds": 0.25,
-        "retry_seconds": 1.0,
-        "key_prefix": "crm-gateway",
-    },
-}
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["json", "console"]
+UnknownNumber = Literal["error", "empty"]  # Hybrid Chat's answer for a number nobody has
+Budget = Literal["meta", "default"]  # which of Khoros's deadlines an operation has
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str
+    port: int
+    base_path: str  # no trailing slash
+    watch_seconds: float  # 0: the files are not watched
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    api_keys: tuple[Secret, ...]
+    max_failures_per_minute: int  # 0: no limit
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    client_id: Secret
+    client_secret: Secret
+    refresh_token: Secret
+    token_file: Path | None
+    refresh_before_seconds: float
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    mapping: Path  # the mapping file (a shipped one, for a bare name)
+    base_url: str  # no trailing slash
+    credentials: Mapping[str, Secret]
+    attempt_timeout_seconds: float
+    max_connections: int
+    max_in_flight: int
+    retry: RetrySettings
+    circuit_breaker: BreakerSettings
+    oauth: OAuthSettings | None  # None unless a client id, a secret and a refresh token are set
+
+
+@dataclass(frozen=True)
+class DeadlineSettings:
+    meta_seconds: float
+    default_seconds: float
+    share: float
+    margin_seconds: float
+
+    def budget(self, kind: Budget) -> float:
+        """The seconds an operation of this kind has: a share of Khoros's deadline."""
+        return (self.meta_seconds if kind == "meta" else self.default_seconds) * self.share
+
+
+@dataclass(frozen=True)
+class ExpertflowSettings:
+    path_prefix: str  # no trailing slash
+    not_found: UnknownNumber
+    api_keys: tuple[Secret, ...]
+    allow_anonymous: bool
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    api_key: Secret | None  # None: the admin endpoints are off
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: LogLevel
+    format: LogFormat
+    pii: bool
+
+
+@dataclass(frozen=True)
+class PhoneSettings:
+    # Phone numbers written without a country code are read as dialled here (ISO 3166 code).
+    default_region: str | None
 
 
 @dataclass(frozen=True)
 class Config:
+    """The config file, a section a field, each as the README's configuration reference
+    describes it."""
+
     file: str
-    host: str
-    port: int
-    base_path: str
-    watch_seconds: float
-    api_keys: tuple[Secret, ...]
-    max_auth_failures: int
-    upstream_url: str
-    mapping_file: Path
-    credentials: Mapping[str, Secret]
-    attempt_timeout: float
-    max_connections: int
-    max_in_flight: int
-    retry: RetrySettings
-    breaker: BreakerSettings
-    oauth: OAuthSettings | None
-    meta_budget: float
-    default_budget: float
-    margin: float
-    caches: Mapping[str, CacheSettings]
-    expertflow_prefix: str
-    expertflow_not_found: str
-    expertflow_keys: tuple[Secret, ...]
-    expertflow_anonymous: bool
+    server: ServerSettings
+    auth: AuthSettings
+    upstream: UpstreamSettings
+    deadlines: DeadlineSettings
+    cache: Mapping[str, CacheSettings]
+    expertflow: ExpertflowSettings
     bestmatch: FanOutLimits
-    admin_key: Secret | None
-    log_level: str
-    log_format: str
-    log_pii: bool
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    # Phone numbers written without a country code are read as dialled here (ISO 3166 code).
-    default_region: str | None = None
-    shared_state: SharedStateSettings = field(default_factory=SharedStateSettings)
+    admin: AdminSettings
+    logging: LoggingSettings
+    phones: PhoneSettings
+    settings: Mapping[str, Any]
+    shared_state: SharedStateSettings
 
 
-def _merged(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(defaults)
-    for key, value in given.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
+def defaults(*section: str) -> dict[str, Any]:
+    """The schema's defaults of a section (``defaults("upstream", "retry")``), for what is
+    made without a config file (tests, tools)."""
+    found: Any = yamlfile.with_defaults(yamlfile.schema("config"), {})
+    for key in section:
+        found = found[key]
+    return dict(found)
 
 
 def _true(given: bool | str) -> bool:
@@ -161,13 +161,15 @@ def _keys(given: str | list[str]) -> tuple[Secret, ...]:
 
 def secrets_of(config: Config) -> list[str]:
     """Every secret value the config holds, for log redaction."""
-    found = [*config.api_keys, *config.expertflow_keys, *config.credentials.values()]
-    if config.admin_key:
-        found.append(config.admin_key)
-    if config.oauth:
-        found += [config.oauth.client_secret, config.oauth.refresh_token]
+    credentials = config.upstream.credentials
+    found = [*config.auth.api_keys, *config.expertflow.api_keys, *credentials.values()]
+    if config.admin.api_key:
+        found.append(config.admin.api_key)
+    oauth = config.upstream.oauth
+    if oauth:
+        found += [oauth.client_secret, oauth.refresh_token]
     # An email is an identifier, not a secret; it is masked as PII instead.
-    emails = {v for k, v in config.credentials.items() if "email" in k}
+    emails = {v for k, v in credentials.items() if "email" in k}
     out = [s.reveal() for s in found if s and s not in emails]
     url = config.shared_state.redis_url
     if url:  # it may hold a password: the URL and the password are both secrets
@@ -176,15 +178,6 @@ def secrets_of(config: Config) -> list[str]:
         if password:
             out += [password, unquote(password)]
     return out
-
-
-@dataclass(frozen=True)
-class OAuthSettings:
-    client_id: Secret
-    client_secret: Secret
-    refresh_token: Secret
-    token_file: Path | None
-    refresh_before_seconds: float
 
 
 def _oauth(raw: Mapping[str, Any], here: Path) -> OAuthSettings | None:
@@ -199,7 +192,7 @@ def _oauth(raw: Mapping[str, Any], here: Path) -> OAuthSettings | None:
         client_secret=Secret(raw["client_secret"]),
         refresh_token=Secret(raw["refresh_token"]),
         token_file=token_file,
-        refresh_before_seconds=float(raw["refresh_before_seconds"]),
+        refresh_before_seconds=raw["refresh_before_seconds"],
     )
 
 
@@ -254,8 +247,10 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     if not isinstance(doc.data, dict):
         raise ConfigError(doc.file, 1, "", "the config must be a mapping of keys")
     _check_version(doc)
-    yamlfile.validate(doc, yamlfile.schema("config"))
-    c = _merged(DEFAULTS, doc.data)
+    schema = yamlfile.schema("config")
+    yamlfile.validate(doc, schema)
+    c = yamlfile.with_defaults(schema, doc.data)
+    here = Path(path).parent
     api_keys = _keys(c["auth"]["api_keys"])
     if not api_keys:
         raise doc.error(("auth", "api_keys"), "no API key is set (GATEWAY_API_KEYS is empty?)")
@@ -263,57 +258,50 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         port = int(c["server"]["port"])
     except ValueError:
         raise doc.error(("server", "port"), "must be a port number") from None
-    mapping = _mapping_file(doc, c["upstream"]["mapping"], Path(path).parent)
-    share = c["deadlines"]["share"]
+    up = c["upstream"]
+    ef = c["expertflow"]
     return Config(
         file=str(path),
-        host=c["server"]["host"],
-        port=port,
-        base_path=c["server"]["base_path"],
-        watch_seconds=float(c["server"]["watch_seconds"]),
-        api_keys=api_keys,
-        max_auth_failures=int(c["auth"].get("max_failures_per_minute", 0)),
-        upstream_url=c["upstream"]["base_url"].rstrip("/"),
-        mapping_file=mapping,
-        credentials={k: Secret(v or "") for k, v in c["upstream"]["credentials"].items()},
-        attempt_timeout=float(c["upstream"]["attempt_timeout_seconds"]),
-        max_connections=int(c["upstream"]["max_connections"]),
-        max_in_flight=int(c["upstream"]["max_in_flight"]),
-        retry=RetrySettings(**c["upstream"]["retry"]),
-        breaker=BreakerSettings(
-            failure_rate=float(c["upstream"]["circuit_breaker"]["failure_rate"]),
-            min_requests=int(c["upstream"]["circuit_breaker"]["min_requests"]),
-            window_seconds=float(c["upstream"]["circuit_breaker"]["window_seconds"]),
-            cooldown_seconds=float(c["upstream"]["circuit_breaker"]["cooldown_seconds"]),
+        server=ServerSettings(**{**c["server"], "port": port}),
+        auth=AuthSettings(api_keys, int(c["auth"]["max_failures_per_minute"])),
+        upstream=UpstreamSettings(
+            mapping=_mapping_file(doc, up["mapping"], here),
+            base_url=up["base_url"].rstrip("/"),
+            credentials={k: Secret(v or "") for k, v in up["credentials"].items()},
+            attempt_timeout_seconds=up["attempt_timeout_seconds"],
+            max_connections=up["max_connections"],
+            max_in_flight=up["max_in_flight"],
+            retry=RetrySettings(**up["retry"]),
+            circuit_breaker=BreakerSettings(**up["circuit_breaker"]),
+            oauth=_oauth(up["oauth"], here),
         ),
-        oauth=_oauth(c["upstream"]["oauth"], Path(path).parent),
-        meta_budget=c["deadlines"]["meta_seconds"] * share,
-        default_budget=c["deadlines"]["default_seconds"] * share,
-        margin=float(c["deadlines"]["margin_seconds"]),
-        caches={name: CacheSettings(**values) for name, values in c["cache"].items()},
-        expertflow_prefix=c["expertflow"]["path_prefix"].rstrip("/"),
-        expertflow_not_found=c["expertflow"]["not_found"],
-        expertflow_keys=_keys(c["expertflow"]["api_keys"]),
-        expertflow_anonymous=_true(c["expertflow"]["allow_anonymous"]),
+        deadlines=DeadlineSettings(**c["deadlines"]),
+        cache={name: CacheSettings(**values) for name, values in c["cache"].items()},
+        expertflow=ExpertflowSettings(
+            path_prefix=ef["path_prefix"].rstrip("/"),
+            not_found=ef["not_found"],
+            api_keys=_keys(ef["api_keys"]),
+            allow_anonymous=_true(ef["allow_anonymous"]),
+        ),
         bestmatch=FanOutLimits(**c["bestmatch"]),
-        admin_key=Secret(c["admin"]["api_key"]) if c["admin"]["api_key"] else None,
-        log_level=c["logging"]["level"],
-        log_format=c["logging"]["format"],
-        log_pii=_true(c["logging"]["pii"]),
-        settings=c["settings"],
-        default_region=_default_region(
-            doc, c["phones"]["default_region"], os.environ if env is None else env
+        admin=AdminSettings(Secret(c["admin"]["api_key"]) if c["admin"]["api_key"] else None),
+        logging=LoggingSettings(
+            c["logging"]["level"], c["logging"]["format"], _true(c["logging"]["pii"])
         ),
+        phones=PhoneSettings(
+            _default_region(doc, c["phones"]["default_region"], os.environ if env is None else env)
+        ),
+        settings=c["settings"],
         shared_state=_shared_state(c["shared_state"]),
     )
 
 
 def _shared_state(raw: Mapping[str, Any]) -> SharedStateSettings:
     """Redis is on when a URL is given (`${REDIS_URL:-}` in the example config)."""
-    url = str(raw.get("redis_url") or "").strip()
+    url = str(raw["redis_url"] or "").strip()
     return SharedStateSettings(
         redis_url=url or None,
-        timeout_seconds=float(raw["timeout_seconds"]),
-        retry_seconds=float(raw["retry_seconds"]),
-        key_prefix=str(raw["key_prefix"]),
+        timeout_seconds=raw["timeout_seconds"],
+        retry_seconds=raw["retry_seconds"],
+        key_prefix=raw["key_prefix"],
     )

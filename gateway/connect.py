@@ -34,10 +34,10 @@ def upstream(
     send: Send
     if transport is None:
         http = HttpTransport(
-            config.upstream_url,
+            config.upstream.base_url,
             name=mapping.name,
-            attempt_timeout=config.attempt_timeout,
-            max_connections=config.max_connections,
+            attempt_timeout=config.upstream.attempt_timeout_seconds,
+            max_connections=config.upstream.max_connections,
         )
         transport, send = http, http.exchange  # token grants leave no trace: secrets in body
     else:
@@ -47,9 +47,9 @@ def upstream(
         name=mapping.name,
         headers={k: str(v) for k, v in mapping.headers({}).items()},
         auth=_auth(config, mapping, send, fleet),
-        retry=config.retry,
-        breaker=config.breaker,
-        max_in_flight=config.max_in_flight,
+        retry=config.upstream.retry,
+        breaker=config.upstream.circuit_breaker,
+        max_in_flight=config.upstream.max_in_flight,
         limits=rate_limits(mapping.rate_limits),
         holds=fleet.holds if fleet is not None else None,
     )
@@ -70,13 +70,13 @@ def auth_headers(mapping: MappingSpec, credentials: Mapping[str, Secret]) -> dic
 
 
 def _auth(config: Config, mapping: MappingSpec, send: Send, fleet: Fleet | None) -> Auth:
-    static = auth_headers(mapping, config.credentials)
-    oauth = config.oauth
+    static = auth_headers(mapping, config.upstream.credentials)
+    oauth = config.upstream.oauth
     if oauth is None:
         return StaticAuth(static)
     if not mapping.oauth_token_url:
         raise ConfigError(mapping.file, None, "oauth.token_url", "OAuth refresh needs it")
-    current = config.credentials.get("oauth_token")
+    current = config.upstream.credentials.get("oauth_token")
     initial = Tokens(
         access=current.reveal() if current else "", refresh=oauth.refresh_token.reveal()
     )

@@ -28,6 +28,7 @@ Bodies follow the Khoros spec: ``{"error", "message"}`` plus ``fields`` on 400 a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,6 +170,16 @@ class UpstreamUnavailable(UpstreamError):
     error = "ServiceUnavailable"
     default_message = "The CRM is busy. Please try again in a moment."
 
+    @classmethod
+    def rate_limited(cls, wait: float, *, detail: str) -> UpstreamUnavailable:
+        """The CRM asked for a wait that the request's budget cannot hold: the caller is told
+        to come back once it is over."""
+        return cls(
+            "The CRM asked us to slow down. Please try again in a moment.",
+            headers={"Retry-After": retry_after(wait)},
+            detail=detail,
+        )
+
 
 class DeadlineExceeded(UpstreamError):
     status = 504
@@ -178,6 +189,12 @@ class DeadlineExceeded(UpstreamError):
 
 class AttemptTimedOut(DeadlineExceeded):
     """One attempt got no answer within its timeout; the budget may allow another."""
+
+
+def retry_after(seconds: float) -> str:
+    """A `Retry-After` value: whole seconds, rounded up, at least one (no caller retries
+    before the wait is over, nor at once)."""
+    return str(max(1, math.ceil(seconds)))
 
 
 def for_status(

@@ -4,47 +4,26 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TextIO
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway import deadline, logs, runtime
+from gateway.api import OPERATIONS
+from gateway.body import accepted
 from gateway.config import Config, secrets_of
-from gateway.errors import GatewayError, MappingFailed, NotFound, UpstreamError
+from gateway.errors import BadRequest, GatewayError, MappingFailed, NotFound, UpstreamError
 from gateway.exchange import Response
-from gateway.expertflow import parse_query
-from gateway.khoros import case_body
 from gateway.mapping.expr import Path
 from gateway.mapping.model import MappingSpec
 from gateway.mapping.spec import load_mapping
+from gateway.operation import Args, Operation
 from gateway.upstream import trace
 from gateway.upstream.call import Call
 
-OPERATIONS = (
-    "meta",
-    "search_customers",
-    "bestmatch",
-    "find_customer",
-    "find_cases",
-    "create_customer",
-    "update_customer",
-    "create_case",
-    "find_case",
-    "update_case",
-    "customer_by_phone",
-    "labels",
-)
-NEEDS_ID = ("find_customer", "find_cases", "update_customer", "find_case", "update_case")
-NEEDS_BODY = (
-    "search_customers",
-    "bestmatch",
-    "create_customer",
-    "update_customer",
-    "create_case",
-    "update_case",
-)
+# What explain runs: the operations of Khoros and Hybrid Chat, by name.
+EXPLAINED = {op.name: op for op in OPERATIONS if op.realm in ("khoros", "hybrid_chat")}
 
 
 class DryTransport:
@@ -62,53 +41,37 @@ class DryTransport:
         pass
 
 
-def _call(
-    built: runtime.Runtime, operation: str, *, id: str, body: Any, kind: str
-) -> Callable[[], Awaitable[Any]]:
-    engine, routing = built.engine, built.routing
-    calls: dict[str, Callable[[], Awaitable[Any]]] = {
-        "meta": lambda: engine.meta(kind),
-        "search_customers": lambda: engine.search_customers(body),
-        "bestmatch": lambda: engine.bestmatch(body),
-        "find_customer": lambda: engine.find_customer(id),
-        "find_cases": lambda: engine.find_cases(id),
-        "create_customer": lambda: engine.create_customer(body),
-        "update_customer": lambda: engine.update_customer(id, body),
-        "create_case": lambda: engine.create_case(body),
-        "find_case": lambda: engine.find_case(id),
-        "update_case": lambda: engine.update_case(id, body),
-    }
-    if routing is not None:
-        calls["customer_by_phone"] = lambda: routing.customer(parse_query(f"phone:{id}"))
-        calls["labels"] = routing.labels
-    if operation not in calls:
-        raise ValueError(f"{operation}: the mapping has no `expertflow` section")
-    return calls[operation]
+def _args(op: Operation, *, id: str, body: Any, kind: str) -> Args:
+    """The request an operation gets from the command line: ``id`` for the record's id (or the
+    phone number), ``kind`` for meta's type, the body as its schema accepts it."""
+    if op.body is not None and not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    given = accepted(op.body, body) if op.body is not None else None
+    return Args(params={"id": id, "type": kind}, query={"query": f"phone:{id}"}, body=given)
 
 
 async def explain(
     config: Config, operation: str, *, id: str, body: Any, kind: str, live: bool, out: TextIO
 ) -> int:
-    if operation in ("create_case", "update_case"):
-        body = case_body(body, create=operation == "create_case")  # as the route checks it
+    op = EXPLAINED[operation]
     if live:
-        built = runtime.build(config)
+        built = runtime.build(config, load_mapping(config.upstream.mapping))
     else:
         # No token refresh either: the dry run shows the configured credentials' headers.
-        dry = replace(config, oauth=None)
-        mapping = _reading_no_definitions(load_mapping(config.mapping_file))
+        dry = replace(config, upstream=replace(config.upstream, oauth=None))
+        mapping = _reading_no_definitions(load_mapping(config.upstream.mapping))
         built = runtime.build(dry, mapping, transport=DryTransport())
-    secrets = secrets_of(config)
+    secrets = logs.Redactor()  # secrets only: the integrator sees their own data
+    secrets.configure(secrets_of(config), pii=True)
     stats = logs.start_request()
     stats.keep_bodies = True
     await built.upstream.start()
     code = 0
     empty_answers = False
+    margin = config.deadlines.margin_seconds
     try:
-        with deadline.budget(
-            config.meta_budget if operation == "meta" else config.default_budget, config.margin
-        ):
-            result: Any = await _call(built, operation, id=id, body=body, kind=kind)()
+        with deadline.budget(config.deadlines.budget(op.budget or "default"), margin):
+            result: Any = await op.handler(built, _args(op, id=id, body=body, kind=kind))
     except GatewayError as exc:
         result = {"status": exc.status, **exc.body("explain")}
         code = 1
@@ -116,16 +79,17 @@ async def explain(
     finally:
         await built.upstream.close()
     mode = "live" if live else "dry run: nothing is sent, every answer is {}"
-    print(f"{operation} against {config.upstream_url} ({mode})\n", file=out)
+    url = config.upstream.base_url
+    print(f"{operation} against {url} ({mode})\n", file=out)
     for n, call in enumerate(stats.calls, 1):
-        print(f"{n}. {call['method']} {config.upstream_url}{call['url']}", file=out)
+        print(f"{n}. {call['method']} {url}{call['url']}", file=out)
         print(f"   template: {call['path']}", file=out)
         for name, value in (call.get("headers") or {}).items():
-            shown = "[secret]" if name.lower() == "authorization" else _mask(str(value), secrets)
+            shown = "[secret]" if name.lower() == "authorization" else secrets.text(str(value))
             print(f"   {name}: {shown}", file=out)
         if call.get("body") is not None:
             text = json.dumps(call["body"], indent=2, ensure_ascii=False)
-            print("   body: " + _mask(text, secrets).replace("\n", "\n   "), file=out)
+            print("   body: " + secrets.text(text).replace("\n", "\n   "), file=out)
         if "status" in call:
             print(f"   -> {call['status']} in {call['duration_ms']} ms", file=out)
     if not stats.calls:
@@ -149,14 +113,7 @@ def _reading_no_definitions(mapping: MappingSpec) -> MappingSpec:
         else o
         for kind, o in mapping.objects.items()
     }
-    routing = mapping.routing
-    if routing is not None and routing.labels.request is not None:
-        routing = replace(routing, labels=replace(routing.labels, items=none))
-    return replace(mapping, objects=objects, routing=routing)
-
-
-def _mask(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if len(secret) >= 4:  # as in the logs: a shorter one would mask ordinary text
-            text = text.replace(secret, "[secret]")
-    return text
+    hybrid_chat = mapping.priority_routing
+    if hybrid_chat is not None and hybrid_chat.labels.request is not None:
+        hybrid_chat = replace(hybrid_chat, labels=replace(hybrid_chat.labels, items=none))
+    return replace(mapping, objects=objects, priority_routing=hybrid_chat)

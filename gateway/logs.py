@@ -116,7 +116,8 @@ def configure(
     renderer: Any = (
         structlog.dev.ConsoleRenderer()
         if fmt == "console"
-        else structlog.processors.JSONRenderer(serializer=_dumps)
+        # jsonio.dumps never fails: a line with broken text is written repaired.
+        else structlog.processors.JSONRenderer(serializer=jsonio.dumps)
     )
     processors = [
         structlog.contextvars.merge_contextvars,
@@ -133,10 +134,6 @@ def configure(
     _reporter = structlog.wrap_logger(
         structlog.ReturnLogger(), processors=processors, wrapper_class=wrapper
     ).bind()
-
-
-def _dumps(value: Any, **_: Any) -> str:
-    return jsonio.dumps(value)  # never fails: a line with broken text is written repaired
 
 
 def get() -> Any:

@@ -1,21 +1,10 @@
 """Prometheus metrics. With several worker processes (`serve --workers N`), each writes to
-PROMETHEUS_MULTIPROC_DIR and `/metrics` adds them up (prometheus-client's multiprocess mode)."""
+PROMETHEUS_MULTIPROC_DIR and `/metrics` (gateway.ops) adds them up (prometheus-client's
+multiprocess mode)."""
 
 from __future__ import annotations
 
-import os
-
-from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client import multiprocess as mp
+from prometheus_client import Counter, Gauge, Histogram
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 7.5, 10, 20)
 
@@ -56,13 +45,3 @@ LOG_LINES_DROPPED = Counter(
     "crm_gateway_log_lines_dropped_total",
     "Log lines dropped because the output did not keep up (its reader stalled or went away)",
 )
-
-
-async def metrics(request: web.Request) -> web.Response:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    else:
-        registry = REGISTRY
-    body = generate_latest(registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

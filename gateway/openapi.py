@@ -1,17 +1,16 @@
-"""`GET /openapi.json`: both APIs exactly as this gateway serves them, built from the same route
-tables the app is wired from (a test checks that every served route is described)."""
+"""`GET /openapi.json`: both APIs exactly as this gateway serves them, written from the table of
+operations (gateway.api) the app is wired from. OpenAPI 3.1, whose schemas are JSON Schema: the
+very schemas request bodies are validated against."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from aiohttp import web
+from gateway.body import Schema
+from gateway.operation import Operation, Realm
 
-from gateway import jsonio, khoros, runtime
-from gateway.body import MAX_ITEMS
-from gateway.cache import Caches
-
-_ERROR = {
+ERROR: Schema = {
     "type": "object",
     "required": ["error", "message"],
     "properties": {
@@ -19,6 +18,7 @@ _ERROR = {
         "message": {"type": "string", "description": "shown to the agent; has the tracking id"},
         "fields": {
             "type": "array",
+            "description": "on 400 and 422: each field's problem, by the caller's name of it",
             "items": {
                 "type": "object",
                 "required": ["name", "errorMessage"],
@@ -27,188 +27,23 @@ _ERROR = {
         },
     },
 }
-_VALUE = {"oneOf": [{"type": "string"}, {"type": "boolean"}]}
-_CUSTOMER = {
-    "type": "object",
-    "required": ["id", "url", "uri"],
-    "properties": {"id": {"type": "string"}, "url": {"type": "string"}, "uri": {"type": "string"}},
-    "additionalProperties": _VALUE,
+# A key in a header or in the URL Hybrid Chat is configured with (docs/behaviour.md §2.4).
+SECURITY: dict[Realm, list[dict[str, list[str]]]] = {
+    "khoros": [{"apiKey": []}],
+    "hybrid_chat": [{"expertflowKey": []}, {"expertflowQuery": []}],
+    "admin": [{"adminKey": []}],
+    "ops": [],
 }
-_CASE = {
-    "type": "object",
-    "required": ["id", "number", "customerId", "title", "description", "url", "linkUrl"],
-    "properties": {
-        **{k: {"type": "string"} for k in ("id", "number", "customerId", "title", "description")},
-        **{k: {"type": "string"} for k in ("url", "linkUrl", "created", "lastUpdated")},
-        "status": {"type": "string", "enum": ["open", "closed"]},
-    },
-    "additionalProperties": _VALUE,
-}
-_FIELDS = {"type": "object", "additionalProperties": _VALUE, "description": "fields from meta"}
-_INTERACTION = {
-    "type": "object",
-    "required": ["created", "body", "serviceId", "service", "contentType"],
-    "properties": {
-        **{k: {"type": "string"} for k in ("created", "body", "serviceId", "service")},
-        "contentType": {"type": "string"},
-        "linkUrl": {"type": "string", "nullable": True},
-        "author": {"type": "object"},
-    },
-}
-_CASE_BODY = {
-    "type": "object",
-    "properties": {
-        "customerId": {"type": "string"},
-        "title": {"type": "string"},
-        "interactions": {"type": "array", "items": _INTERACTION, "maxItems": MAX_ITEMS},
-    },
-    "additionalProperties": _VALUE,
-}
-_META = {
-    "type": "object",
-    "required": ["name", "fields"],
-    "properties": {
-        "name": {"type": "string"},
-        "fields": {"type": "array", "items": {"type": "object"}},
-    },
-}
-# operation -> (request body, success status, success schema, error statuses)
-_KHOROS: dict[str, tuple[Any, str, Any, list[str]]] = {
-    "meta": (None, "200", _META, ["404"]),
-    "search_customers": (_FIELDS, "200", {"type": "array", "items": _CUSTOMER}, ["400"]),
-    "bestmatch": ({"type": "object"}, "200", {"type": "array", "items": _CUSTOMER}, ["400"]),
-    "create_customer": (_FIELDS, "201", _CUSTOMER, ["400", "422"]),
-    "find_customer": (None, "200", _CUSTOMER, ["404"]),
-    "update_customer": (_FIELDS, "201", _CUSTOMER, ["400", "404", "422"]),
-    "find_cases": (None, "200", {"type": "array", "items": _CASE}, ["404"]),
-    "create_case": (_CASE_BODY, "201", _CASE, ["400", "404", "422"]),
-    "find_case": (None, "200", _CASE, ["404"]),
-    "update_case": (_CASE_BODY, "200", _CASE, ["400", "404", "422"]),
-}
-_ALWAYS = ["401", "413", "415", "429", "500", "502", "503", "504"]
 
 
-def _error_responses(statuses: list[str]) -> dict[str, Any]:
-    body = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    return {s: {"description": f"error {s}", **body} for s in statuses}
-
-
-def _khoros_path(path: str, method: str, operation: str) -> dict[str, Any]:
-    body, ok, schema, errors = _KHOROS[operation]
-    op: dict[str, Any] = {
-        "operationId": operation,
-        "security": [{"apiKey": []}],
-        "responses": {
-            ok: {"description": "success", "content": {"application/json": {"schema": schema}}},
-            **(
-                {"204": {"description": "nothing matches"}}
-                if operation == "search_customers"
-                else {}
-            ),
-            **_error_responses(errors + _ALWAYS),
-        },
-    }
-    params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
-    if params:
-        op["parameters"] = [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-            for p in params
-        ]
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
-    return {method.lower(): op}
-
-
-def document(base_path: str, expertflow_prefix: str) -> dict[str, Any]:
+def document(operations: Iterable[Operation], prefixes: Mapping[Realm, str]) -> dict[str, Any]:
+    """The document of ``operations``, each served under its realm's prefix."""
     paths: dict[str, Any] = {}
-    for method, path, _, operation in khoros.ROUTES:
-        paths.setdefault(base_path + path, {}).update(_khoros_path(path, method, operation))
-    plain = {"application/json": {"schema": {"type": "object"}}}
-    # A key in a header or in the URL Hybrid Chat is configured with (docs/behaviour.md §2.4).
-    keyed: list[dict[str, list[str]]] = [{"expertflowKey": []}, {"expertflowQuery": []}]
-    paths[expertflow_prefix + "/customer"] = {
-        "get": {
-            "operationId": "customer_by_phone",
-            "security": keyed,
-            "parameters": [
-                {
-                    "name": "query",
-                    "in": "query",
-                    "required": True,
-                    "schema": {"type": "string", "pattern": "^phone:"},
-                }
-            ],
-            "responses": {
-                "200": {"description": "the customer", "content": plain},
-                **_error_responses(["400", "404", "401", "502", "503", "504"]),
-            },
-        }
-    }
-    paths[expertflow_prefix + "/label"] = {
-        "get": {
-            "operationId": "labels",
-            "security": keyed,
-            "responses": {
-                "200": {
-                    "description": "every label",
-                    "content": {
-                        "application/json": {
-                            "schema": {"type": "array", "items": {"type": "object"}}
-                        }
-                    },
-                },
-                **_error_responses(["401", "502", "503", "504"]),
-            },
-        }
-    }
-    for path, what in (("/healthz", "alive"), ("/readyz", "ready")):
-        paths[path] = {
-            "get": {
-                "operationId": path.strip("/"),
-                "responses": {
-                    "200": {"description": what, "content": plain},
-                    "503": {"description": "not ready", "content": plain},
-                },
-            }
-        }
-    paths["/metrics"] = {
-        "get": {
-            "operationId": "metrics",
-            "responses": {"200": {"description": "Prometheus text", "content": {"text/plain": {}}}},
-        }
-    }
-    paths["/openapi.json"] = {
-        "get": {
-            "operationId": "openapi",
-            "responses": {"200": {"description": "this document", "content": plain}},
-        }
-    }
-    paths["/admin/cache/purge"] = {
-        "post": {
-            "operationId": "purge_caches",
-            "security": [{"adminKey": []}],
-            "requestBody": {
-                "required": False,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {
-                                "caches": {"type": "array", "items": {"enum": list(Caches.NAMES)}}
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": {
-                "200": {"description": "purged", "content": plain},
-                **_error_responses(["400", "401", "404"]),
-            },
-        }
-    }
+    for op in operations:
+        path = paths.setdefault(prefixes.get(op.realm, "") + op.path, {})
+        path[op.method.lower()] = _operation(op)
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "crm-gateway",
             "version": "1",
@@ -216,7 +51,7 @@ def document(base_path: str, expertflow_prefix: str) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": {"Error": _ERROR},
+            "schemas": {"Error": ERROR},
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "Authorization"},
                 "adminKey": {"type": "http", "scheme": "bearer"},
@@ -227,6 +62,30 @@ def document(base_path: str, expertflow_prefix: str) -> dict[str, Any]:
     }
 
 
-async def openapi(request: web.Request) -> web.Response:
-    config = runtime.of(request).config
-    return jsonio.response(document(config.base_path.rstrip("/"), config.expertflow_prefix))
+def _operation(op: Operation) -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    responses: dict[str, Any] = {str(op.status): _answer("success", op.response)}
+    if op.empty is not None:
+        responses[str(op.empty)] = {"description": "nothing to answer"}
+    for status, schema in op.answers.items():
+        responses[str(status)] = _answer(f"answer {status}", schema)
+    for status in op.statuses():
+        responses.setdefault(str(status), {"description": f"error {status}", **error})
+    out: dict[str, Any] = {"operationId": op.name, "summary": op.summary, "responses": responses}
+    if SECURITY[op.realm]:
+        out["security"] = SECURITY[op.realm]
+    parameters = [
+        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in op.params
+    ] + [{"name": n, "in": "query", "required": True, "schema": s} for n, s in op.query.items()]
+    if parameters:
+        out["parameters"] = parameters
+    if op.body is not None:
+        content = {"application/json": {"schema": op.body.schema}}
+        out["requestBody"] = {"required": op.body.required, "content": content}
+    return out
+
+
+def _answer(description: str, schema: Schema | None) -> dict[str, Any]:
+    if schema is None:
+        return {"description": description, "content": {"text/plain": {}}}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}

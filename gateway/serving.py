@@ -22,14 +22,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import expertflow, logs, runtime, shipped
+from gateway import logs, reloading, shipped
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.fleet import state as fleet_state
 from gateway.fleet.relay import Relay
-from gateway.sandbox.demo import seed
-from gateway.sandbox.server import create_sandbox
-from gateway.sandbox.store import Store
 
 RESTARTS = 5  # a worker that dies this often within a minute stops the whole server
 
@@ -62,7 +59,6 @@ async def serve(
     config: Config,
     sock: socket.socket,
     *,
-    sandbox_port: int | None = None,
     worker: bool = False,
     line: socket.socket | None = None,
     state_dir: str | None = None,
@@ -70,37 +66,30 @@ async def serve(
     """Serve on ``sock`` until SIGTERM or SIGINT, then let requests in flight finish within
     their budget. A worker has a ``line`` to its supervisor and the supervisor's
     ``state_dir``."""
-    runners = []
-    if sandbox_port is not None:
-        store = seed(Store(base_url=f"http://127.0.0.1:{sandbox_port}"))
-        sandbox = web.AppRunner(create_sandbox(store), access_log=None)
-        await sandbox.setup()
-        await web.TCPSite(sandbox, "127.0.0.1", sandbox_port).start()
-        runners.append(sandbox)
     fleet = fleet_state.build(
         config, host=line, state_dir=Path(state_dir) if state_dir is not None else None
     )
     app = create_app(config, fleet=fleet)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.meta_budget)
+    meta = config.deadlines.budget("meta")
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=meta)
     await runner.setup()
     await web.SockSite(runner, sock).start()
-    runners.append(runner)
     logs.get().info(
         "started",
         version=shipped.version(),
-        url=f"http://{config.host}:{config.port}{config.base_path}",
+        url=f"http://{config.server.host}:{config.server.port}{config.server.base_path}",
         config=config.file,
-        mapping=str(config.mapping_file),
-        upstream=config.upstream_url,
+        mapping=str(config.upstream.mapping),
+        upstream=config.upstream.base_url,
         pid=os.getpid(),
         loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
     )
-    expertflow.warn_about_access(config)
+    reloading.warn_about_access(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    holder = app[runtime.HOLDER]
+    holder = app[reloading.HOLDER]
     reloads: set[asyncio.Task[bool]] = set()
 
     def reload() -> None:
@@ -115,8 +104,7 @@ async def serve(
     finally:
         if watch is not None:
             watch.cancel()
-        for r in reversed(runners):
-            await r.cleanup()
+        await runner.cleanup()
         logs.shutting_down()
         logs.get().info("stopped", pid=os.getpid())
 
@@ -142,7 +130,8 @@ def supervise(config: Config, workers: int, sock: socket.socket) -> int:
         line = relay.line()
         command = [
             sys.executable, "-m", "gateway", "serve", "--worker", "--config", config.file,
-            "--host", config.host, "--port", str(config.port), "--listen-fd", str(sock.fileno()),
+            "--host", config.server.host, "--port", str(config.server.port),
+            "--listen-fd", str(sock.fileno()),
             "--line-fd", str(line.fileno()), "--state-dir", state_dir,
         ]  # fmt: skip
         try:
@@ -185,7 +174,7 @@ def supervise(config: Config, workers: int, sock: socket.socket) -> int:
                     break
                 procs[i] = start()
             relay.poll(0.2)
-        deadline = time.monotonic() + config.meta_budget + 5
+        deadline = time.monotonic() + config.deadlines.budget("meta") + 5
         for p in procs:
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))

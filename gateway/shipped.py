@@ -1,5 +1,5 @@
 """What ships with the gateway: its version, and the mappings a config can name bare
-(`upstream.mapping: zendesk`).
+(`upstream.mapping: <name>`).
 
 The mappings live in the repository's top-level `mappings/`, where integrators read and edit
 them; the wheel installs that directory as `gateway/mappings/` (pyproject.toml, `package-dir`).

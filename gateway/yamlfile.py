@@ -3,6 +3,7 @@ against a JSON schema, so every problem can be reported as ``file:line: key: wha
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import re
@@ -191,6 +192,44 @@ def _without_value(err: jsonschema.ValidationError) -> str:
         if shown and message.startswith(shown):
             return "the value" + message[len(shown) :]
     return message.replace(repr(err.instance), "the value")
+
+
+def with_defaults(schema: Mapping[str, Any], data: Any) -> Any:
+    """``data`` with the schema's `default:` filled in wherever a key is missing. An object the
+    schema describes is made (empty) when missing, so that its own keys get their defaults. A
+    local `$ref` is followed; a property beside it adds to (or sets defaults of) what it names.
+    Run on valid data: the defaults are what the schema allows."""
+
+    def resolved(node: Mapping[str, Any]) -> Mapping[str, Any]:
+        ref = node.get("$ref")
+        if not isinstance(ref, str) or not ref.startswith("#/"):
+            return node
+        target: Any = schema
+        for part in ref[2:].split("/"):
+            target = target[part]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        own, named = node.get("properties", {}), target.get("properties", {})
+        merged["properties"] = {
+            k: {**named.get(k, {}), **own.get(k, {})} for k in dict.fromkeys([*named, *own])
+        }
+        return merged
+
+    def fill(node: Mapping[str, Any], value: Any) -> Any:
+        properties = resolved(node).get("properties")
+        if not properties or not isinstance(value, dict):
+            return value
+        out = dict(value)
+        for key, sub in properties.items():
+            sub = resolved(sub)
+            if key not in out and "default" in sub:
+                out[key] = copy.deepcopy(sub["default"])
+            elif key not in out and sub.get("type") == "object" and "properties" in sub:
+                out[key] = {}
+            if key in out:
+                out[key] = fill(sub, out[key])
+        return out
+
+    return fill(schema, data)
 
 
 def schema(name: str) -> dict[str, Any]:

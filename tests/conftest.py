@@ -30,13 +30,15 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway import logs
 from gateway.app import create_app
-from gateway.config import Config, load_config
+from gateway.config import Config, Secret, defaults, load_config
 from gateway.exchange import Response
-from gateway.sandbox.demo import seed
+from gateway.mapping.fanout import FanOutLimits
+from gateway.sandbox.seed import seed
 from gateway.sandbox.server import CREDENTIALS, FAULTS, Faults, create_sandbox
 from gateway.sandbox.store import Store
 from gateway.upstream.call import Call
 from gateway.upstream.settings import BreakerSettings, RetrySettings
+from gateway.upstream.tokens import OAuthClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "tests" / "contracts"  # third-party specifications, copied in (see its README)
@@ -141,6 +143,30 @@ def make_client(aiohttp_client: Any) -> Callable[[Config], Any]:
     return make
 
 
+# The settings a config file leaves at their defaults (gateway/schema/config.yaml).
+DEFAULT_RETRY = RetrySettings(**defaults("upstream", "retry"))
+DEFAULT_BREAKER = BreakerSettings(**defaults("upstream", "circuit_breaker"))
+DEFAULT_FAN_OUT = FanOutLimits(**defaults("bestmatch"))
+
+
+def tuned(config: Config, **sections: Any) -> Config:
+    """``config`` with some settings changed, by section: ``tuned(c, upstream={"max_in_flight":
+    2})``. A dict changes those fields of the section; anything else replaces it whole."""
+    changes = {
+        name: dataclasses.replace(getattr(config, name), **value)
+        if isinstance(value, dict) and dataclasses.is_dataclass(getattr(config, name))
+        else value
+        for name, value in sections.items()
+    }
+    return dataclasses.replace(config, **changes)
+
+
+def budgets(config: Config, **seconds: float) -> Config:
+    """``config`` whose budgets are these seconds exactly (``default=0.5``, ``meta=3``)."""
+    given = {f"{kind}_seconds": value for kind, value in seconds.items()}
+    return tuned(config, deadlines={**given, "share": 1.0})
+
+
 FAST_BUDGET = 2.0  # the `fast` config's budget, in seconds
 
 
@@ -148,19 +174,16 @@ FAST_BUDGET = 2.0  # the `fast` config's budget, in seconds
 def fast(config: Config) -> Config:
     """Budgets short enough for tests; the policy is the production one, scaled down, and the
     breaker out of the way (its own tests set it)."""
-    return dataclasses.replace(
-        config,
-        default_budget=FAST_BUDGET,
-        attempt_timeout=0.5,
-        retry=RetrySettings(
-            attempts=3,
-            backoff_start_seconds=0.05,
-            backoff_max_seconds=0.2,
-            max_retry_after_seconds=30,
-            min_attempt_seconds=0.1,
-        ),
-        breaker=BreakerSettings(min_requests=1000),
+    retry = RetrySettings(
+        attempts=3,
+        backoff_start_seconds=0.05,
+        backoff_max_seconds=0.2,
+        max_retry_after_seconds=30,
+        min_attempt_seconds=0.1,
     )
+    breaker = dataclasses.replace(DEFAULT_BREAKER, min_requests=1000)
+    upstream = {"attempt_timeout_seconds": 0.5, "retry": retry, "circuit_breaker": breaker}
+    return tuned(budgets(config, default=FAST_BUDGET), upstream=upstream)
 
 
 @pytest.fixture
@@ -207,6 +230,9 @@ def interaction(service_id: str, body: str = "My screen broke!", **more: Any) ->
 
 
 # -- the upstream layers' unit tests: time that moves only when asked, scripted answers --------
+
+# An OAuth client of a token endpoint that the tests fake (its secrets are not the suite's).
+OAUTH_CLIENT = OAuthClient("/oauth/tokens", Secret("id"), Secret("client-secret"), 300)
 
 
 class FakeClock:
@@ -320,6 +346,18 @@ def wait_for(url: str, headers: dict[str, str] | None = None, timeout: float = 1
             if time.monotonic() > end:
                 raise
             time.sleep(0.1)
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m gateway ARGS` to its end (a tool: check, register), with only ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture

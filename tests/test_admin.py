@@ -16,7 +16,7 @@ ADMIN = {"Authorization": "Bearer admin-secret"}
 
 @pytest.fixture
 async def admin(make_client: Any, config: Config) -> Any:
-    env = gateway_env(config.upstream_url, GATEWAY_ADMIN_KEY="admin-secret")
+    env = gateway_env(config.upstream.base_url, GATEWAY_ADMIN_KEY="admin-secret")
     return await make_client(load_config(ROOT / "config.example.yaml", env=env))
 
 

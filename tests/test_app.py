@@ -3,13 +3,12 @@ are not text, and the framework's own answers with the one error body."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API, AUTH, ROOT, events, gateway_env, raw_http
+from conftest import API, AUTH, ROOT, events, gateway_env, raw_http, tuned
 
 from gateway.config import Config, Secret, load_config
 from gateway.errors import ConfigError
@@ -27,14 +26,14 @@ def test_keys_can_come_from_secret_files(tmp_path: Path) -> None:
         .replace("mappings/zendesk.yaml", str(ROOT / "mappings/zendesk.yaml"))
     )
     config = load_config(config_file, env=gateway_env("https://x.example"))
-    assert [k.reveal() for k in config.api_keys] == ["from-a-file"]
+    assert [k.reveal() for k in config.auth.api_keys] == ["from-a-file"]
     secret.unlink()
     with pytest.raises(ConfigError, match=r"auth\.api_keys: cannot read secret file"):
         load_config(config_file, env=gateway_env("https://x.example"))
 
 
 async def test_too_many_failed_authentications_are_429(make_client: Any, config: Config) -> None:
-    client = await make_client(dataclasses.replace(config, max_auth_failures=3))
+    client = await make_client(tuned(config, auth={"max_failures_per_minute": 3}))
     for _ in range(3):
         assert (
             await client.get(f"{API}/customer/1001", headers={"Authorization": "guess"})
@@ -89,7 +88,7 @@ async def test_other_headers_that_are_not_text_are_ignored(
     make_client: Any, config: Config, capsys: Any
 ) -> None:
     """X-Debug-Trace, X-Request-Id and Khoros's x-sf-* headers, with PII shown in logs."""
-    traced = dataclasses.replace(config, admin_key=Secret("admin-secret"), log_pii=True)
+    traced = tuned(config, admin={"api_key": Secret("admin-secret")}, logging={"pii": True})
     client = await make_client(traced)
     status, headers, body = await raw_http(
         client.port,
@@ -149,3 +148,18 @@ async def test_a_body_over_the_limit_is_413_everywhere(client: Any) -> None:
             "PayloadTooLarge",
             "NotFound",
         )
+
+
+async def test_debug_trace_only_with_the_admin_key(make_client: Any, config: Config) -> None:
+    client = await make_client(tuned(config, admin={"api_key": Secret("admin-secret")}))
+    plain = await client.get(f"{API}/customer/1001", headers={**AUTH, "X-Debug-Trace": "guess"})
+    assert "X-Debug-Trace" not in plain.headers
+    traced = await client.get(
+        f"{API}/customer/1001", headers={**AUTH, "X-Debug-Trace": "admin-secret"}
+    )
+    trace = json.loads(traced.headers["X-Debug-Trace"])
+    assert [c["path"] for c in trace["upstream_calls"]] == ["/api/v2/users/{{ id }}"]
+    call = trace["upstream_calls"][0]
+    assert call["status"] == 200 and call["attempt"] == 1 and call["duration_ms"] >= 0
+    assert call["url"].startswith("/api/v2/users/1001") and trace["cache"] == ["hit"]
+    assert "headers" not in call and "body" not in call

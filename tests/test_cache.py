@@ -10,7 +10,7 @@ from gateway.cache import AsyncTTLCache, CacheSettings
 
 
 async def test_concurrent_misses_share_one_load() -> None:
-    cache: AsyncTTLCache[int] = AsyncTTLCache("t", CacheSettings(60, 4))
+    cache: AsyncTTLCache[int] = AsyncTTLCache("t", CacheSettings(60, 4, 0))
     calls = 0
 
     async def load() -> int:
@@ -25,7 +25,7 @@ async def test_concurrent_misses_share_one_load() -> None:
 
 
 async def test_failures_are_not_cached_and_ttl_zero_disables() -> None:
-    cache: AsyncTTLCache[int] = AsyncTTLCache("t", CacheSettings(60, 4))
+    cache: AsyncTTLCache[int] = AsyncTTLCache("t", CacheSettings(60, 4, 0))
 
     async def fail() -> int:
         raise RuntimeError("down")
@@ -37,7 +37,7 @@ async def test_failures_are_not_cached_and_ttl_zero_disables() -> None:
         return 1
 
     assert await cache.get("k", ok) == 1
-    off: AsyncTTLCache[int] = AsyncTTLCache("t", CacheSettings(0, 4))
+    off: AsyncTTLCache[int] = AsyncTTLCache("t", CacheSettings(0, 4, 0))
     calls = []
 
     async def count() -> int:
@@ -50,7 +50,7 @@ async def test_failures_are_not_cached_and_ttl_zero_disables() -> None:
 
 
 async def test_a_cancelled_waiter_does_not_cancel_the_load() -> None:
-    cache: AsyncTTLCache[int] = AsyncTTLCache("t", CacheSettings(60, 4))
+    cache: AsyncTTLCache[int] = AsyncTTLCache("t", CacheSettings(60, 4, 0))
 
     async def slow() -> int:
         await asyncio.sleep(0.05)

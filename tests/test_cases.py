@@ -9,7 +9,7 @@ import asyncio
 import json
 from typing import Any
 
-from conftest import API, AUTH, Upstream, events, interaction, ok, someone
+from conftest import API, AUTH, Upstream, budgets, events, interaction, ok, someone, tuned
 
 from gateway.sandbox.server import Faults
 from gateway.sandbox.store import Store
@@ -246,9 +246,8 @@ async def test_a_changed_repeat_on_another_replica_applies_its_values(
 async def test_a_create_that_never_got_its_answer_finds_the_case_it_made(
     make_client: Any, config: Any, store: Store, faults: Faults, capsys: Any
 ) -> None:
-    import dataclasses
-
-    client = await make_client(dataclasses.replace(config, default_budget=3.0, attempt_timeout=0.3))
+    short = tuned(budgets(config, default=3.0), upstream={"attempt_timeout_seconds": 0.3})
+    client = await make_client(short)
     await client.get(f"{API}/meta/object/case", headers=AUTH)
     # Every answer to a create comes after the attempt gave up; the first was applied.
     faults.method, faults.path_prefix, faults.delay_after = "POST", "/api/v2/tickets", 0.5

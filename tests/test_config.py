@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any, get_args
 
+import jsonschema
 import pytest
+import yaml
 from conftest import ROOT, gateway_env
 
-from gateway.config import load_config
+from gateway import yamlfile
+from gateway.config import LogFormat, LogLevel, UnknownNumber, defaults, load_config
 from gateway.errors import ConfigError
 
 
@@ -19,11 +24,13 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_example_config_loads_from_the_environment() -> None:
     config = load_config(ROOT / "config.example.yaml", env=gateway_env("https://acme.zendesk.com"))
-    assert config.upstream_url == "https://acme.zendesk.com"
-    assert [k.reveal() for k in config.api_keys] == ["test-key-1", "test-key-2"]
-    assert config.mapping_file == ROOT / "mappings/zendesk.yaml"
-    assert config.default_budget == pytest.approx(7.2) and config.meta_budget == pytest.approx(18)
-    assert config.credentials["oauth_token"].reveal() == ""
+    assert config.upstream.base_url == "https://acme.zendesk.com"
+    assert [k.reveal() for k in config.auth.api_keys] == ["test-key-1", "test-key-2"]
+    assert config.upstream.mapping == ROOT / "mappings/zendesk.yaml"
+    deadlines = config.deadlines
+    assert deadlines.budget("default") == pytest.approx(7.2)
+    assert deadlines.budget("meta") == pytest.approx(18)
+    assert config.upstream.credentials["oauth_token"].reveal() == ""
     assert "sandbox-token" not in repr(config)  # secrets hide in repr
 
 
@@ -84,11 +91,11 @@ def test_a_bare_mapping_name_is_a_shipped_mapping(tmp_path: Path) -> None:
 
     for name in ("zendesk", "rt5"):
         config = load_config(write(tmp_path, MINIMAL.format(mapping=name)))
-        assert config.mapping_file == shipped.mapping(name)
+        assert config.upstream.mapping == shipped.mapping(name)
     # A file beside the config with that name does not change what a bare name means.
     (tmp_path / "zendesk").write_text("not a mapping")
     config = load_config(write(tmp_path, MINIMAL.format(mapping="zendesk")))
-    assert config.mapping_file == shipped.mapping("zendesk")
+    assert config.upstream.mapping == shipped.mapping("zendesk")
 
 
 def test_a_path_is_a_file_relative_to_the_config(tmp_path: Path) -> None:
@@ -99,7 +106,7 @@ def test_a_path_is_a_file_relative_to_the_config(tmp_path: Path) -> None:
         (str(ROOT / "mappings/rt5.yaml"), ROOT / "mappings/rt5.yaml"),
     ]:
         config = load_config(write(tmp_path, MINIMAL.format(mapping=given)))
-        assert config.mapping_file == expected, given
+        assert config.upstream.mapping == expected, given
 
 
 def test_an_unknown_mapping_name_is_refused_at_its_line(tmp_path: Path) -> None:
@@ -129,14 +136,14 @@ def test_config_version_1_is_read_and_any_other_refused(tmp_path: Path) -> None:
 
 def test_default_region_from_the_file_or_the_environment(tmp_path: Path) -> None:
     base = "auth: {api_keys: k}\nupstream: {mapping: zendesk, base_url: http://x}\n"
-    assert load_config(write(tmp_path, base), env={}).default_region is None
+    assert load_config(write(tmp_path, base), env={}).phones.default_region is None
     path = write(tmp_path, base + "phones:\n  default_region: ch\n")
-    assert load_config(path, env={}).default_region == "CH"
+    assert load_config(path, env={}).phones.default_region == "CH"
     # The environment wins, as the deployment's GATEWAY_* variables do; empty means unset.
-    assert load_config(path, env={"GATEWAY_DEFAULT_REGION": "de"}).default_region == "DE"
-    assert load_config(path, env={"GATEWAY_DEFAULT_REGION": " "}).default_region == "CH"
+    assert load_config(path, env={"GATEWAY_DEFAULT_REGION": "de"}).phones.default_region == "DE"
+    assert load_config(path, env={"GATEWAY_DEFAULT_REGION": " "}).phones.default_region == "CH"
     example = gateway_env("https://acme.zendesk.com", GATEWAY_DEFAULT_REGION="US")
-    assert load_config(ROOT / "config.example.yaml", env=example).default_region == "US"
+    assert load_config(ROOT / "config.example.yaml", env=example).phones.default_region == "US"
 
 
 def test_an_unknown_region_is_refused_where_it_was_given(tmp_path: Path) -> None:
@@ -208,3 +215,76 @@ def test_schema_errors_do_not_show_values_from_the_environment(tmp_path: Path) -
         f"{path}:5: upstream.max_connections: 'many' is not of type 'integer'",
         f"{path}:6: upstream.credentials.api_token: the value is not of type 'string', 'null'",
     ]
+
+
+# -- defaults: written once, in the schema ---------------------------------------------------------
+
+
+def leaves(node: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """The dotted keys of the config schema; a section of named entries as `<name>`."""
+    if "$ref" in node:
+        node = {**schema["$defs"][node["$ref"].rsplit("/", 1)[1]], **node}
+    if node.get("additionalProperties") is not False or "properties" not in node:
+        return [path]
+    names = list(node["properties"])
+    if path == "cache":  # every cache has the same keys
+        return leaves(node["properties"][names[0]], schema, "cache.<name>")
+    return [
+        k for n in names for k in leaves(node["properties"][n], schema, f"{path}.{n}".strip("."))
+    ]
+
+
+def reference() -> dict[str, list[str]]:
+    """The README's configuration reference: each key a row names, with the row's defaults
+    (its backticked values, without `${VAR}` expansions)."""
+    section = (ROOT / "README.md").read_text().split("## Configuration reference", 1)[1]
+    rows: dict[str, list[str]] = {}
+    for line in section.split("\n## ", 1)[0].splitlines():
+        cells = line.split(" | ")
+        if not line.startswith("| `") or len(cells) < 3:
+            continue
+        named = re.findall(r"`([^`]+)`", cells[0])
+        first = named[0]
+        parent = first.rpartition(".")[0]
+        defaults = [d for d in re.findall(r"`([^`]+)`", cells[1]) if "${" not in d]
+        for i, key in enumerate(named):
+            rows[key if i == 0 else f"{parent}.{key}"] = defaults[i : i + 1]
+    return rows
+
+
+def test_every_config_key_is_in_the_readme_with_its_default() -> None:
+    schema_ = yamlfile.schema("config")
+    documented = reference()
+    keys = leaves(schema_, schema_)
+    assert [k for k in keys if k not in documented] == []
+    filled = yamlfile.with_defaults(schema_, {})
+    compared = 0
+    for key in keys:
+        if "<name>" in key or not documented[key]:
+            continue
+        value: Any = filled
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            assert yaml.safe_load(documented[key][0]) == value, key
+            compared += 1
+    assert compared > 30  # the scan reads the table
+
+
+def test_the_defaults_are_valid_and_fill_only_what_is_missing() -> None:
+    schema_ = yamlfile.schema("config")
+    given = {"auth": {"api_keys": "k"}, "upstream": {"mapping": "m", "base_url": "http://x"}}
+    given["cache"] = {"labels": {"ttl_seconds": 1}}
+    filled = yamlfile.with_defaults(schema_, given)
+    jsonschema.validate(filled, schema_)
+    assert filled["cache"]["labels"] == {"ttl_seconds": 1, "max_entries": 4, "stale_seconds": 3600}
+    assert filled["cache"]["customer_by_phone"]["ttl_seconds"] == 0  # each cache its own
+    assert filled["upstream"]["retry"]["attempts"] == 3 and filled["auth"]["api_keys"] == "k"
+    assert defaults("upstream", "circuit_breaker")["min_requests"] == 20
+
+
+def test_enumerations_are_the_literal_types_of_their_settings() -> None:
+    props = yamlfile.schema("config")["properties"]
+    assert list(get_args(LogLevel)) == props["logging"]["properties"]["level"]["enum"]
+    assert list(get_args(LogFormat)) == props["logging"]["properties"]["format"]["enum"]
+    assert list(get_args(UnknownNumber)) == props["expertflow"]["properties"]["not_found"]["enum"]

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, answer
+from conftest import ROOT, answer, tuned
 
 from gateway import connect
 from gateway.config import Config, OAuthSettings, Secret
@@ -62,14 +62,14 @@ def test_auth_headers_of_the_first_rule_that_holds(config: Config) -> None:
     assert isinstance(up.auth, StaticAuth)
     assert up.auth.headers["Authorization"].startswith("Basic ")
     assert up.headers == {"Accept": "application/json"}
-    oauth = {**config.credentials, "oauth_token": Secret("tok")}
+    oauth = {**config.upstream.credentials, "oauth_token": Secret("tok")}
     headers = connect.auth_headers(ZENDESK, oauth)
     assert headers == {"Authorization": "Bearer tok"}
 
 
 def test_oauth_refresh_needs_the_mappings_token_url(config: Config, tmp_path: Path) -> None:
     oauth = OAuthSettings(Secret("id"), Secret("secret"), Secret("refresh"), None, 300)
-    refreshing = dataclasses.replace(config, oauth=oauth)
+    refreshing = tuned(config, upstream={"oauth": oauth})
     assert isinstance(connect.upstream(refreshing, ZENDESK).auth, OAuthFlow)
     with pytest.raises(ConfigError, match=r"oauth\.token_url"):
         connect.upstream(refreshing, RT5)

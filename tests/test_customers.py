@@ -6,10 +6,9 @@ every upstream (`upstream` fixture, conftest), then with the sandbox's faults.""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
-from conftest import API, AUTH, Upstream, events, ok, someone
+from conftest import API, AUTH, Upstream, budgets, events, ok, someone, tuned
 
 from gateway.config import Config
 from gateway.sandbox.server import CALLS, LOAD, Faults
@@ -61,7 +60,7 @@ async def test_a_create_whose_answer_came_late_is_found_on_repeat(
     make_client: Any, config: Config, faults: Faults, store: Store, sandbox: Any, capsys: Any
 ) -> None:
     store.index_lag = 600  # and search cannot see it: only the gateway's memory can
-    short = dataclasses.replace(config, default_budget=0.5, attempt_timeout=3.0)
+    short = tuned(budgets(config, default=0.5), upstream={"attempt_timeout_seconds": 3.0})
     client = await make_client(short)
     await client.get(f"{API}/meta/object/customer", headers=AUTH)  # field definitions cached
     faults.method, faults.path_prefix, faults.times, faults.delay_after = (
@@ -128,7 +127,8 @@ async def test_a_create_identical_to_a_customer_logs_that_it_found_it(
 async def test_a_create_that_never_got_its_answer_finds_the_customer_it_made(
     make_client: Any, config: Config, faults: Faults, store: Store, capsys: Any
 ) -> None:
-    client = await make_client(dataclasses.replace(config, default_budget=3.0, attempt_timeout=0.3))
+    short = tuned(budgets(config, default=3.0), upstream={"attempt_timeout_seconds": 0.3})
+    client = await make_client(short)
     await client.get(f"{API}/meta/object/customer", headers=AUTH)
     faults.method, faults.path_prefix, faults.delay_after = "POST", "/api/v2/users", 0.5
     person = {"name": "Never Answered", "email": "never@example.com"}

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from typing import Any
 
 import pytest
-from conftest import API, AUTH
+from conftest import API, AUTH, budgets
 
 from gateway.config import Config
 from gateway.deadline import Deadline, budget, current
@@ -19,7 +18,7 @@ from gateway.sandbox.server import Faults
 async def test_hanging_upstream_answers_504_within_budget(
     make_client: Any, config: Config, faults: Faults
 ) -> None:
-    client = await make_client(dataclasses.replace(config, default_budget=0.6))
+    client = await make_client(budgets(config, default=0.6))
     faults.delay = 30
     started = time.monotonic()
     resp = await client.get(f"{API}/customer/1001", headers=AUTH)
@@ -33,7 +32,7 @@ async def test_hanging_upstream_answers_504_within_budget(
 async def test_meta_has_its_own_longer_budget(
     make_client: Any, config: Config, faults: Faults
 ) -> None:
-    client = await make_client(dataclasses.replace(config, default_budget=0.2, meta_budget=3))
+    client = await make_client(budgets(config, default=0.2, meta=3))
     faults.delay = 0.5
     assert (await client.get(f"{API}/meta/object/customer", headers=AUTH)).status == 200
     assert (await client.get(f"{API}/customer/1001", headers=AUTH)).status == 504

@@ -33,13 +33,13 @@ def deployed_config() -> Config:
 
 def longest_budget() -> float:
     config = deployed_config()
-    return max(config.meta_budget, config.default_budget)
+    return max(config.deadlines.budget("meta"), config.deadlines.budget("default"))
 
 
 def test_the_deployed_config_needs_only_keys_and_the_crm() -> None:
     config = deployed_config()
-    assert config.mapping_file == shipped.mapping("zendesk")
-    assert [k.reveal() for k in config.api_keys] == ["deploy-key"]
+    assert config.upstream.mapping == shipped.mapping("zendesk")
+    assert [k.reveal() for k in config.auth.api_keys] == ["deploy-key"]
     assert longest_budget() == pytest.approx(18)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from conftest import ROOT
 
-from gateway.yamlfile import schema
+from gateway.mapping.spec import mapping_schema
 
 
 def keys(node: Any, out: set[str]) -> set[str]:
@@ -24,7 +24,7 @@ def keys(node: Any, out: set[str]) -> set[str]:
 
 def test_every_mapping_key_is_documented() -> None:
     docs = (ROOT / "docs/mappings.md").read_text()
-    missing = sorted(k for k in keys(schema("mapping"), set()) if f"`{k}`" not in docs)
+    missing = sorted(k for k in keys(mapping_schema(), set()) if f"`{k}`" not in docs)
     assert missing == []
 
 
@@ -45,7 +45,7 @@ async def test_the_walkthrough_works_as_written(
 
     from gateway import check, explain
     from gateway.config import load_config
-    from gateway.runtime import HOLDER
+    from gateway.reloading import HOLDER
 
     (tmp_path / "mappings").mkdir()
     config_file = tmp_path / "config.example.yaml"
@@ -89,3 +89,21 @@ async def test_the_walkthrough_works_as_written(
     assert {"name": "Diamond", "color_code": "#b9f2ff"}.items() <= labels[-1].items()
     found = await client.post(f"{API}/customers", json={"loyaltyId": "L-7788"}, headers=AUTH)
     assert [c["id"] for c in json.loads(await found.text())] == ["1001"]
+
+
+def test_the_layout_and_the_architecture_name_every_module() -> None:
+    """README's Layout and docs/architecture.md's tree: each module of gateway/ and of
+    gateway/mapping/ by name, each package by its directory."""
+    readme = (ROOT / "README.md").read_text().split("## Layout", 1)[1]
+    tree = (ROOT / "docs/architecture.md").read_text().split("## A request's path", 1)[0]
+    gateway = ROOT / "gateway"
+    for path in sorted(gateway.glob("*.py")):
+        if path.stem != "__init__":
+            assert path.name in tree, path.name
+            assert f"gateway/{path.name}" in readme or path.stem == "__main__", path.name
+    for package in sorted(p for p in gateway.iterdir() if (p / "__init__.py").is_file()):
+        assert f"{package.name}/" in tree and f"gateway/{package.name}/" in readme, package
+    mapping = readme.split("gateway/mapping/", 1)[1].split("gateway/sandbox/", 1)[0]
+    for path in sorted((gateway / "mapping").glob("*.py")):
+        if path.stem != "__init__":
+            assert path.name in tree and path.stem in mapping, path.name

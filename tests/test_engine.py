@@ -237,7 +237,7 @@ async def test_a_malformed_answer_after_a_good_one_serves_the_last_good_value(
     short = CacheSettings(ttl_seconds=0.05, max_entries=16, stale_seconds=60)
     client = await make_client(
         dataclasses.replace(
-            config, caches={**config.caches, "field_definitions": short, "meta": short}
+            config, cache={**config.cache, "field_definitions": short, "meta": short}
         )
     )
     with aioresponses(passthrough=["http://127.0.0.1"]) as mock:

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EF_AUTH, ROOT, SPECS, events, free_port, gateway, gateway_env, wait_for
+from conftest import EF_AUTH, ROOT, SPECS, events, free_port, gateway, gateway_env, tuned, wait_for
 
 from gateway.cache import CacheSettings
 from gateway.config import Config, load_config
-from gateway.mapping.routing import label_id
+from gateway.mapping.priority_routing import label_id
 from gateway.sandbox.server import CALLS, Faults
 from gateway.sandbox.store import Store
 
@@ -37,7 +37,9 @@ LABEL_KEYS = [
 
 
 def with_env(config: Config, **env: str) -> Config:
-    return load_config(ROOT / "config.example.yaml", env=gateway_env(config.upstream_url, **env))
+    return load_config(
+        ROOT / "config.example.yaml", env=gateway_env(config.upstream.base_url, **env)
+    )
 
 
 def upstream_calls(sandbox: Any, fragment: str) -> int:
@@ -129,7 +131,7 @@ async def test_without_a_default_region_a_national_number_is_a_clean_404(
         assert body["error"] == "NotFound" and "tracking id" in body["message"]
     # A number that is none is not searched for: nothing could match it.
     assert upstream_calls(sandbox, "/users/search") == 0
-    empty = await make_client(dataclasses.replace(config, expertflow_not_found="empty"))
+    empty = await make_client(tuned(config, expertflow={"not_found": "empty"}))
     body = await (
         await empty.get("/customer", headers=EF_AUTH, params={"query": "phone:0791234567"})
     ).json()
@@ -142,7 +144,7 @@ async def test_racing_lookups_of_one_number_however_written_share_one_search(
     cached = CacheSettings(ttl_seconds=60, max_entries=100, stale_seconds=0)
     swiss = dataclasses.replace(
         with_env(config, GATEWAY_DEFAULT_REGION="CH"),
-        caches={**config.caches, "customer_by_phone": cached},
+        cache={**config.cache, "customer_by_phone": cached},
     )
     client = await make_client(swiss)
     faults.delay = 0.2  # the first search is still running when the others arrive
@@ -188,7 +190,7 @@ async def test_not_found_both_ways(client: Any, make_client: Any, config: Config
     resp = await client.get("/customer", params={"query": "phone:+1 999 000 0000"}, headers=EF_AUTH)
     assert resp.status == 404
     assert "tracking id" in (await resp.json())["message"]
-    empty = await make_client(dataclasses.replace(config, expertflow_not_found="empty"))
+    empty = await make_client(tuned(config, expertflow={"not_found": "empty"}))
     resp = await empty.get("/customer", params={"query": "phone:+19990000000"}, headers=EF_AUTH)
     assert resp.status == 200
     body = await resp.json()
@@ -233,9 +235,7 @@ async def test_stale_if_error(
     make_client: Any, config: Config, faults: Faults, capsys: Any
 ) -> None:
     short = CacheSettings(ttl_seconds=0.1, max_entries=4, stale_seconds=0.5)
-    client = await make_client(
-        dataclasses.replace(config, caches={**config.caches, "labels": short})
-    )
+    client = await make_client(dataclasses.replace(config, cache={**config.cache, "labels": short}))
     good = await (await client.get("/label", headers=EF_AUTH)).json()
     await asyncio.sleep(0.15)  # expired, within the grace
     faults.status = 500
@@ -272,10 +272,10 @@ async def test_purge_is_off_without_an_admin_key(client: Any) -> None:
 
 async def test_a_key_is_needed_by_default(make_client: Any, config: Config) -> None:
     """The shipped config, no EXPERTFLOW_API_KEYS, no allow_anonymous: 401, never a lookup."""
-    env = gateway_env(config.upstream_url)
+    env = gateway_env(config.upstream.base_url)
     del env["EXPERTFLOW_API_KEYS"]
     locked = load_config(ROOT / "config.example.yaml", env=env)
-    assert not locked.expertflow_keys and not locked.expertflow_anonymous
+    assert not locked.expertflow.api_keys and not locked.expertflow.allow_anonymous
     client = await make_client(locked)
     for path in ("/label", "/customer?query=phone:%2B41791234567"):
         for headers in ({}, EF_AUTH, {"X-API-Key": ""}):
@@ -333,7 +333,7 @@ async def test_labels_from_declared_user_tags(
     )
     mapping = tmp_path / "tags.yaml"
     mapping.write_text(text[:start] + declared + text[end:])
-    client = await make_client(dataclasses.replace(config, mapping_file=mapping))
+    client = await make_client(tuned(config, upstream={"mapping": mapping}))
     labels = await (await client.get("/label", headers=EF_AUTH)).json()
     assert [(lab["name"], lab["color_code"]) for lab in labels] == [
         ("VIP", "#7c87ce"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from conftest import DEFAULT_FAN_OUT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,15 +51,15 @@ def test_the_total_is_taken_in_rounds_so_no_strategy_is_crowded_out() -> None:
 
 def test_blank_repeated_and_non_text_values_are_not_searched() -> None:
     body = {"phoneNumbers": ["", "  ", "123456", "123456", None, True, {"a": 1}, 4179123, "x"]}
-    found, ignored = searched(body, FanOutLimits())
+    found, ignored = searched(body, DEFAULT_FAN_OUT)
     assert found == [("phone", "123456"), ("phone", "4179123"), ("phone", "x")]
     assert ignored == 0
 
 
 def test_an_expression_that_finds_one_value_or_none() -> None:
     one = (Strategy("email", Expression("body.email"), None),)
-    assert plan(one, {"email": "a@b.c"}, FanOutLimits())[0][0][1] == "a@b.c"
-    assert plan(one, {}, FanOutLimits()) == ([], 0)
+    assert plan(one, {"email": "a@b.c"}, DEFAULT_FAN_OUT)[0][0][1] == "a@b.c"
+    assert plan(one, {}, DEFAULT_FAN_OUT) == ([], 0)
 
 
 @settings(max_examples=200, deadline=None)

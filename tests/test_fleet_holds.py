@@ -7,7 +7,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import FakeClock, FakeTransport, RedisServer, answer, free_port
+from conftest import (
+    DEFAULT_BREAKER,
+    DEFAULT_RETRY,
+    FakeClock,
+    FakeTransport,
+    RedisServer,
+    answer,
+    free_port,
+)
 
 from gateway import deadline
 from gateway.errors import UpstreamUnavailable
@@ -15,6 +23,8 @@ from gateway.fleet.holds import RedisHolds
 from gateway.fleet.redis import SharedRedis, connect
 from gateway.upstream import Upstream
 from gateway.upstream.limits import RateLimits
+
+SETTINGS = {"retry": DEFAULT_RETRY, "breaker": DEFAULT_BREAKER}
 
 
 def replica_redis(url: str) -> SharedRedis:
@@ -59,8 +69,8 @@ async def test_no_replica_calls_inside_another_replicas_retry_after(
     clock = FakeClock()
     first = FakeTransport(answer(429, Retry_After="7"), answer(200, {}))
     second = FakeTransport(answer(200, {}))
-    one = Upstream(first, name="crm", holds=RedisHolds(two[0], clock), clock=clock)
-    other = Upstream(second, name="crm", holds=RedisHolds(two[1], clock), clock=clock)
+    one = Upstream(first, name="crm", holds=RedisHolds(two[0], clock), clock=clock, **SETTINGS)
+    other = Upstream(second, name="crm", holds=RedisHolds(two[1], clock), clock=clock, **SETTINGS)
     assert (await one.request("GET", "/a", route="/a", retry_safe=True)).status == 200
     assert clock.slept[-1] == 7  # it waited out its own 429
     clock.now -= 7  # back to the moment of the 429: the other replica calls now
@@ -77,9 +87,11 @@ async def test_a_narrow_limit_is_shared_narrowly(two: tuple[SharedRedis, SharedR
     limits = RateLimits(narrow=lambda resp: resp.headers.get("X-Rate-Limit-Remaining") != "0")
     first = FakeTransport(answer(429, Retry_After="60", X_Rate_Limit_Remaining="300"))
     second = FakeTransport(answer(200, {}))
-    one = Upstream(first, name="crm", limits=limits, holds=RedisHolds(two[0], clock), clock=clock)
+    one = Upstream(
+        first, name="crm", limits=limits, holds=RedisHolds(two[0], clock), clock=clock, **SETTINGS
+    )
     other = Upstream(
-        second, name="crm", limits=limits, holds=RedisHolds(two[1], clock), clock=clock
+        second, name="crm", limits=limits, holds=RedisHolds(two[1], clock), clock=clock, **SETTINGS
     )
     with deadline.budget(5, 0):
         with pytest.raises(UpstreamUnavailable):

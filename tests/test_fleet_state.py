@@ -16,7 +16,7 @@ from conftest import API, AUTH, ROOT, RedisServer, events, gateway_env
 from gateway.config import Config, load_config
 from gateway.fleet import state
 from gateway.fleet.holds import RedisHolds
-from gateway.runtime import HOLDER
+from gateway.reloading import HOLDER
 from gateway.upstream.shared import LocalHolds, LocalTokenStore, Tokens
 
 

@@ -10,25 +10,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import FakeClock, RedisServer, answer
+from conftest import OAUTH_CLIENT, FakeClock, RedisServer, answer
 
 from gateway.exchange import Response
 from gateway.fleet.redis import SharedRedis, connect
 from gateway.fleet.tokens import RedisTokenStore
 from gateway.upstream.call import Call
 from gateway.upstream.shared import LocalTokenStore, Tokens, TokenStore
-from gateway.upstream.tokens import OAuthClient, TokenKeeper
+from gateway.upstream.tokens import TokenKeeper
 
-
-class Plain:
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def reveal(self) -> str:
-        return self.value
-
-
-CLIENT = OAuthClient("/oauth/tokens", Plain("id"), Plain("client-secret"), 300)
 CONFIGURED = Tokens("", "refresh-0")
 
 
@@ -66,7 +56,7 @@ async def redises(redis_server: RedisServer) -> AsyncIterator[list[SharedRedis]]
 def keepers(
     stores: list[TokenStore], endpoint: RotatingEndpoint, clock: FakeClock
 ) -> list[TokenKeeper]:
-    return [TokenKeeper(CLIENT, s, endpoint, clock) for s in stores]
+    return [TokenKeeper(OAUTH_CLIENT, s, endpoint, clock) for s in stores]
 
 
 async def test_replicas_make_one_refresh_per_expiry(redises: list[SharedRedis]) -> None:

@@ -5,7 +5,6 @@ for `make test` (FUZZ_EXAMPLES, default 40 per operation); `make fuzz` runs many
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -15,7 +14,18 @@ import pytest
 import schemathesis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import AUTH, EF_AUTH, ROOT, SPECS, free_port, gateway, gateway_env, raw_http, wait_for
+from conftest import (
+    AUTH,
+    EF_AUTH,
+    ROOT,
+    SPECS,
+    free_port,
+    gateway,
+    gateway_env,
+    raw_http,
+    tuned,
+    wait_for,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -25,16 +35,17 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from gateway.api import OPERATIONS
 from gateway.app import create_app
 from gateway.config import Config, load_config
 from gateway.mapping.spec import load_mapping
 from gateway.openapi import document
-from gateway.sandbox.demo import seed
+from gateway.sandbox.seed import seed
 from gateway.sandbox.store import Store
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 KEY = "fuzz-key-1234"
-OURS = schemathesis.openapi.from_dict(document("/api/v1", ""))
+OURS = schemathesis.openapi.from_dict(document(OPERATIONS, {"khoros": "/api/v1"}))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -374,7 +385,7 @@ async def _through_the_gateway(
     fake = web.Application()
     fake.router.add_route("*", "/{tail:.*}", crm.answer)
     async with TestServer(fake) as upstream:
-        config = dataclasses.replace(config, upstream_url=str(upstream.make_url("")).rstrip("/"))
+        config = tuned(config, upstream={"base_url": str(upstream.make_url("")).rstrip("/")})
         async with TestServer(create_app(config, MAPPING)) as gw, TestClient(gw) as client:
             for method, path, payload in calls:
                 headers = {**AUTH, **EF_AUTH}

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
-from conftest import API, AUTH, EF_AUTH, SECOND_KEY, SPECS, interaction
+from conftest import API, AUTH, EF_AUTH, SECOND_KEY, SPECS, interaction, tuned
 
 from gateway.config import Config
 from gateway.sandbox.server import CALLS
@@ -315,7 +314,7 @@ async def test_a_phone_that_is_no_number_is_400_naming_the_field(
 async def test_a_default_region_writes_national_numbers_in_e164(
     make_client: Any, config: Config, store: Store
 ) -> None:
-    client = await make_client(dataclasses.replace(config, default_region="CH"))
+    client = await make_client(tuned(config, phones={"default_region": "CH"}))
     resp = await client.post(
         f"{API}/customer", json={"name": "Heidi", "phone": "044 668 18 00"}, headers=AUTH
     )

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
-from conftest import API, AUTH, leaked
+from conftest import API, AUTH, leaked, tuned
 
 from gateway import logs
 from gateway.config import Config
@@ -107,7 +106,7 @@ def test_pii_masked_by_default_and_shown_when_asked(capsys: Any) -> None:
 async def test_log_pii_setting_reaches_the_request_line(
     make_client: Any, config: Config, capsys: Any
 ) -> None:
-    client = await make_client(dataclasses.replace(config, log_pii=True))
+    client = await make_client(tuned(config, logging={"pii": True}))
     await client.get(f"{API}/customer/1001", headers={**AUTH, "x-sf-email": "care@khoros.example"})
     (line,) = [x for x in lines(capsys) if x["event"] == "request"]
     assert line["agent_email"] == "care@khoros.example"

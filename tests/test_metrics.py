@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from conftest import API, AUTH
+from conftest import API, AUTH, DEFAULT_BREAKER, budgets, tuned
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import Config
 from gateway.sandbox.server import Faults
-from gateway.upstream.settings import BreakerSettings
 
 
 async def scrape(client: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -28,7 +27,7 @@ def value(m: dict[Any, float], name: str, **labels: str) -> float:
 
 
 async def test_counters_move(make_client: Any, config: Config, faults: Faults) -> None:
-    client = await make_client(dataclasses.replace(config, default_budget=0.5))
+    client = await make_client(budgets(config, default=0.5))
     before = await scrape(client)
     await client.get(f"{API}/customer/1001", headers=AUTH)
     await client.get(f"{API}/customer/1001", headers=AUTH)
@@ -49,8 +48,8 @@ async def test_counters_move(make_client: Any, config: Config, faults: Faults) -
 
 
 async def test_circuit_state_gauge(make_client: Any, config: Config, faults: Faults) -> None:
-    breaker = BreakerSettings(min_requests=1, cooldown_seconds=60)
-    client = await make_client(dataclasses.replace(config, breaker=breaker))
+    breaker = dataclasses.replace(DEFAULT_BREAKER, min_requests=1, cooldown_seconds=60)
+    client = await make_client(tuned(config, upstream={"circuit_breaker": breaker}))
     faults.status = 500
     await client.get(f"{API}/customer/1001", headers=AUTH)
     assert value(await scrape(client), "crm_gateway_circuit_state", upstream="zendesk") == 2

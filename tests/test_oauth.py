@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API, AUTH, ROOT, events, gateway_env
+from conftest import API, AUTH, ROOT, events, gateway_env, tuned
 
 from gateway.config import Config, load_config
 from gateway.sandbox.server import CREDENTIALS, Credentials
@@ -55,9 +55,9 @@ async def test_refreshes_before_expiry(
 ) -> None:
     creds.token_ttl = 0.5
     config = oauth_config(sandbox, tmp_path / "t.json")
-    assert config.oauth is not None
-    ahead = dataclasses.replace(config.oauth, refresh_before_seconds=0.3)
-    client = await make_client(dataclasses.replace(config, oauth=ahead))
+    assert config.upstream.oauth is not None
+    ahead = dataclasses.replace(config.upstream.oauth, refresh_before_seconds=0.3)
+    client = await make_client(tuned(config, upstream={"oauth": ahead}))
     assert (await client.get(FIND, headers=AUTH)).status == 200
     assert creds.refreshes == 1
     await asyncio.sleep(0.25)  # inside the last 0.3 s, while the token is still valid

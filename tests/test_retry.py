@@ -12,12 +12,11 @@ import time
 from typing import Any
 
 import pytest
-from conftest import API, AUTH, FAST_BUDGET, interaction
+from conftest import API, AUTH, DEFAULT_BREAKER, FAST_BUDGET, interaction, tuned
 
 from gateway.config import Config
 from gateway.sandbox.server import CALLS, Faults
 from gateway.sandbox.store import Store
-from gateway.upstream.settings import BreakerSettings
 
 BUDGET = FAST_BUDGET
 FIND = f"{API}/customer/1001"
@@ -143,7 +142,7 @@ async def test_refused_connection_is_502(make_client: Any, fast: Config) -> None
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}"
-    client = await make_client(dataclasses.replace(fast, upstream_url=closed))
+    client = await make_client(tuned(fast, upstream={"base_url": closed}))
     resp, took = await timed(client.get(FIND, headers=AUTH))
     assert resp.status == 502 and took < BUDGET
 
@@ -172,8 +171,8 @@ async def test_refused_credentials_are_502_and_a_loud_log_line(
 ) -> None:
     from gateway.config import Secret
 
-    wrong = {**fast.credentials, "api_token": Secret("revoked")}
-    client = await make_client(dataclasses.replace(fast, credentials=wrong))
+    wrong = {**fast.upstream.credentials, "api_token": Secret("revoked")}
+    client = await make_client(tuned(fast, upstream={"credentials": wrong}))
     resp = await client.get(FIND, headers=AUTH)
     assert resp.status == 502
     assert "credentials" in (await error_body(resp))["message"]
@@ -188,8 +187,10 @@ async def test_refused_credentials_are_502_and_a_loud_log_line(
 async def test_circuit_opens_fails_fast_and_probes(
     make_client: Any, fast: Config, faults: Faults, sandbox: Any
 ) -> None:
-    breaker = BreakerSettings(failure_rate=0.5, min_requests=2, cooldown_seconds=0.3)
-    client = await make_client(dataclasses.replace(fast, breaker=breaker))
+    breaker = dataclasses.replace(
+        DEFAULT_BREAKER, failure_rate=0.5, min_requests=2, cooldown_seconds=0.3
+    )
+    client = await make_client(tuned(fast, upstream={"circuit_breaker": breaker}))
     faults.status = 500
     for _ in range(2):  # two requests, each retried to exhaustion: two failures, open
         assert (await client.get(FIND, headers=AUTH)).status == 502
@@ -280,7 +281,7 @@ async def test_calls_in_flight_are_capped(
 ) -> None:
     from gateway.sandbox.server import LOAD
 
-    client = await make_client(dataclasses.replace(fast, max_in_flight=2))
+    client = await make_client(tuned(fast, upstream={"max_in_flight": 2}))
     await client.get(f"{API}/meta/object/customer", headers=AUTH)
     faults.delay = 0.1
     responses = await asyncio.gather(*(client.get(FIND, headers=AUTH) for _ in range(8)))

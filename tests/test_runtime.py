@@ -1,285 +1,38 @@
-"""Hot reload: validated first, swapped atomically, requests in flight finish on the config they
-started with, an invalid file is refused and the running config keeps serving."""
+"""What a config and its mapping make: built without touching the network, each service on the
+one engine, the fleet's shared state when there is one."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import signal
-import time
-from pathlib import Path
-from typing import Any
+from dataclasses import replace
 
-import pytest
-from conftest import API, AUTH, events, free_port, gateway, gateway_env, wait_for
+from conftest import ROOT, FakeTransport, answer
 
-from gateway.config import load_config
-from gateway.runtime import HOLDER
-from gateway.sandbox.server import Faults
+from gateway import runtime
+from gateway.config import Config
+from gateway.fleet.state import Fleet
+from gateway.mapping.spec import load_mapping
+
+ZENDESK = load_mapping(ROOT / "mappings/zendesk.yaml")
 
 
-def rename_name_field(mapping: Path, to: str = "fullName") -> None:
-    """What an integrator does: rename the field, and the best-match strategy that uses it."""
-    text = mapping.read_text()
-    text = text.replace("      - name: name\n        label: Name\n", f"      - name: {to}\n", 1)
-    mapping.write_text(text.replace("{field: name, ", f"{{field: {to}, ", 1))
+async def test_everything_is_built_on_one_engine_and_sends_nothing(config: Config) -> None:
+    transport = FakeTransport(answer(200, {}))
+    live = runtime.build(config, ZENDESK, transport=transport)
+    assert live.cases.engine is live.customers.engine is live.engine
+    assert live.priority_routing is not None and live.priority_routing.engine is live.engine
+    assert live.engine.caches is live.caches and live.fleet is None
+    assert live.engine.codecs.phones.region is None and transport.calls == []
 
 
-def env_for(sandbox: Any, **more: str) -> dict[str, str]:
-    return gateway_env(str(sandbox.make_url("")).rstrip("/"), **more)
+async def test_the_fleets_locks_and_memory_serve_the_writes(config: Config) -> None:
+    fleet = Fleet()
+    live = runtime.build(config, ZENDESK, fleet=fleet)
+    assert live.cases.locks is fleet.locks and live.customers.recall is fleet.recall
+    assert live.fleet is fleet
+    alone = runtime.build(config, ZENDESK)
+    assert alone.cases.locks is alone.customers.locks  # one writer per key, one process
 
 
-async def test_reload_swaps_and_requests_in_flight_keep_their_config(
-    make_client: Any, sandbox: Any, faults: Faults, editable_files: tuple[Path, Path], capsys: Any
-) -> None:
-    config_file, mapping = editable_files
-    client = await make_client(load_config(config_file, env=env_for(sandbox)))
-    await client.get(f"{API}/meta/object/customer", headers=AUTH)
-    faults.delay = 0.4
-    in_flight = asyncio.create_task(client.get(f"{API}/customer/1001", headers=AUTH))
-    await asyncio.sleep(0.1)
-    rename_name_field(mapping)
-    holder = client.server.app[HOLDER]
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env_for(sandbox).items():
-            mp.setenv(k, v)
-        assert await holder.reload(config_file) is True
-    old = await (await in_flight).json()
-    assert old["name"] == "Jane Doe" and "fullName" not in old
-    faults.delay = 0
-    new = await (await client.get(f"{API}/customer/1001", headers=AUTH)).json()
-    assert new["fullName"] == "Jane Doe" and "name" not in new
-    assert any(e["event"] == "reloaded" for e in events(capsys.readouterr().out))
-
-
-async def test_an_invalid_file_is_refused_and_the_old_config_serves(
-    make_client: Any, sandbox: Any, faults: Faults, editable_files: tuple[Path, Path], capsys: Any
-) -> None:
-    config_file, mapping = editable_files
-    client = await make_client(load_config(config_file, env=env_for(sandbox)))
-    await client.get(f"{API}/meta/object/customer", headers=AUTH)
-    faults.delay = 0.3
-    in_flight = asyncio.create_task(client.get(f"{API}/customer/1001", headers=AUTH))
-    await asyncio.sleep(0.05)
-    mapping.write_text(
-        mapping.read_text().replace("        read: email\n", "        raed: email\n")
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env_for(sandbox).items():
-            mp.setenv(k, v)
-        assert await client.server.app[HOLDER].reload(config_file) is False
-    assert (await in_flight).status == 200
-    faults.delay = 0
-    refused = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "reload_refused" in x]
-    assert any("raed: unknown key; did you mean 'read'?" in p for p in refused[0]["problems"])
-    resp = await client.get(f"{API}/customer/1001", headers=AUTH)
-    assert resp.status == 200 and (await resp.json())["email"] == "jane@example.com"
-
-
-async def test_a_changed_file_is_picked_up_by_the_watcher(
-    make_client: Any, sandbox: Any, editable_files: tuple[Path, Path], monkeypatch: Any
-) -> None:
-    config_file, mapping = editable_files
-    for k, v in env_for(sandbox).items():
-        monkeypatch.setenv(k, v)
-    config_file.write_text(
-        config_file.read_text().replace("watch_seconds: 1 ", "watch_seconds: 0.1 ")
-    )
-    client = await make_client(load_config(config_file))
-    assert client.server.app[HOLDER].current.config.watch_seconds == 0.1
-    await asyncio.sleep(0.15)
-    rename_name_field(mapping, "customerName")
-    for _ in range(40):
-        body = await (await client.get(f"{API}/customer/1001", headers=AUTH)).json()
-        if "customerName" in body:
-            break
-        await asyncio.sleep(0.1)
-    assert body["customerName"] == "Jane Doe"
-
-
-def test_sighup_reloads_a_running_server(
-    processes: Any, sandbox_process: str, editable_files: tuple[Path, Path]
-) -> None:
-    config_file, mapping = editable_files
-    config_file.write_text(
-        config_file.read_text().replace("watch_seconds: 1 ", "watch_seconds: 0 ")
-    )
-    port = free_port()
-    proc = gateway("serve", "--config", str(config_file), "--port", str(port),
-                   env=gateway_env(sandbox_process))  # fmt: skip
-    processes.append(proc)
-    url = f"http://127.0.0.1:{port}/api/v1/customer/1001"
-    assert "name" in json.loads(wait_for(url, {"Authorization": "test-key-1"}))
-    rename_name_field(mapping)
-    proc.send_signal(signal.SIGHUP)
-    for _ in range(50):
-        body = json.loads(wait_for(url, {"Authorization": "test-key-1"}))
-        if "fullName" in body:
-            break
-        time.sleep(0.1)
-    assert body["fullName"] == "Jane Doe"
-
-
-@pytest.fixture
-def sandbox_process(processes: Any) -> str:
-    port = free_port()
-    processes.append(gateway("sandbox", "--port", str(port)))
-    wait_for(
-        f"http://127.0.0.1:{port}/api/v2/users/1001",
-        {"Authorization": "Bearer sandbox-oauth-token"},
-    )
-    return f"http://127.0.0.1:{port}"
-
-
-# -- reloads that keep working, and never show the file ------------------------------------------
-
-SECRET = "s3cr3t-in-the-file"
-
-
-def latin1(config_file: Path) -> None:
-    """What an editor on another machine does: saves the file as Latin-1."""
-    text = config_file.read_text() + f"# cl\xe9 de secours: {SECRET}\n"
-    config_file.write_bytes(text.encode("latin-1"))
-
-
-async def test_a_latin1_file_is_refused_and_the_next_valid_edit_applies(
-    make_client: Any, sandbox: Any, editable_files: tuple[Path, Path], monkeypatch: Any, capsys: Any
-) -> None:
-    config_file, mapping = editable_files
-    for k, v in env_for(sandbox).items():
-        monkeypatch.setenv(k, v)
-    config_file.write_text(
-        config_file.read_text().replace("watch_seconds: 1 ", "watch_seconds: 0.05 ")
-    )
-    good = config_file.read_text()
-    client = await make_client(load_config(config_file))
-    holder = client.server.app[HOLDER]
-    await asyncio.sleep(0.1)
-    latin1(config_file)
-    line = len(config_file.read_bytes().splitlines())
-    for _ in range(40):
-        out = capsys.readouterr().out
-        refused = [e for e in events(out) if e["event"] == "reload_refused"]
-        if refused:
-            break
-        await asyncio.sleep(0.05)
-    assert refused[0]["problems"] == [
-        f"{config_file}:{line}: (top level): not UTF-8 text (line {line}, column 5): "
-        "save the file as UTF-8"
-    ]
-    assert SECRET not in out
-    assert (await client.get(f"{API}/customer/1001", headers=AUTH)).status == 200
-    config_file.write_text(good)  # fixed: the watcher is still there and takes it
-    rename_name_field(mapping, "customerName")
-    for _ in range(40):
-        body = await (await client.get(f"{API}/customer/1001", headers=AUTH)).json()
-        if "customerName" in body:
-            break
-        await asyncio.sleep(0.05)
-    assert body["customerName"] == "Jane Doe" and holder.current.config.file == str(config_file)
-
-
-async def test_any_failure_while_loading_is_a_refusal_that_shows_no_text(
-    make_client: Any, sandbox: Any, editable_files: tuple[Path, Path], monkeypatch: Any, capsys: Any
-) -> None:
-    import gateway.runtime
-
-    config_file, _ = editable_files
-    for k, v in env_for(sandbox).items():
-        monkeypatch.setenv(k, v)
-    client = await make_client(load_config(config_file))
-
-    def broken(config: Any, mapping: Any = None, **given: Any) -> Any:
-        raise UnicodeDecodeError("utf-8", SECRET.encode(), 0, 1, "invalid start byte")
-
-    with monkeypatch.context() as mp:
-        mp.setattr(gateway.runtime, "build", broken)
-        assert await client.server.app[HOLDER].reload(config_file) is False
-    out = capsys.readouterr().out
-    refused = [e for e in events(out) if e["event"] == "reload_refused"]
-    assert refused[0]["problems"] == ["UnicodeDecodeError while loading"] and SECRET not in out
-    assert await client.server.app[HOLDER].reload(config_file) is True
-
-
-async def test_logging_settings_apply_on_reload(
-    make_client: Any, sandbox: Any, editable_files: tuple[Path, Path], monkeypatch: Any, capsys: Any
-) -> None:
-    config_file, _ = editable_files
-    for k, v in env_for(sandbox).items():
-        monkeypatch.setenv(k, v)
-    client = await make_client(load_config(config_file))
-    holder = client.server.app[HOLDER]
-    search = {"email": "jane@example.com"}
-
-    async def logged_email() -> Any:
-        capsys.readouterr()
-        await client.post(
-            f"{API}/customers", json=search, headers={**AUTH, "x-sf-email": "agent@example.com"}
-        )
-        lines = [e for e in events(capsys.readouterr().out) if e["event"] == "request"]
-        return lines[0]["agent_email"] if lines else None
-
-    assert await logged_email() == "***"  # masked by default
-    text = config_file.read_text()
-    config_file.write_text(text.replace("pii: ${LOG_PII:-false}", "pii: true"))
-    assert await holder.reload(config_file)
-    assert await logged_email() == "agent@example.com"
-    config_file.write_text(text.replace("level: info ", "level: warning "))
-    assert await holder.reload(config_file)
-    assert await logged_email() is None  # request lines are info: no longer written
-    config_file.write_text(text)
-    assert await holder.reload(config_file)
-    assert await logged_email() == "***"
-
-
-def test_sighup_of_a_broken_file_shows_nothing_and_keeps_serving(
-    processes: Any, sandbox_process: str, editable_files: tuple[Path, Path]
-) -> None:
-    config_file, mapping = editable_files
-    config_file.write_text(
-        config_file.read_text().replace("watch_seconds: 1 ", "watch_seconds: 0 ")
-    )
-    good = config_file.read_text()
-    port = free_port()
-    env = gateway_env(sandbox_process, EXPERTFLOW_API_KEYS=SECRET)
-    proc = gateway("serve", "--config", str(config_file), "--port", str(port), env=env)
-    processes.append(proc)
-    url = f"http://127.0.0.1:{port}/api/v1/customer/1001"
-    assert "name" in json.loads(wait_for(url, {"Authorization": "test-key-1"}))
-    broken = [
-        lambda: latin1(config_file),
-        lambda: config_file.write_text(good + f"oops: [{SECRET}\n"),
-        lambda: config_file.write_text(good.replace("max_connections: 50", "max_connections: x")),
-        lambda: mapping.write_text(mapping.read_text() + f"\n\t{SECRET}: x\n"),
-    ]
-    original_mapping = mapping.read_text()
-    assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), False)
-    out = b""
-    for n, damage in enumerate(broken, 1):
-        damage()
-        proc.send_signal(signal.SIGHUP)
-        for _ in range(100):  # until this reload has been refused
-            out += proc.stdout.read() or b""
-            if out.count(b'"reload_refused"') == n:
-                break
-            time.sleep(0.1)
-        assert "name" in json.loads(wait_for(url, {"Authorization": "test-key-1"}))
-        config_file.write_text(good)
-        mapping.write_text(original_mapping)
-    rename_name_field(mapping)
-    proc.send_signal(signal.SIGHUP)
-    for _ in range(50):
-        body = json.loads(wait_for(url, {"Authorization": "test-key-1"}))
-        if "fullName" in body:
-            break
-        time.sleep(0.1)
-    assert body["fullName"] == "Jane Doe"
-    processes.remove(proc)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0
-    text = (out + (proc.stdout.read() or b"")).decode(errors="replace")
-    assert SECRET not in text and "Traceback" not in text and "Task exception" not in text
-    refusals = [e for e in events(text) if e["event"] == "reload_refused"]
-    assert len(refusals) == 4 and all(":" in p for e in refusals for p in e["problems"])
+async def test_a_mapping_without_hybrid_chat_serves_none(config: Config) -> None:
+    live = runtime.build(config, replace(ZENDESK, priority_routing=None))
+    assert live.priority_routing is None

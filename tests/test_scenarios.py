@@ -5,10 +5,9 @@ is in conftest)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from conftest import API, AUTH, EF_AUTH, Upstream, interaction, ok, someone
+from conftest import API, AUTH, EF_AUTH, Upstream, interaction, ok, someone, tuned
 
 
 async def test_a_customer_from_creation_to_best_match(upstream: Upstream) -> None:
@@ -99,7 +98,7 @@ async def test_priority_routing_by_phone(upstream: Upstream) -> None:
 
 
 async def test_phone_numbers_as_the_world_writes_them(upstream: Upstream, make_client: Any) -> None:
-    swiss = await make_client(dataclasses.replace(upstream.config, default_region="CH"))
+    swiss = await make_client(tuned(upstream.config, phones={"default_region": "CH"}))
     person = someone()
     e164 = person["phone"]
     national = f"0{e164[3:5]} {e164[5:8]} {e164[8:10]} {e164[10:]}"  # 079 123 45 67

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import ROOT
 
 from gateway.errors import ConfigError
-from gateway.mapping.spec import discovered_field, load_mapping
+from gateway.mapping.spec import load_mapping
 
 ZENDESK = ROOT / "mappings/zendesk.yaml"
 
@@ -116,30 +115,6 @@ def test_broken_mapping_names_file_line_and_key(
     assert any(line.startswith(expected) and problem in line for line in lines), lines
 
 
-def test_discovered_field_renders_its_definition() -> None:
-    raw = yaml.safe_load(ZENDESK.read_text())["objects"]["case"]["custom_fields"]
-    spec = load_mapping(ZENDESK).objects["case"].custom_fields
-    assert spec is not None and raw
-    item = {
-        "id": 7,
-        "type": "tagger",
-        "title": "Product",
-        "active": True,
-        "removable": True,
-        "custom_field_options": [{"name": "Phone", "value": "p_phone"}],
-    }
-    f = discovered_field(spec, item)
-    assert f is not None
-    assert (f.name, f.type, f.options, f.error_key) == (
-        "custom_7",
-        "single_sel_list",
-        (("Phone", "p_phone"),),
-        "7",
-    )
-    assert f.read({"custom_fields": [{"id": 7, "value": "p_phone"}]}) == "p_phone"
-    assert discovered_field(spec, {**item, "type": "multiselect"}) is None
-
-
 def test_rt5_mapping_and_config_load() -> None:
     from conftest import gateway_env
 
@@ -147,7 +122,8 @@ def test_rt5_mapping_and_config_load() -> None:
 
     spec = load_mapping(ROOT / "mappings/rt5.yaml")
     assert spec.name == "rt5" and spec.verify_writes
-    assert spec.routing is not None and spec.routing.labels.lookup is not None
+    routing = spec.priority_routing
+    assert routing is not None and routing.labels.lookup is not None
     env = {
         **gateway_env("x"),
         "RT5_URL": "http://127.0.0.1:8181",
@@ -155,7 +131,7 @@ def test_rt5_mapping_and_config_load() -> None:
         "RT5_PASSWORD": "p",
     }
     config = load_config(ROOT / "config.rt5.example.yaml", env=env)
-    assert config.mapping_file == ROOT / "mappings/rt5.yaml"
+    assert config.upstream.mapping == ROOT / "mappings/rt5.yaml"
     assert config.settings["rt_queue"] == "General"
 
 
@@ -167,3 +143,22 @@ def test_a_step_cannot_both_repeat_and_paginate(tmp_path: Path) -> None:
     assert "update_customer.steps[1].paginate: a step with for_each cannot also paginate" in str(
         err.value
     )
+
+
+def test_a_codec_or_matcher_added_to_its_registry_needs_no_schema_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The schema's names of codecs and matchers are the registries' (gateway.mapping.codecs)."""
+    from gateway.mapping.codecs import CODECS, MATCHES
+
+    path = broken(tmp_path, "codec: datetime", "codec: shouting")
+    path.write_text(path.read_text().replace("match: words", "match: loudly", 1))
+    with pytest.raises(ConfigError) as err:
+        load_mapping(path)
+    problems = str(err.value)
+    assert "'shouting' is not one of" in problems and "'loudly' is not one of" in problems
+    monkeypatch.setitem(CODECS, "shouting", (str.upper, str.lower))
+    monkeypatch.setitem(MATCHES, "loudly", lambda record, query: record == query)
+    objects = load_mapping(path).objects
+    assert "shouting" in {f.codec for f in objects["case"].fields}
+    assert "loudly" in {f.match for f in objects["customer"].fields}

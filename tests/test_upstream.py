@@ -5,11 +5,10 @@ always recovers. Faults are injected into the sandbox; counts come from its call
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from typing import Any
 
-from conftest import API, AUTH, EF_AUTH, FAST_BUDGET, interaction
+from conftest import API, AUTH, EF_AUTH, FAST_BUDGET, budgets, interaction, tuned
 
 from gateway.config import Config
 from gateway.sandbox.server import CALLS, Faults
@@ -101,7 +100,8 @@ async def test_an_account_limit_holds_every_call(gw: Any, faults: Faults, sandbo
 async def test_one_request_retried_to_exhaustion_does_not_open_the_breaker(
     make_client: Any, fast: Config, config: Config, faults: Faults, sandbox: Any
 ) -> None:
-    client = await make_client(dataclasses.replace(fast, breaker=config.breaker))  # the defaults
+    defaults = {"circuit_breaker": config.upstream.circuit_breaker}
+    client = await make_client(tuned(fast, upstream=defaults))
     assert (await client.get(f"{API}/meta/object/customer", headers=AUTH)).status == 200
     faults.status, faults.times = 500, 3
     assert (await client.get(FIND, headers=AUTH)).status == 502
@@ -115,7 +115,7 @@ BREAKER = BreakerSettings(failure_rate=0.5, min_requests=2, window_seconds=30, c
 
 async def opened(make_client: Any, fast: Config, faults: Faults) -> Any:
     """A gateway whose breaker has just opened."""
-    client = await make_client(dataclasses.replace(fast, breaker=BREAKER))
+    client = await make_client(tuned(fast, upstream={"circuit_breaker": BREAKER}))
     for kind in ("customer", "case"):
         assert (await client.get(f"{API}/meta/object/{kind}", headers=AUTH)).status == 200
     faults.status = 500
@@ -131,7 +131,7 @@ async def test_a_probe_that_hangs_past_the_deadline_leaves_the_breaker_able_to_c
     make_client: Any, fast: Config, faults: Faults
 ) -> None:
     # Attempts as long as the budget: the probe ends by the deadline, not by a retry.
-    slow = dataclasses.replace(fast, attempt_timeout=10, default_budget=1.0)
+    slow = tuned(budgets(fast, default=1.0), upstream={"attempt_timeout_seconds": 10})
     client = await opened(make_client, slow, faults)
     faults.delay = 30
     probe = await client.get(FIND, headers=AUTH)
@@ -157,7 +157,7 @@ async def test_a_probe_answered_429_leaves_the_breaker_able_to_close(
 async def test_readiness_reports_the_open_circuit(
     make_client: Any, fast: Config, faults: Faults
 ) -> None:
-    client = await make_client(dataclasses.replace(fast, breaker=BREAKER))
+    client = await make_client(tuned(fast, upstream={"circuit_breaker": BREAKER}))
     faults.status = 500
     for _ in range(2):
         await client.get(FIND, headers=AUTH)

@@ -5,20 +5,12 @@ from __future__ import annotations
 
 from conftest import FakeClock, answer
 
+from gateway.config import Secret
 from gateway.exchange import Response
 from gateway.upstream.auth import OAuthFlow, StaticAuth
 from gateway.upstream.call import Call
 from gateway.upstream.shared import LocalTokenStore, Tokens
 from gateway.upstream.tokens import OAuthClient, TokenKeeper
-
-
-class Plain:
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def reveal(self) -> str:
-        return self.value
-
 
 CALL = Call("GET", "/users/1", "/users/{{ id }}", headers={"X-Own": "mine"})
 
@@ -47,7 +39,7 @@ def oauth(tokens: Tokens) -> tuple[OAuthFlow, list[str]]:
         grants.append(call.body["refresh_token"])
         return answer(200, {"access_token": f"new-{len(grants)}", "expires_in": 3600})
 
-    client = OAuthClient("/oauth/tokens", Plain("id"), Plain("secret"))
+    client = OAuthClient("/oauth/tokens", Secret("id"), Secret("secret"))
     keeper = TokenKeeper(client, LocalTokenStore(tokens), endpoint, FakeClock())
     return OAuthFlow(keeper, {"X-Tenant": "acme"}), grants
 

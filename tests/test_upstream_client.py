@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, FakeClock, FakeTransport, answer
+from conftest import DEFAULT_BREAKER, DEFAULT_RETRY, ROOT, FakeClock, FakeTransport, answer, tuned
 
 from gateway import connect, deadline
 from gateway.config import Config
@@ -18,12 +19,14 @@ from gateway.errors import DeadlineExceeded, UpstreamUnavailable
 from gateway.exchange import Response
 from gateway.mapping.spec import load_mapping
 from gateway.sandbox.server import CALLS, Faults
-from gateway.upstream import BreakerSettings, RetrySettings, Upstream
+from gateway.upstream import BreakerSettings, Upstream
 from gateway.upstream.auth import StaticAuth
 from gateway.upstream.call import Call
 from gateway.upstream.limits import RateLimits
 
-RETRY = RetrySettings(attempts=3, backoff_start_seconds=0.1, backoff_max_seconds=1.0)
+RETRY = dataclasses.replace(
+    DEFAULT_RETRY, attempts=3, backoff_start_seconds=0.1, backoff_max_seconds=1.0
+)
 BREAKER = BreakerSettings(failure_rate=0.5, min_requests=2, window_seconds=30, cooldown_seconds=10)
 
 
@@ -68,7 +71,7 @@ async def test_headers_mapping_then_auth_then_the_requests_own() -> None:
 
 async def test_a_request_retried_to_exhaustion_is_one_failure_and_does_not_open() -> None:
     transport = FakeTransport(answer(500))
-    up = client(transport, FakeClock(), BreakerSettings())  # the defaults: 50 % of 20 in 30 s
+    up = client(transport, FakeClock(), DEFAULT_BREAKER)  # 50 % of 20 in 30 s
     assert (await get(up)).status == 500
     assert len(transport.calls) == 3
     assert (up.breaker.requests, up.breaker.failures, up.breaker.state) == (1, 1, "closed")
@@ -202,12 +205,9 @@ async def test_over_real_http_a_cancelled_probe_ends(
     config: Config, faults: Faults, sandbox: Any
 ) -> None:
     """The same stack `crm-gateway serve` builds, against the sandbox."""
-    import dataclasses
-
-    fast = dataclasses.replace(
-        config, breaker=dataclasses.replace(BREAKER, cooldown_seconds=0.2), attempt_timeout=0.3
-    )
-    up = connect.upstream(fast, load_mapping(fast.mapping_file))
+    breaker = dataclasses.replace(BREAKER, cooldown_seconds=0.2)
+    fast = tuned(config, upstream={"circuit_breaker": breaker, "attempt_timeout_seconds": 0.3})
+    up = connect.upstream(fast, load_mapping(fast.upstream.mapping))
     await up.start()
     try:
         faults.status = 500

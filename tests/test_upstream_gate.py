@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import FakeClock, answer
+from conftest import DEFAULT_RETRY, FakeClock, answer
 
 from gateway import deadline
 from gateway.errors import DeadlineExceeded, UpstreamUnavailable
@@ -15,7 +15,6 @@ from gateway.exchange import Response
 from gateway.upstream.call import Call
 from gateway.upstream.gate import RateGate
 from gateway.upstream.limits import RateLimits
-from gateway.upstream.settings import RetrySettings
 from gateway.upstream.shared import LocalHolds
 
 
@@ -37,7 +36,7 @@ GET_1 = call("GET", "/users/1")
 
 def gate(clock: FakeClock, max_in_flight: int = 20) -> RateGate:
     return RateGate(
-        max_in_flight, limits=LIMITS, holds=LocalHolds(clock), retry=RetrySettings(), clock=clock
+        max_in_flight, limits=LIMITS, holds=LocalHolds(clock), retry=DEFAULT_RETRY, clock=clock
     )
 
 
@@ -68,7 +67,7 @@ async def test_a_narrow_limit_holds_only_its_scope() -> None:
 
 async def test_without_a_rule_every_limit_is_account_wide() -> None:
     clock = FakeClock()
-    g = RateGate(20, clock=clock, holds=LocalHolds(clock))
+    g = RateGate(20, retry=DEFAULT_RETRY, clock=clock, holds=LocalHolds(clock))
     await g.observe(PUT_1, answer(429, Retry_After="3", X_Rate_Limit_Remaining="399"))
     await pass_through(g, GET_1)
     assert clock.slept == [3]
@@ -90,7 +89,7 @@ async def test_a_429_without_a_readable_wait_holds_for_the_longest_backoff() -> 
     g = gate(clock)
     await g.observe(GET_1, answer(429, Retry_After="whenever"))
     await pass_through(g, PUT_2)
-    assert clock.slept == [RetrySettings().backoff_max_seconds]
+    assert clock.slept == [DEFAULT_RETRY.backoff_max_seconds]
 
 
 @pytest.mark.parametrize(

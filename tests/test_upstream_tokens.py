@@ -8,25 +8,14 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import FakeClock, answer, events
+from conftest import OAUTH_CLIENT, FakeClock, answer, events
 
 from gateway import logs
 from gateway.errors import BadGateway
 from gateway.exchange import Response
 from gateway.upstream.call import Call
 from gateway.upstream.shared import LocalTokenStore, Tokens
-from gateway.upstream.tokens import OAuthClient, TokenKeeper
-
-
-class Plain:
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def reveal(self) -> str:
-        return self.value
-
-
-CLIENT = OAuthClient("/oauth/tokens", Plain("id"), Plain("client-secret"), 300)
+from gateway.upstream.tokens import TokenKeeper
 
 
 class TokenEndpoint:
@@ -49,7 +38,7 @@ NONE_YET = Tokens("", "refresh-0")  # only the configured refresh token
 
 
 def keeper(clock: FakeClock, endpoint: Any, tokens: Tokens = NONE_YET) -> TokenKeeper:
-    return TokenKeeper(CLIENT, LocalTokenStore(tokens), endpoint, clock)
+    return TokenKeeper(OAUTH_CLIENT, LocalTokenStore(tokens), endpoint, clock)
 
 
 async def test_a_missing_token_is_fetched_with_the_refresh_token_grant() -> None:

@@ -1,6 +1,6 @@
 """What creates made, remembered across the fleet (docs/behaviour.md §5): a repeat through
 any process finds the case or customer the first create made, also on a CRM without
-idempotency keys (RT5). Entries are JSON in Redis with their time to live.
+idempotency keys. Entries are JSON in Redis with their time to live.
 
 Each entry is also kept in this process, so that while Redis is away the process still finds
 what it made itself, and an entry made then is found here once Redis is back (where Redis

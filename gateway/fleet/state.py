@@ -119,12 +119,15 @@ def build(
     if settings.redis_url:
         redis = shared.connect(
             settings.redis_url,
-            prefix=f"{settings.key_prefix}:{digest(config.upstream_url)}",
+            prefix=f"{settings.key_prefix}:{digest(config.upstream.base_url)}",
             timeout=settings.timeout_seconds,
             retry_seconds=settings.retry_seconds,
         )
     return Fleet(
-        redis=redis, host=host, state_dir=state_dir, lease_seconds=config.attempt_timeout + 1.0
+        redis=redis,
+        host=host,
+        state_dir=state_dir,
+        lease_seconds=config.upstream.attempt_timeout_seconds + 1.0,
     )
 
 

@@ -1,4 +1,4 @@
-"""OAuth tokens shared by the fleet. A CRM that rotates refresh tokens (Zendesk deletes the
+"""OAuth tokens shared by the fleet. A CRM that rotates refresh tokens (one that deletes the
 previous access and refresh tokens on every refresh) allows one refresh per expiry across all
 processes: the tokens live in Redis, a refresh holds a lease lock there and reads the tokens
 again once it has it, so the processes that waited use what the first one stored.

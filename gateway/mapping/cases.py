@@ -1,6 +1,6 @@
 """Writing cases exactly once (docs/behaviour.md §1.7):
 
-- one writer per case: updates of a case run one at a time (the engine's keyed locks), each
+- one writer per case: updates of a case run one at a time (keyed locks), each
   reading the record after the one before wrote, so an interaction on it is not added again;
 - creates: identical creates in flight share one; creates of one identity (customer, title,
   interactions) run one at a time; a repeat finds the case the first made (remembered, or
@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from gateway.cache import SingleFlight
 from gateway.errors import (
     AttemptTimedOut,
     BadGateway,
@@ -22,13 +22,14 @@ from gateway.errors import (
     NotFound,
     ValidationFailed,
 )
+from gateway.locks import KeyedLocks
 from gateway.mapping import interactions as im
-from gateway.mapping.once import lease, past_deadline, shared
+from gateway.mapping.engine import Engine
+from gateway.mapping.once import lease, past_deadline
+from gateway.recall import Recall
 
-if TYPE_CHECKING:
-    from gateway.mapping.engine import Engine
-
-REMEMBER_SECONDS = 2 * 3600.0  # as long as Zendesk keeps an idempotency key
+# As long as the shipped upstreams keep an idempotency key (docs/behaviour.md §1.7).
+REMEMBER_SECONDS = 2 * 3600.0
 STRUCTURAL = ("customerId", "customId", "interactions")
 
 
@@ -38,9 +39,15 @@ def custom(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class CaseWrites:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, *, locks: KeyedLocks, recall: Recall, grace_seconds: float
+    ) -> None:
+        """``locks``: one writer per case (and per create); ``recall``: what creates made, for
+        their repeats; ``grace_seconds``: how long a create may run on past its caller's
+        deadline (one attempt's time), so that what it made is known to its repeat."""
         self.engine = engine
-        self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self.locks, self.recall, self.grace_seconds = locks, recall, grace_seconds
+        self._inflight: SingleFlight[dict[str, Any]] = SingleFlight()
 
     # -- updates ---------------------------------------------------------------------------
 
@@ -51,7 +58,7 @@ class CaseWrites:
         writes = im.batches(spec, im.prepare(spec, body.get("interactions") or []))
         seen_body = im.clean(dict(body), spec.marker_prefix)
         result: dict[str, Any] = {}
-        async with e.locks.hold(f"case:{id}", lease()):
+        async with self.locks.hold(f"case:{id}", lease()):
             for n, batch in enumerate(writes):
                 given = {
                     "id": id,
@@ -59,7 +66,7 @@ class CaseWrites:
                     "changes": changes if n == 0 else {},
                     **im.context(spec, batch),
                 }
-                result = await e.run_one("update_case", "case", given)
+                result = await e.run_one("update_case", obj, given)
         moved_to = body.get("customerId")
         if moved_to and result.get("customerId") != str(moved_to):
             raise ValidationFailed(
@@ -72,18 +79,17 @@ class CaseWrites:
 
     async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Identical creates in flight at once share one, which sees its writes through."""
-        grace = self.engine.grace_seconds
+        grace = self.grace_seconds
 
         async def seen_through() -> dict[str, Any]:
             return await past_deadline(lambda: self._create(body), grace)
 
-        return await shared(self._inflight, im.digest(body), seen_through)
+        return await self._inflight.run(im.digest(body), seen_through)
 
     async def _create(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        e = self.engine
         key, digest = im.idempotency_key(body), im.digest(body)
-        async with e.locks.hold(f"create:{key}", lease()):
-            seen = await e.recall.get(f"case:{key}")
+        async with self.locks.hold(f"create:{key}", lease()):
+            seen = await self.recall.get(f"case:{key}")
             if isinstance(seen, dict) and seen.get("unknown"):
                 # An earlier create of this case lost its answer: did it make the case?
                 found = await self._existing(body, self._writes(body)[0])
@@ -96,7 +102,7 @@ class CaseWrites:
 
     async def _remember(self, key: str, case_id: str, digest: str) -> None:
         entry = {"id": case_id, "digest": digest}
-        await self.engine.recall.put(f"case:{key}", entry, REMEMBER_SECONDS)
+        await self.recall.put(f"case:{key}", entry, REMEMBER_SECONDS)
 
     async def _again(
         self, seen: dict[str, Any], body: Mapping[str, Any], digest: str
@@ -130,12 +136,12 @@ class CaseWrites:
             **im.context(spec, writes[0]),
         }
         try:
-            made = e.verified(obj, custom(body), await e.run_one("create_case", "case", given))
+            made = e.verified(obj, custom(body), await e.run_one("create_case", obj, given))
         except (AttemptTimedOut, BadGateway) as lost:
             if isinstance(lost, IdempotencyMismatch):
                 return await self._mismatch(body, writes[0])
             # Made or not? Look before anyone tries again, and let the repeat look too.
-            await e.recall.put(f"case:{key}", {"unknown": True}, REMEMBER_SECONDS)
+            await self.recall.put(f"case:{key}", {"unknown": True}, REMEMBER_SECONDS)
             existing = await self._existing(body, writes[0])
             if existing is None:
                 raise

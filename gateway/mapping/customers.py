@@ -12,61 +12,66 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from gateway.cache import SingleFlight
 from gateway.errors import AttemptTimedOut, BadGateway, FieldError, NotFound, ValidationFailed
+from gateway.locks import KeyedLocks
 from gateway.mapping import fields as fm
 from gateway.mapping import interactions as im
+from gateway.mapping.engine import Engine
 from gateway.mapping.model import FieldSpec, ObjectSpec
-from gateway.mapping.once import lease, past_deadline, shared
-
-if TYPE_CHECKING:
-    from gateway.mapping.engine import Engine
+from gateway.mapping.once import lease, past_deadline
+from gateway.recall import Recall
 
 REMEMBER_SECONDS = 15 * 60.0
 
 
 class CustomerWrites:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, *, locks: KeyedLocks, recall: Recall, grace_seconds: float
+    ) -> None:
+        """As `CaseWrites`: creates of one body are held one at a time, remembered, and run
+        on past their caller's deadline for ``grace_seconds``."""
         self.engine = engine
-        self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self.locks, self.recall, self.grace_seconds = locks, recall, grace_seconds
+        self._inflight: SingleFlight[dict[str, Any]] = SingleFlight()
 
     async def update(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         e = self.engine
         obj = await e.object("customer")
         changes = self.engine.changes(obj, body)
         await self._taken(obj, body, me=id)
-        made = await e.run_one("update_customer", "customer", {"id": id, "changes": changes})
+        made = await e.run_one("update_customer", obj, {"id": id, "changes": changes})
         return e.verified(obj, body, made)
 
     async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        key, grace = im.digest(body), self.engine.grace_seconds
+        key, grace = im.digest(body), self.grace_seconds
 
         async def seen_through() -> dict[str, Any]:
             return await past_deadline(lambda: self._create(body, key), grace)
 
-        return await shared(self._inflight, key, seen_through)
+        return await self._inflight.run(key, seen_through)
 
     async def _create(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
         e = self.engine
         obj = await e.object("customer")
         changes = self.engine.changes(obj, body)  # 400 and 422 before anything else
-        async with e.locks.hold(f"customer:{key}", lease()):
-            seen = await e.recall.get(f"customer:{key}")
+        async with self.locks.hold(f"customer:{key}", lease()):
+            seen = await self.recall.get(f"customer:{key}")
             if isinstance(seen, dict) and seen.get("id"):
                 try:
                     return await e.find_customer(str(seen["id"]))
                 except NotFound:
-                    await e.recall.forget(f"customer:{key}")
+                    await self.recall.forget(f"customer:{key}")
             same = await self._taken(obj, body, me=None)
             if same is not None:
                 e.log.info("customer_create_repeated", customer=same["id"])
                 made = same
             else:
                 made = await self._make(obj, body, changes)
-            await e.recall.put(f"customer:{key}", {"id": made["id"]}, REMEMBER_SECONDS)
+            await self.recall.put(f"customer:{key}", {"id": made["id"]}, REMEMBER_SECONDS)
             return e.verified(obj, body, made)
 
     async def _make(
@@ -74,7 +79,7 @@ class CustomerWrites:
     ) -> dict[str, Any]:
         e = self.engine
         try:
-            return await e.run_one("create_customer", "customer", {"changes": changes})
+            return await e.run_one("create_customer", obj, {"changes": changes})
         except (AttemptTimedOut, BadGateway):
             # Made or not? Look it up by its unique values before anyone tries again.
             found = await self._taken(obj, body, me=None)

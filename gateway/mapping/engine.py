@@ -1,10 +1,12 @@
 """Runs the mapping's operations against the upstream: render each step's request, call, read
-the answer, map records back. Knows the caller's API shapes, never a CRM."""
+the answer, map records back; and the reads of the Khoros API (meta, find, search, best match).
+Knows the caller's API shapes, never a CRM. The writes (`cases`, `customers`) and Hybrid Chat's
+priority routing (`priority_routing`) are services on top of it."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -18,18 +20,14 @@ from gateway.errors import (
     ValidationFailed,
 )
 from gateway.exchange import Caller, Response
-from gateway.locks import KeyedLocks
 from gateway.mapping import fields as fm
 from gateway.mapping import interactions as im
 from gateway.mapping import paging
-from gateway.mapping.cases import CaseWrites
 from gateway.mapping.codecs import Codecs
-from gateway.mapping.customers import CustomerWrites
+from gateway.mapping.discovery import discovered_fields, with_fields
 from gateway.mapping.fanout import FanOutLimits, plan
-from gateway.mapping.model import FieldSpec, MappingSpec, ObjectSpec, Operation, Request, Step
-from gateway.mapping.spec import discovered_fields, with_fields
+from gateway.mapping.model import FieldSpec, MappingSpec, ObjectSpec, OperationSpec, Request, Step
 from gateway.mapping.translate import failed_answer, translate
-from gateway.recall import Recall
 from gateway.text import may_need_repair, repaired
 
 # Times an operation runs at most: again after a guarded write met a conflict, or after a
@@ -59,27 +57,18 @@ class Engine:
         *,
         settings: Mapping[str, Any],
         upstream_url: str,
-        locks: KeyedLocks,
-        recall: Recall,
-        grace_seconds: float,
         codecs: Codecs,
-        limits: FanOutLimits | None = None,
+        limits: FanOutLimits,
     ) -> None:
-        """``grace_seconds``: how long a create may run on past its caller's deadline (one
-        attempt's time), so that what it made is known to its repeat."""
+        """``limits``: how far one best match fans out."""
         self.mapping = mapping
         self.codecs = codecs
-        self.limits = limits or FanOutLimits()
+        self.limits = limits
         self.upstream = upstream
         self.caches = caches
-        self.locks = locks  # one writer per case (and per create)
-        self.recall = recall  # what creates made, for repeats
         self.upstream_url = upstream_url
-        self.grace_seconds = grace_seconds
         self.base_ctx = {"settings": dict(settings), "upstream_url": upstream_url}
         self.log = logs.get()
-        self.cases = CaseWrites(self)
-        self.customers = CustomerWrites(self)
 
     # -- objects and meta ------------------------------------------------------------------
 
@@ -94,8 +83,8 @@ class Engine:
     async def _discover(self, obj: ObjectSpec) -> tuple[FieldSpec, ...]:
         spec = obj.custom_fields
         assert spec is not None
-        # kind=None: an error answer here is not read by fields, which wait for this very load.
-        data = await self.fetch(spec.request, self.base_ctx, kind=None)
+        # No object: an error answer here is not read by fields, which wait for this very load.
+        data = await self.fetch(spec.request, self.base_ctx)
         where = f"{spec.request.method} {spec.request.path.source}"
         return discovered_fields(spec, data, {f.name for f in obj.fields}, where)
 
@@ -109,7 +98,7 @@ class Engine:
     # -- customers -------------------------------------------------------------------------
 
     async def find_customer(self, id: str) -> dict[str, Any]:
-        return await self.run_one("find_customer", "customer", {"id": id})
+        return await self.run_one("find_customer", await self.object("customer"), {"id": id})
 
     async def search_customers(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         obj = await self.object("customer")
@@ -125,25 +114,13 @@ class Engine:
         # Concurrently, inside the one budget; any failure fails the whole answer, because an
         # empty best match makes the agent create a duplicate customer.
         results = await asyncio.gather(*searches)
-        seen: set[str] = set()
-        best = []
-        for found in results:
-            for c in found:
-                if c["id"] not in seen:
-                    seen.add(c["id"])
-                    best.append(c)
-        return best
+        return _distinct(c for found in results for c in found)  # best first
 
     async def _search(
         self, obj: ObjectSpec, pairs: list[tuple[FieldSpec, str]], match: str | None = None
     ) -> list[dict[str, Any]]:
-        out, seen = [], set()
-        for record in await self.find_records(obj, pairs, match):
-            c = fm.to_object(obj, record, self.base_ctx)
-            if c["id"] not in seen:
-                seen.add(c["id"])
-                out.append(c)
-        return out
+        records = await self.find_records(obj, pairs, match)
+        return _distinct(fm.to_object(obj, record, self.base_ctx) for record in records)
 
     async def find_records(
         self, obj: ObjectSpec, pairs: list[tuple[FieldSpec, str]], match: str | None = None
@@ -166,14 +143,8 @@ class Engine:
 
         unique = any(f.unique for f, _ in pairs)
         enough: Enough | None = (lambda steps: bool(found({"steps": steps}))) if unique else None
-        _, data, _ = await self._records("search_customers", {"terms": terms}, enough=enough)
+        _, data, _ = await self._records("search_customers", {"terms": terms}, obj, enough)
         return found(data)
-
-    async def create_customer(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.customers.create(body)
-
-    async def update_customer(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.customers.update(id, body)
 
     # -- cases -----------------------------------------------------------------------------
 
@@ -181,7 +152,7 @@ class Engine:
         """Every case of the customer, newest first (last updated, then the higher id), in
         one order whatever order the upstream lists them in."""
         obj = await self.object("case")
-        records, data, ctx = await self._records("find_cases", {"id": customer_id}, kind="case")
+        records, data, ctx = await self._records("find_cases", {"id": customer_id}, obj)
         cases = {}
         for r in records:  # a record listed on two pages is one case
             case = fm.to_object(obj, fm.join(obj, r, data), ctx)
@@ -189,13 +160,7 @@ class Engine:
         return sorted(cases.values(), key=_newest, reverse=True)
 
     async def find_case(self, id: str) -> dict[str, Any]:
-        return await self.run_one("find_case", "case", {"id": id})
-
-    async def create_case(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.cases.create(body)
-
-    async def update_case(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.cases.update(id, body)
+        return await self.run_one("find_case", await self.object("case"), {"id": id})
 
     def changes(self, obj: ObjectSpec, body: Mapping[str, Any]) -> dict[str, Any]:
         return fm.to_changes(obj.fields, body, codecs=self.codecs)
@@ -217,11 +182,11 @@ class Engine:
 
     # -- running operations ----------------------------------------------------------------
 
-    async def run_one(self, name: str, kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
-        """Run an operation whose result is one record: the caller's object for it."""
-        obj = await self.object(kind)
+    async def run_one(self, name: str, obj: ObjectSpec, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Run an operation whose result is one record of ``obj`` (its fields discovered):
+        the caller's object for it."""
         op = self.mapping.operations[name]
-        ctx = await self._run(op, {**self.base_ctx, **given}, kind)
+        ctx = await self._run(op, {**self.base_ctx, **given}, obj)
         record = op.result({"steps": ctx["steps"]})
         if not isinstance(record, Mapping):
             raise BadGateway(detail=f"{name}: the result expression found no record")
@@ -232,11 +197,11 @@ class Engine:
         self,
         name: str,
         given: Mapping[str, Any],
-        kind: str = "customer",
+        obj: ObjectSpec,
         enough: Enough | None = None,
     ) -> tuple[list[Mapping[str, Any]], dict[str, Any], dict[str, Any]]:
         op = self.mapping.operations[name]
-        ctx = await self._run(op, {**self.base_ctx, **given}, kind, enough)
+        ctx = await self._run(op, {**self.base_ctx, **given}, obj, enough)
         data = {"steps": ctx["steps"]}
         found = op.result(data)
         if found is not None and not isinstance(found, list):
@@ -244,7 +209,7 @@ class Engine:
         return [r for r in found or [] if isinstance(r, Mapping)], data, ctx
 
     async def _run(
-        self, op: Operation, ctx: dict[str, Any], kind: str, enough: Enough | None = None
+        self, op: OperationSpec, ctx: dict[str, Any], obj: ObjectSpec, enough: Enough | None = None
     ) -> dict[str, Any]:
         first = dict(ctx)
         for attempt in range(1, RESTARTS + 1):
@@ -255,7 +220,7 @@ class Engine:
                     if step.when is not None and not step.when(ctx):
                         continue
                     try:
-                        steps[step.name] = await self._step(step, ctx, kind, enough)
+                        steps[step.name] = await self._step(step, ctx, obj, enough)
                     except UpdateConflict:
                         if not step.restart_on_conflict or attempt == RESTARTS:
                             raise
@@ -282,20 +247,19 @@ class Engine:
             im.drop_on_record(spec, ctx, texts=step.existing_interactions(answer))
 
     async def _step(
-        self, step: Step, ctx: dict[str, Any], kind: str, enough: Enough | None = None
+        self, step: Step, ctx: dict[str, Any], obj: ObjectSpec, enough: Enough | None = None
     ) -> Any:
         if step.paginate is not None:
-            return await self._pages(step, ctx, kind, enough)
+            return await self._pages(step, ctx, obj, enough)
         if step.for_each is None:
             answer = await self.fetch(
                 step.request,
                 ctx,
                 not_found=step.not_found,
-                kind=kind,
+                obj=obj,
                 unknown=step.restart_on_unknown,
             )
             if step.answer_messages is not None and step.answer_failed is not None:
-                obj = await self.object(kind)
                 where = f"{step.request.method} {step.request.path.source}"
                 failure = failed_answer(
                     step.answer_messages(answer), step.answer_failed, obj.fields, where
@@ -305,22 +269,18 @@ class Engine:
             return answer
         items = step.for_each(ctx) or []
         return [
-            await self.fetch(
-                step.request, {**ctx, "item": item}, not_found=step.not_found, kind=kind
-            )
+            await self.fetch(step.request, {**ctx, "item": item}, not_found=step.not_found, obj=obj)
             for item in items
         ]
 
     async def _pages(
-        self, step: Step, ctx: dict[str, Any], kind: str, enough: Enough | None
+        self, step: Step, ctx: dict[str, Any], obj: ObjectSpec, enough: Enough | None
     ) -> list[Any]:
         """Every page of a step (its answer is the list of them), within the budget."""
         assert step.paginate is not None
 
         async def get(page: paging.Next | None) -> Any:
-            return await self.fetch(
-                step.request, ctx, not_found=step.not_found, kind=kind, page=page
-            )
+            return await self.fetch(step.request, ctx, not_found=step.not_found, obj=obj, page=page)
 
         def done(pages: list[Any]) -> bool:
             return enough is not None and enough({**ctx["steps"], step.name: pages})
@@ -333,13 +293,14 @@ class Engine:
         ctx: Mapping[str, Any],
         *,
         not_found: str | None = None,
-        kind: str | None = "customer",
+        obj: ObjectSpec | None = None,
         page: paging.Next | None = None,
         unknown: bool = False,
     ) -> Any:
         """One upstream request: its parsed JSON answer, or the gateway error it means.
-        ``page``: another page of it. ``unknown``: a write whose failure leaves its outcome
-        unknown raises _OutcomeUnknown, so that the operation reads again."""
+        ``obj``: the object the request is about (its fields name the CRM's validation
+        errors). ``page``: another page of it. ``unknown``: a write whose failure leaves its
+        outcome unknown raises _OutcomeUnknown, so that the operation reads again."""
         query = {k: str(v) for k, v in req.query(ctx).items() if v is not None}
         path = str(req.path(ctx))
         if page is not None:
@@ -369,17 +330,25 @@ class Engine:
             resp = replace(resp, data=repaired(resp.data))
         if resp.ok:
             return resp.data
-        error = await self._error(resp, req, not_found, kind)
+        error = self._error(resp, req, not_found, obj)
         if unknown and resp.status >= 500:
             raise _OutcomeUnknown(error)
         raise error
 
-    async def _error(
-        self, resp: Response, req: Request, not_found: str | None, kind: str | None
+    def _error(
+        self, resp: Response, req: Request, not_found: str | None, obj: ObjectSpec | None
     ) -> GatewayError:
-        fields = (await self.object(kind)).fields if kind and resp.status in (400, 422) else ()
+        fields = obj.fields if obj is not None and resp.status in (400, 422) else ()
         where = f"{req.method} {req.path.source}"
         return translate(self.mapping.errors, resp, where, not_found, fields)
+
+
+def _distinct(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each object once (by its id), where it first came."""
+    first: dict[str, dict[str, Any]] = {}
+    for o in objects:
+        first.setdefault(str(o["id"]), o)
+    return list(first.values())
 
 
 def _newest(case: Mapping[str, Any]) -> tuple[str, int, str]:

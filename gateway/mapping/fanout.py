@@ -13,8 +13,8 @@ from gateway.mapping.model import Strategy
 
 @dataclass(frozen=True)
 class FanOutLimits:
-    values_per_strategy: int = 5  # a strategy searches for its first this many distinct values
-    max_searches: int = 12  # upstream searches of one best match, over all strategies
+    values_per_strategy: int  # a strategy searches for its first this many distinct values
+    max_searches: int  # upstream searches of one best match, over all strategies
 
 
 def plan(

@@ -8,6 +8,7 @@ from typing import Any
 
 from gateway.errors import BadRequest, FieldError, ValidationFailed
 from gateway.mapping.codecs import CODECS, Codecs, Malformed
+from gateway.mapping.field_types import FIELD_TYPES
 from gateway.mapping.model import FieldSpec, ListWrite, ObjectSpec
 
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
@@ -32,7 +33,7 @@ def meta_of(obj: ObjectSpec) -> dict[str, Any]:
             "type": f.type,
             "searchable": f.searchable and obj.kind == "customer",
         }
-        if f.type == "single_sel_list":
+        if FIELD_TYPES[f.type].options:
             entry["listValues"] = [{"name": n, "value": v} for n, v in f.options]
         out.append(entry)
     return {"name": obj.kind, "fields": out}
@@ -95,14 +96,6 @@ def not_kept(
     return lost
 
 
-def _type_ok(f: FieldSpec, value: Any) -> bool:
-    if value is None:
-        return True
-    if f.type == "checkbox":
-        return isinstance(value, bool) or str(value).lower() in ("true", "false")
-    return isinstance(value, str)
-
-
 def to_changes(
     fields: Iterable[FieldSpec], body: Mapping[str, Any], *, codecs: Codecs
 ) -> dict[str, Any]:
@@ -124,9 +117,8 @@ def to_changes(
             bad.append(FieldError(key, "Unknown field."))
         elif f.write is None:
             bad.append(FieldError(key, "This field cannot be changed."))
-        elif not _type_ok(f, value):
-            want = "true or false" if f.type == "checkbox" else "text"
-            bad.append(FieldError(key, f"Must be {want}."))
+        elif value is not None and not FIELD_TYPES[f.type].accepts(value):
+            bad.append(FieldError(key, f"Must be {FIELD_TYPES[f.type].wants}."))
         else:
             try:
                 _put(changes, f.write, _out_value(f, value, codecs))

@@ -2,10 +2,11 @@
 
 An interaction's identity is its key (``service:serviceId``; a digest when those are long or
 hold other characters), so no text can stand for another interaction. Each write records the
-keys of the interactions it adds where the mapping says (Zendesk: the audit's metadata, which
-callers cannot write) and renders them into a comment with a marker; caller text is cleaned of
-the marker's start first, so it can never match or fake one (RT, which has no metadata, relies
-on the markers). Also: how many interactions one write carries, and the keys of creates."""
+keys of the interactions it adds where the mapping says (such as a ticket audit's metadata,
+which callers cannot write) and renders them into a comment with a marker; caller text is
+cleaned of the marker's start first, so it can never match or fake one (a CRM without such a
+place relies on the markers). Also: how many interactions one write carries, and the keys of
+creates."""
 
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.mapping.expr import Expression, Path, Template
-from gateway.mapping.routing import RoutingSpec
 
 Tree = Callable[[Mapping[str, Any]], Any]
 
@@ -125,11 +124,13 @@ class Step:
 
 
 @dataclass(frozen=True)
-class Operation:
+class OperationSpec:
+    """What the mapping does for one operation of the API (`gateway.operation.Operation`):
+    its steps, and where the result is in their answers."""
+
     name: str
     steps: tuple[Step, ...]
     result: Path
-    many: bool
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,34 @@ class Interactions:
 
 
 @dataclass(frozen=True)
+class LabelSource:
+    """Where Hybrid Chat's labels come from (the mapping's `expertflow.labels`)."""
+
+    lookup: Request | None  # asked first; its answer is `lookup` in `request`'s templates
+    request: Request | None  # labels read from the upstream, or
+    declared: tuple[tuple[str, str], ...]  # a declared set of (key, name)
+    items: Path | None
+    key: Path
+    name: Path
+    of_customer: Path
+    names: Mapping[str, str]
+    colors: Mapping[str, str]
+    default_color: str
+
+
+@dataclass(frozen=True)
+class PriorityRoutingSpec:
+    """Hybrid Chat's priority routing (the mapping's `expertflow` section): the customer a
+    phone number belongs to, and the labels that route it."""
+
+    phone_field: str
+    updated: Path
+    customer: Mapping[str, Template]
+    phones: Template | None
+    labels: LabelSource
+
+
+@dataclass(frozen=True)
 class MappingSpec:
     file: str
     name: str
@@ -192,8 +221,8 @@ class MappingSpec:
     errors: ErrorSpec
     objects: Mapping[str, ObjectSpec]
     interactions: Interactions
-    operations: Mapping[str, Operation]
+    operations: Mapping[str, OperationSpec]
     strategies: tuple[Strategy, ...]
-    routing: RoutingSpec | None
+    priority_routing: PriorityRoutingSpec | None
     verify_writes: bool = False
     rate_limits: RateLimitSpec | None = None

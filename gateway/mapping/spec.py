@@ -3,15 +3,16 @@ model of `gateway.mapping.model`; every problem is reported at its file, line an
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import replace
+from collections.abc import Mapping
 from pathlib import Path as FilePath
 from typing import Any
 
 from gateway import yamlfile
-from gateway.errors import BadGateway, MappingFailed
-from gateway.mapping.expr import ExprError, Expression, Path, Template, compile_tree
+from gateway.api import OPERATIONS
+from gateway.mapping.codecs import CODECS, MATCHES
+from gateway.mapping.compiler import Compiler
+from gateway.mapping.expr import Path
+from gateway.mapping.field_types import FIELD_TYPES
 from gateway.mapping.model import (
     AuthRule,
     CustomFields,
@@ -19,74 +20,31 @@ from gateway.mapping.model import (
     FieldSpec,
     Interactions,
     Join,
+    LabelSource,
     ListWrite,
     MappingSpec,
     ObjectSpec,
-    Operation,
+    OperationSpec,
     Paging,
+    PriorityRoutingSpec,
     RateLimitSpec,
     Request,
     Step,
     Strategy,
-    Tree,
 )
-from gateway.mapping.routing import compile_routing
-from gateway.yamlfile import PathKey, YamlDoc
+from gateway.yamlfile import PathKey
 
-KHOROS_OPERATIONS = (
-    "find_customer",
-    "search_customers",
-    "create_customer",
-    "update_customer",
-    "find_cases",
-    "create_case",
-    "find_case",
-    "update_case",
-)
+# What the mapping holds for each operation of the API that it runs (gateway.api): steps whose
+# result is a record or records, or best-match strategies.
+MAPPED = {op.name: op.mapped for op in OPERATIONS if op.mapped is not None}
+(STRATEGIES,) = (name for name, kind in MAPPED.items() if kind == "strategies")
 CASE_FIELDS = ("number", "customerId", "title", "description", "created", "lastUpdated", "status")
 RESERVED = {"customer": {"id", "url", "uri"}, "case": {"id", "url", "linkUrl", "interactions"}}
 
 
-class _Compiler:
-    """Compiles one YamlDoc; every compile error is reported at its key."""
-
-    def __init__(self, doc: YamlDoc) -> None:
-        self.doc = doc
-
-    def _at(self, path: PathKey, make: Callable[[], Any]) -> Any:
-        try:
-            return make()
-        except ExprError as exc:
-            raise self.doc.error(path, str(exc)) from None
-
-    def template(self, value: str, path: PathKey) -> Template:
-        return self._at(path, lambda: Template(value))  # type: ignore[no-any-return]
-
-    def expression(self, value: str, path: PathKey) -> Expression:
-        return self._at(path, lambda: Expression(value))  # type: ignore[no-any-return]
-
-    def jmespath(self, value: str, path: PathKey) -> Path:
-        return self._at(path, lambda: Path(value))  # type: ignore[no-any-return]
-
-    def regex(self, value: str, path: PathKey) -> re.Pattern[str]:
-        try:
-            return re.compile(value)
-        except re.error as exc:
-            raise self.doc.error(path, f"not a regular expression: {exc}") from None
-
-    def tree(self, value: Any, path: PathKey) -> Tree:
-        return self._at(path, lambda: compile_tree(value))  # type: ignore[no-any-return]
-
-    def request(self, raw: Mapping[str, Any], path: PathKey) -> Request:
-        body = raw.get("body")
-        return Request(
-            method=raw["method"],
-            path=self.template(raw["path"], (*path, "path")),
-            query=self.tree(raw.get("query", {}), (*path, "query")),
-            headers=self.tree(raw.get("headers", {}), (*path, "headers")),
-            body=None if body is None else self.tree(body, (*path, "body")),
-            idempotent=bool(raw.get("idempotent", False)),
-        )
+class _Compiler(Compiler):
+    """Compiles the sections of one mapping file; every compile error is reported at its
+    key."""
 
     def field(self, raw: Mapping[str, Any], path: PathKey) -> FieldSpec:
         write = raw.get("write")
@@ -216,7 +174,54 @@ class _Compiler:
             record_bytes=int(raw.get("record_bytes", 0)),
         )
 
-    def operation(self, name: str, raw: Mapping[str, Any]) -> Operation:
+    def priority_routing(
+        self, raw: Mapping[str, Any], customer_fields: set[str]
+    ) -> PriorityRoutingSpec:
+        path: PathKey = ("expertflow",)
+        if raw["phone_field"] not in customer_fields:
+            problem = f"no customer field named '{raw['phone_field']}'"
+            raise self.doc.error((*path, "phone_field"), problem)
+        customer = raw.get("customer", {})
+        return PriorityRoutingSpec(
+            phone_field=raw["phone_field"],
+            updated=self.jmespath(raw.get("updated", "updated_at"), (*path, "updated")),
+            customer={
+                k: self.template(v, (*path, "customer", k))
+                for k, v in customer.items()
+                if k != "phones"
+            },
+            phones=self.template(customer["phones"], (*path, "customer", "phones"))
+            if "phones" in customer
+            else None,
+            labels=self.label_source(raw["labels"], (*path, "labels")),
+        )
+
+    def label_source(self, raw: Mapping[str, Any], path: PathKey) -> LabelSource:
+        if ("request" in raw) == ("declared" in raw):
+            raise self.doc.error(path, "give either `request` and `items`, or `declared`")
+        if "request" in raw and "items" not in raw:
+            raise self.doc.error((*path, "items"), "labels read from a request need `items`")
+
+        def request(key: str) -> Request | None:
+            return self.request(raw[key], (*path, key)) if key in raw else None
+
+        return LabelSource(
+            lookup=request("lookup"),
+            request=request("request"),
+            declared=tuple(
+                (str(d["key"]), str(d.get("name", d["key"]))) for d in raw.get("declared", [])
+            ),
+            items=self.jmespath(raw["items"], (*path, "items")) if "items" in raw else None,
+            key=self.jmespath(raw.get("key", "value"), (*path, "key")),
+            name=self.jmespath(raw.get("name", "name"), (*path, "name")),
+            of_customer=self.jmespath(raw["of_customer"], (*path, "of_customer")),
+            names=raw.get("names", {}),
+            colors=raw.get("colors", {}),
+            default_color=raw.get("default_color", "#a9a9a9"),
+        )
+
+    def operation(self, name: str, raw: Mapping[str, Any], result: str) -> OperationSpec:
+        """``result``: what the operation's result must be, `record` or `records`."""
         path: PathKey = ("operations", name)
         steps = []
         names: set[str] = set()
@@ -260,23 +265,35 @@ class _Compiler:
                 )
             )
         (key, expr), *_ = raw["result"].items()
-        many = key == "records"
-        if many != (name in ("search_customers", "find_cases")):
-            want = "records" if not many else "record"
-            raise self.doc.error((*path, "result", key), f"this operation needs `{want}`")
-        return Operation(name, tuple(steps), self.jmespath(expr, (*path, "result", key)), many)
+        if key != result:
+            raise self.doc.error((*path, "result", key), f"this operation needs `{result}`")
+        return OperationSpec(name, tuple(steps), self.jmespath(expr, (*path, "result", key)))
+
+
+def mapping_schema() -> dict[str, Any]:
+    """The mapping file's schema, with the names the registries define filled in, so that a
+    codec, a matcher or a field type is added in one place."""
+    schema = yamlfile.schema("mapping")
+    schema["$defs"]["meta_type"]["enum"] = list(FIELD_TYPES)
+    operations = schema["properties"]["operations"]
+    for name, kind in MAPPED.items():
+        operations["properties"][name] = {"$ref": f"#/$defs/{kind}"}
+    operations["required"] = list(MAPPED)
+    schema["$defs"]["codec"]["enum"] = list(CODECS)
+    schema["$defs"]["match"]["enum"] = list(MATCHES)
+    return schema
 
 
 def load_mapping(file: str | FilePath) -> MappingSpec:
     doc = yamlfile.load(file)
-    yamlfile.validate(doc, yamlfile.schema("mapping"))
+    yamlfile.validate(doc, mapping_schema())
     c = _Compiler(doc)
     raw = doc.data
     objects = {kind: c.obj(kind, raw["objects"][kind]) for kind in ("customer", "case")}
     customer_fields = {f.name for f in objects["customer"].fields}
     strategies = []
-    for i, s in enumerate(raw["operations"]["bestmatch"]["strategies"]):
-        sp: PathKey = ("operations", "bestmatch", "strategies", i)
+    for i, s in enumerate(raw["operations"][STRATEGIES]["strategies"]):
+        sp: PathKey = ("operations", STRATEGIES, "strategies", i)
         if s["field"] not in customer_fields:
             raise doc.error((*sp, "field"), f"no customer field named '{s['field']}'")
         strategies.append(
@@ -313,9 +330,13 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
         ),
         objects=objects,
         interactions=c.interactions(inter),
-        operations={n: c.operation(n, raw["operations"][n]) for n in KHOROS_OPERATIONS},
+        operations={
+            name: c.operation(name, raw["operations"][name], kind)
+            for name, kind in MAPPED.items()
+            if kind != "strategies"
+        },
         strategies=tuple(strategies),
-        routing=compile_routing(c, raw["expertflow"], customer_fields)
+        priority_routing=c.priority_routing(raw["expertflow"], customer_fields)
         if "expertflow" in raw
         else None,
         verify_writes=bool(raw.get("verify_writes", False)),
@@ -331,64 +352,3 @@ def _rate_limits(c: _Compiler, raw: Mapping[str, Any]) -> RateLimitSpec:
         narrow=c.jmespath(raw["narrow"], ("rate_limits", "narrow")),
         scope=c.template(raw.get("scope", DEFAULT_SCOPE), ("rate_limits", "scope")),
     )
-
-
-def discovered_field(spec: CustomFields, item: Mapping[str, Any]) -> FieldSpec | None:
-    """The field an upstream custom field definition becomes, or None for a type we skip.
-    A definition without a type or a name is not one: ValueError."""
-    ctx = {"item": item}
-    given = spec.type(ctx)
-    if given in (None, ""):
-        raise ValueError("the definition has no type")
-    kind = spec.types.get(str(given))
-    if kind is None:
-        return None
-    raw = {k: v for k, v in spec.field.items() if k not in ("options", "search")}
-    made = compile_tree(raw)(ctx)
-    if made.get("name") in (None, ""):
-        raise ValueError("the definition gives the field no name")
-    write = made.get("write")
-    options = Path(spec.field["options"])(item) if "options" in spec.field else None
-    search = Template(spec.field["search"]) if "search" in spec.field else None
-    return FieldSpec(
-        name=str(made["name"]),
-        label=str(made.get("label") or made["name"]),
-        read=Path(str(made["read"])),
-        type=kind["type"],
-        write=ListWrite(write["list"], write["item"]) if isinstance(write, dict) else write,
-        codec=kind.get("codec", "string"),
-        searchable=bool(made.get("searchable", False)),
-        # `value` is known only per search: bind the definition and render then.
-        search=None if search is None else (lambda c: search({**c, "item": item})),
-        options=tuple((str(o["name"]), str(o["value"])) for o in options or []),
-        error_key=str(made["error_key"]) if made.get("error_key") is not None else None,
-    )
-
-
-def discovered_fields(
-    spec: CustomFields, data: Any, taken: set[str], where: str
-) -> tuple[FieldSpec, ...]:
-    """The fields an upstream answer of custom field definitions makes (names in ``taken`` are
-    skipped). An answer of another shape (no list where `items` points, an entry that is not an
-    object or makes no named field) is the upstream's error, not a CRM without custom fields:
-    it must not be cached in place of the real definitions."""
-    items = spec.items(data)
-    if not isinstance(items, list):
-        raise BadGateway(detail=f"{where}: `items` found no list of field definitions")
-    found = []
-    for n, item in enumerate(items):
-        try:
-            f = discovered_field(spec, item) if isinstance(item, Mapping) else None
-            malformed = not isinstance(item, Mapping)
-        except (ExprError, KeyError, TypeError, ValueError, MappingFailed):
-            malformed = True
-        if malformed:
-            raise BadGateway(detail=f"{where}: field definition {n} is not one the mapping reads")
-        if f is not None and f.name not in taken:
-            taken.add(f.name)
-            found.append(f)
-    return tuple(found)
-
-
-def with_fields(obj: ObjectSpec, extra: tuple[FieldSpec, ...]) -> ObjectSpec:
-    return replace(obj, fields=obj.fields + extra)

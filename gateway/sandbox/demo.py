@@ -1,128 +1,127 @@
-"""Demo data: the records the README's curl examples use. Ids are fixed so examples work as
-printed."""
+"""The demo (`make run` without a CRM): the sandbox seeded with demo data, and the gateway in
+front of it, configured through the environment the shipped config reads. Also the `sandbox`
+command, which serves the sandbox alone. Everything that names the sandbox's CRM is here, so
+that the gateway's own modules name none."""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import asyncio
+import socket
+from collections.abc import MutableMapping
 
-from gateway.sandbox.rules import now
+from aiohttp import web
+
+from gateway import logs, serving
+from gateway.config import Config
+from gateway.sandbox.limits import Limits
+from gateway.sandbox.seed import seed
+from gateway.sandbox.server import Credentials, Faults, create_sandbox
 from gateway.sandbox.store import Store
 
-
-def _options(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
-    return [
-        {"id": 900 + i, "name": n, "raw_name": n, "value": v, "position": i}
-        for i, (n, v) in enumerate(pairs)
-    ]
+DEMO_KEY = "demo-key"
+DEMO_ADMIN_KEY = "demo-admin-key"
+SANDBOX_PORT = 8081
 
 
-def _field(id: int, key: str | None, kind: str, title: str, **more: Any) -> dict[str, Any]:
-    stamp = "2024-01-01T00:00:00Z"
-    field = {
-        "id": id,
-        "type": kind,
-        "title": title,
-        "raw_title": title,
-        "active": True,
-        "position": id % 100,
-        "description": "",
-        "created_at": stamp,
-        "updated_at": stamp,
-        "regexp_for_validation": None,
-        "url": f"/api/v2/fields/{id}.json",
-        **more,
-    }
-    if key is not None:
-        field["key"] = key
-    return field
+def environment(env: MutableMapping[str, str], sandbox_port: int) -> None:
+    """The variables config.example.yaml reads, pointed at the sandbox: its own credentials, and
+    demo keys unless the caller set keys."""
+    creds = Credentials()
+    env["ZENDESK_URL"] = sandbox_url(sandbox_port)
+    env["ZENDESK_EMAIL"] = creds.email
+    env["ZENDESK_API_TOKEN"] = creds.api_token
+    env.pop("ZENDESK_OAUTH_TOKEN", None)
+    env.setdefault("GATEWAY_API_KEYS", DEMO_KEY)
+    env.setdefault("GATEWAY_ADMIN_KEY", DEMO_ADMIN_KEY)
+    if not env.get("EXPERTFLOW_API_KEYS"):
+        # Demo data only: Hybrid Chat's endpoints answer without a key, and the banner says so.
+        env.setdefault("EXPERTFLOW_ALLOW_ANONYMOUS", "true")
 
 
-def seed(store: Store) -> Store:
-    store.user_fields = [
-        _field(
-            101,
-            "vip_level",
-            "dropdown",
-            "VIP level",
-            custom_field_options=_options(
-                ("Gold", "gold"), ("Silver", "silver"), ("Platinum", "platinum")
-            ),
-        ),
-        _field(102, "loyalty_number", "text", "Loyalty number"),
-        _field(103, "newsletter", "checkbox", "Newsletter"),
-        _field(104, "birthday", "date", "Birthday"),
-        _field(105, "old_segment", "text", "Old segment", active=False),
-        _field(106, "phone_extension", "text", "Phone extension"),
-    ]
-    system = [
-        ("subject", "Subject"),
-        ("description", "Description"),
-        ("status", "Status"),
-        ("priority", "Priority"),
-        ("tickettype", "Type"),
-    ]
-    store.ticket_fields = [
-        _field(1 + i, None, kind, title, removable=False) for i, (kind, title) in enumerate(system)
-    ] + [
-        _field(360001, None, "text", "Order number", removable=True),
-        _field(
-            360002,
-            None,
-            "tagger",
-            "Product",
-            removable=True,
-            custom_field_options=_options(
-                ("Phone", "product_phone"),
-                ("Tablet", "product_tablet"),
-                ("Laptop", "product_laptop"),
-            ),
-        ),
-        _field(360003, None, "checkbox", "Refund approved", removable=True),
-    ]
-    store.last_ids.update(users=1000, tickets=5000)
-    jane = store.create_user(
-        {
-            "name": "Jane Doe",
-            "email": "jane@example.com",
-            "phone": "+41791234567",
-            "external_id": "CRM-1001",
-            "notes": "Prefers email.",
-            "organization": {"name": "Acme AG"},
-            "user_fields": {"vip_level": "gold", "loyalty_number": "L-7788", "newsletter": True},
-            "identities": [{"type": "twitter", "value": "janedoe"}],
-            "tags": ["vip", "newsletter"],
-        }
+def sandbox_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def banner(config: Config, env: MutableMapping[str, str]) -> str:
+    """What the demo prints at start: where everything is, and the keys to try it with."""
+    server = config.server
+    base = f"http://{server.host}:{server.port}{server.base_path}"
+    hybrid_chat = f"http://{server.host}:{server.port}{config.expertflow.path_prefix}"
+    return (
+        f"crm-gateway demo\n  Khoros API:  {base}\n  sandbox CRM: {env['ZENDESK_URL']}"
+        f"\n  API key:     {env['GATEWAY_API_KEYS'].split(',')[0]}"
+        f"\n  admin key:   {env['GATEWAY_ADMIN_KEY']}\n"
+        f"  try: curl -H 'Authorization: {DEMO_KEY}' {base}/customer/1001\n"
+        f"  Hybrid Chat: {hybrid_chat}/customer?query=phone:{{refId}}\n"
+        f"               {_hybrid_chat_access(config)}\n"
     )
-    store.create_user(
-        {
-            "name": "John Smith",
-            "email": "john@example.com",
-            "phone": "+15551234567",
-            "identities": [{"type": "facebook", "value": "100004242"}],
-            "user_fields": {"vip_level": "silver"},
-        }
+
+
+def _hybrid_chat_access(config: Config) -> str:
+    if config.expertflow.allow_anonymous:
+        return "anonymous access allowed: demo data only (EXPERTFLOW_ALLOW_ANONYMOUS)"
+    if config.expertflow.api_keys:
+        return "needs &api_key=<one of EXPERTFLOW_API_KEYS>"
+    return "answers 401: set EXPERTFLOW_API_KEYS"
+
+
+async def serve(config: Config, sock: socket.socket, sandbox_port: int) -> None:
+    """The sandbox on ``sandbox_port``, and the gateway on ``sock`` until it is stopped."""
+    store = seed(Store(base_url=sandbox_url(sandbox_port)))
+    sandbox = web.AppRunner(create_sandbox(store), access_log=None)
+    await sandbox.setup()
+    await web.TCPSite(sandbox, "127.0.0.1", sandbox_port).start()
+    try:
+        await serving.serve(config, sock)
+    finally:
+        await sandbox.cleanup()
+
+
+# -- `crm-gateway sandbox`: the sandbox alone ------------------------------------------------------
+
+
+def sandbox_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=SANDBOX_PORT)
+    parser.add_argument("--delay", type=float, default=0.0, help="answer this much later")
+    parser.add_argument("--status", type=int, help="answer every API call with this status")
+    parser.add_argument("--retry-after", help="the Retry-After header of those answers")
+    limits = Limits()
+    parser.add_argument(
+        "--account-limit",
+        type=int,
+        default=limits.account_per_minute,
+        help="requests a minute for the account, as Zendesk plans have them (0: no limit)",
     )
-    store.create_user({"name": "Jane Roe", "email": "jane.roe@example.com"})
-    store.create_ticket(
-        {
-            "requester_id": jane["id"],
-            "subject": "Order arrived damaged",
-            "status": "open",
-            "priority": "high",
-            "custom_fields": [{"id": 360001, "value": "A-1001"}],
-            "comment": {"body": "The box was crushed.", "public": True},
-        },
-        None,
+    parser.add_argument(
+        "--user-update-limit",
+        type=int,
+        default=limits.user_updates_per_minute,
+        help="updates of one user a minute (0: no limit)",
     )
-    store.create_ticket(
-        {
-            "requester_id": jane["id"],
-            "subject": "Invoice copy",
-            "status": "solved",
-            "comment": {"body": "Please send a copy of my invoice.", "public": True},
-        },
-        None,
+    parser.add_argument(
+        "--ticket-update-limit",
+        type=int,
+        default=limits.ticket_updates_per_10_minutes,
+        help="updates of one ticket in 10 minutes (0: no limit)",
     )
-    for ticket in store.tickets.values():
-        ticket["updated_at"] = ticket["created_at"] = now()
-    return store
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    logs.configure()
+    logs.start_writer()
+    store = seed(Store(base_url=sandbox_url(args.port)))
+    store.limits = Limits(args.account_limit, args.user_update_limit, args.ticket_update_limit)
+    faults = Faults(delay=args.delay, status=args.status, retry_after=args.retry_after)
+    serving.run(_sandbox(create_sandbox(store, faults=faults), args.port))
+    return 0
+
+
+async def _sandbox(app: web.Application, port: int) -> None:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import math
 from collections import deque
 from types import TracebackType
 
 from gateway import deadline, logs, metrics
-from gateway.errors import BadGateway, DeadlineExceeded, MappingFailed, UpstreamUnavailable
+from gateway.errors import (
+    BadGateway,
+    DeadlineExceeded,
+    MappingFailed,
+    UpstreamUnavailable,
+    retry_after,
+)
 from gateway.exchange import Response
 from gateway.upstream.clock import SYSTEM, Clock
 from gateway.upstream.settings import BreakerSettings
@@ -76,9 +81,7 @@ class Breaker:
             return True
         assert self._opened_at is not None
         left = self.settings.cooldown_seconds - (self.clock.monotonic() - self._opened_at)
-        raise UpstreamUnavailable(
-            headers={"Retry-After": str(max(1, math.ceil(left)))}, detail="circuit open"
-        )
+        raise UpstreamUnavailable(headers={"Retry-After": retry_after(left)}, detail="circuit open")
 
     def record(self, probe: bool, outcome: Verdict) -> None:
         if probe:

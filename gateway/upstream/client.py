@@ -30,15 +30,14 @@ class Upstream:
         name: str,
         headers: Mapping[str, str] | None = None,
         auth: Auth | None = None,
-        retry: RetrySettings | None = None,
-        breaker: BreakerSettings | None = None,
+        retry: RetrySettings,
+        breaker: BreakerSettings,
         max_in_flight: int = 20,
         limits: RateLimits | None = None,
         holds: Holds | None = None,
         clock: Clock = SYSTEM,
     ) -> None:
         """``headers`` go on every request, under auth's and the request's own."""
-        retry = retry or RetrySettings()
         self.transport = transport
         self.name = name
         self.headers = dict(headers or {})
@@ -48,7 +47,7 @@ class Upstream:
         self.gate = RateGate(
             max_in_flight, limits=self.limits, holds=holds, retry=retry, clock=clock
         )
-        self.breaker = Breaker(name, breaker or BreakerSettings(), clock)
+        self.breaker = Breaker(name, breaker, clock)
 
     async def start(self) -> None:
         await self.transport.start()

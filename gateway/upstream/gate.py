@@ -5,7 +5,6 @@ from the callers does not become a 429 storm. Answers teach it the holds."""
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,14 +23,14 @@ class RateGate:
         self,
         max_in_flight: int,
         *,
+        retry: RetrySettings,
         limits: RateLimits | None = None,
         holds: Holds | None = None,
-        retry: RetrySettings | None = None,
         clock: Clock = SYSTEM,
     ) -> None:
         self.limits = limits or RateLimits()
         self.holds = holds if holds is not None else LocalHolds(clock)
-        self.settings = retry or RetrySettings()
+        self.settings = retry
         self.clock = clock
         self._slots = asyncio.Semaphore(max_in_flight)
 
@@ -41,10 +40,8 @@ class RateGate:
         wait = await self.holds.until(keys(call)) - self.clock.time()
         if wait > 0:
             if not self.settings.fits(deadline.left(), wait):
-                raise UpstreamUnavailable(
-                    "The CRM asked us to slow down. Please try again in a moment.",
-                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
-                    detail=f"{call.method} {call.route}: rate limited for {wait:.1f}s more",
+                raise UpstreamUnavailable.rate_limited(
+                    wait, detail=f"{call.method} {call.route}: rate limited for {wait:.1f}s more"
                 )
             await self.clock.sleep(wait)
         await self._take_slot(deadline.left())

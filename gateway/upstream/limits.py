@@ -15,8 +15,8 @@ from gateway.upstream.call import Call
 
 ACCOUNT = "account"  # the hold key of an account-wide limit; a scope's is "scope:<scope>"
 
-# Quota headers that show none left ("remaining", then the "reset" in seconds): Zendesk's and
-# the IETF draft's. The wait is not known without a reset: one second.
+# Quota headers that show none left ("remaining", then the "reset" in seconds): the widespread
+# `X-Rate-Limit-Remaining` and the IETF draft's. The wait is not known without a reset: one second.
 _QUOTA = (("ratelimit-remaining", "ratelimit-reset"), ("x-rate-limit-remaining", "ratelimit-reset"))
 UNKNOWN_RESET = 1.0
 

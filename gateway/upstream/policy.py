@@ -5,7 +5,6 @@ wait and one more attempt. Backoff is exponential with jitter (aiohttp-retry's s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 from aiohttp_retry import JitterRetry
@@ -86,7 +85,9 @@ async def retrying(policy: RetryPolicy, call: Call, attempt: Send) -> Response:
             if isinstance(outcome, GatewayError):
                 raise outcome
             if outcome.status == 429:
-                raise _rate_limited(call, outcome, decision.wait)
+                retry_after = outcome.headers.get("Retry-After")
+                detail = f"{call.method} {call.route} -> 429, Retry-After {retry_after!r}"
+                raise UpstreamUnavailable.rate_limited(decision.wait, detail=detail)
             return outcome
         logs.get().info(
             "upstream_retry",
@@ -97,12 +98,3 @@ async def retrying(policy: RetryPolicy, call: Call, attempt: Send) -> Response:
         )
         await policy.clock.sleep(decision.wait)
         call = replace(call, attempt=call.attempt + 1, retry_reason=decision.why)
-
-
-def _rate_limited(call: Call, resp: Response, wait: float) -> UpstreamUnavailable:
-    retry_after = resp.headers.get("Retry-After")
-    return UpstreamUnavailable(
-        "The CRM asked us to slow down. Please try again in a moment.",
-        headers={"Retry-After": str(max(1, math.ceil(wait)))},
-        detail=f"{call.method} {call.route} -> 429, Retry-After {retry_after!r}",
-    )

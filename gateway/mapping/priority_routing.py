@@ -1,85 +1,90 @@
-"""The mapping's `expertflow` section (priority routing, docs/behaviour.md §2): where labels come
-from, which labels a customer carries, and how a customer record becomes Hybrid Chat's customer
-object. Compiled at load; the object builders are pure functions."""
+"""Hybrid Chat's priority routing (docs/behaviour.md §2), as a service beside the engine: the
+customer a phone number belongs to, as Hybrid Chat's customer object with the ids of its labels,
+and every label. It runs on the engine (its searches, its caches) and the mapping's `expertflow`
+section (`PriorityRoutingSpec`); the objects are built by the pure functions below it."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gateway.errors import BadGateway
+from gateway import logs
+from gateway.config import UnknownNumber
+from gateway.errors import BadGateway, NotFound
 from gateway.mapping.codecs import PhoneNumbers
-from gateway.mapping.expr import Path, Template
-
-if TYPE_CHECKING:
-    from gateway.mapping.model import Request
-    from gateway.mapping.spec import _Compiler
-    from gateway.yamlfile import PathKey
-
-CUSTOMER_KEYS = ("first_name", "last_name", "email", "createdAt", "updatedAt")
+from gateway.mapping.engine import Engine
+from gateway.mapping.model import LabelSource, PriorityRoutingSpec
 
 
-@dataclass(frozen=True)
-class LabelSource:
-    lookup: Request | None  # asked first; its answer is `lookup` in `request`'s templates
-    request: Request | None  # labels read from the upstream, or
-    declared: tuple[tuple[str, str], ...]  # a declared set of (key, name)
-    items: Path | None
-    key: Path
-    name: Path
-    of_customer: Path
-    names: Mapping[str, str]
-    colors: Mapping[str, str]
-    default_color: str
+class PriorityRouting:
+    def __init__(
+        self, engine: Engine, spec: PriorityRoutingSpec, *, not_found: UnknownNumber
+    ) -> None:
+        """``not_found``: what a number nobody has gets, an error (404) or an empty object."""
+        self.spec = spec
+        self.engine = engine
+        self.not_found = not_found
+        self.log = logs.get()
+
+    async def _entries(self) -> list[tuple[str, str]]:
+        source = self.spec.labels
+        ctx = dict(self.engine.base_ctx)
+        if source.lookup is not None:
+            ctx["lookup"] = await self.engine.fetch(source.lookup, ctx)
+        data = await self.engine.fetch(source.request, ctx) if source.request else None
+        return label_entries(source, data)
+
+    async def entries(self) -> list[tuple[str, str]]:
+        """(key, name) of every label, cached."""
+        cache = self.engine.caches["labels"]
+        found: list[tuple[str, str]] = await cache.get("labels", self._entries)
+        return found
+
+    async def labels(self) -> list[dict[str, Any]]:
+        return label_objects(self.spec.labels, self.engine.mapping.name, await self.entries())
+
+    @property
+    def phones(self) -> PhoneNumbers:
+        return self.engine.codecs.phones
+
+    async def customer(self, phone: str) -> dict[str, Any]:
+        number = self.phones.e164(phone)
+        if number is None:  # no number (or a national one without a default region)
+            return self._not_found(phone)
+        cache = self.engine.caches["customer_by_phone"]
+        found: dict[str, Any] = await cache.get(number, lambda: self._customer(number))
+        return found
+
+    def _not_found(self, phone: str) -> dict[str, Any]:
+        if self.not_found == "empty":
+            return not_found_object(phone)
+        raise NotFound("No customer has this phone number.")
+
+    async def _customer(self, phone: str) -> dict[str, Any]:
+        obj = await self.engine.object("customer")
+        field = next(f for f in obj.fields if f.name == self.spec.phone_field)
+        records = await self.engine.find_records(obj, [(field, phone)], "phone")
+        if not records:
+            return self._not_found(phone)
+        # Most recently updated first; ties by id, so every replica picks the same one.
+        records.sort(
+            key=lambda r: (str(self.spec.updated(r) or ""), str(r.get("id"))), reverse=True
+        )
+        chosen = records[0]
+        if len(records) > 1:
+            self.log.warning("phone_ambiguous", matches=len(records), chosen=str(chosen.get("id")))
+        known = {key for key, _ in await self.entries()}
+        keys = customer_labels(self.spec.labels, chosen, known)
+        ids = [label_id(self.engine.mapping.name, k) for k in keys]
+        matched = next(
+            (str(v) for v in (field.read(chosen),) if v and self.phones.same(v, phone)), phone
+        )
+        return customer_object(self.spec, chosen, matched, ids, self.phones)
 
 
-@dataclass(frozen=True)
-class RoutingSpec:
-    phone_field: str
-    updated: Path
-    customer: Mapping[str, Template]
-    phones: Template | None
-    labels: LabelSource
-
-
-def compile_routing(c: _Compiler, raw: Mapping[str, Any], customer_fields: set[str]) -> RoutingSpec:
-    path: PathKey = ("expertflow",)
-    if raw["phone_field"] not in customer_fields:
-        raise c.doc.error((*path, "phone_field"), f"no customer field named '{raw['phone_field']}'")
-    lab = raw["labels"]
-    lp: PathKey = (*path, "labels")
-    if ("request" in lab) == ("declared" in lab):
-        raise c.doc.error(lp, "give either `request` and `items`, or `declared`")
-    if "request" in lab and "items" not in lab:
-        raise c.doc.error((*lp, "items"), "labels read from a request need `items`")
-    customer = raw.get("customer", {})
-    return RoutingSpec(
-        phone_field=raw["phone_field"],
-        updated=c.jmespath(raw.get("updated", "updated_at"), (*path, "updated")),
-        customer={
-            k: c.template(v, (*path, "customer", k)) for k, v in customer.items() if k != "phones"
-        },
-        phones=c.template(customer["phones"], (*path, "customer", "phones"))
-        if "phones" in customer
-        else None,
-        labels=LabelSource(
-            lookup=c.request(lab["lookup"], (*lp, "lookup")) if "lookup" in lab else None,
-            request=c.request(lab["request"], (*lp, "request")) if "request" in lab else None,
-            declared=tuple(
-                (str(d["key"]), str(d.get("name", d["key"]))) for d in lab.get("declared", [])
-            ),
-            items=c.jmespath(lab["items"], (*lp, "items")) if "items" in lab else None,
-            key=c.jmespath(lab.get("key", "value"), (*lp, "key")),
-            name=c.jmespath(lab.get("name", "name"), (*lp, "name")),
-            of_customer=c.jmespath(lab["of_customer"], (*lp, "of_customer")),
-            names=lab.get("names", {}),
-            colors=lab.get("colors", {}),
-            default_color=lab.get("default_color", "#a9a9a9"),
-        ),
-    )
+# -- Hybrid Chat's objects, as pure functions ------------------------------------------------------
 
 
 def label_id(upstream: str, key: str) -> str:
@@ -133,7 +138,7 @@ def customer_labels(spec: LabelSource, record: Mapping[str, Any], known: set[str
 
 
 def customer_object(
-    spec: RoutingSpec,
+    spec: PriorityRoutingSpec,
     record: Mapping[str, Any],
     phone: str,
     labels: list[str],

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from typing import Any
+
+from conftest import tuned
 
 from gateway.config import Config, Secret
 from gateway.sandbox.server import CALLS, Faults
@@ -34,8 +35,8 @@ async def test_readyz_is_503_when_the_upstream_fails(client: Any, faults: Faults
 
 
 async def test_readyz_is_503_with_refused_credentials(make_client: Any, config: Config) -> None:
-    wrong = {**config.credentials, "api_token": Secret("revoked")}
-    client = await make_client(dataclasses.replace(config, credentials=wrong))
+    wrong = {**config.upstream.credentials, "api_token": Secret("revoked")}
+    client = await make_client(tuned(config, upstream={"credentials": wrong}))
     resp = await client.get("/readyz")
     assert resp.status == 503 and (await resp.json())["reason"] == "BadGateway"
 
@@ -44,5 +45,5 @@ async def test_readyz_is_503_when_the_upstream_is_down(make_client: Any, config:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}"
-    client = await make_client(dataclasses.replace(config, upstream_url=closed))
+    client = await make_client(tuned(config, upstream={"base_url": closed}))
     assert (await client.get("/readyz")).status == 503
