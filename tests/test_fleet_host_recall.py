@@ -177,3 +177,23 @@ async def test_failing_files_are_this_processs_memory_said_once(
         ("host_state_unavailable", "error"),
         ("host_state_restored", "warning"),
     ]
+
+
+async def test_a_database_deleted_under_the_workers_is_followed_by_all(tmp_path: Path) -> None:
+    """A cleaner of temporary files may delete an idle database: each process then uses the
+    one at the path, never a deleted copy of its own."""
+    a, b = HostRecall(HostFiles(tmp_path)), HostRecall(HostFiles(tmp_path))
+    try:
+        await a.put("case:old", {"id": "1"}, 60)
+        assert await b.get("case:old") == {"id": "1"}
+        a.path.unlink()
+        await b.put("case:new", {"id": "2"}, 60)  # b makes the new database
+        assert await a.get("case:new") == {"id": "2"}
+        await a.put("case:newer", {"id": "3"}, 60)
+        assert await b.get("case:newer") == {"id": "3"} and rows(tmp_path) == [
+            "case:new",
+            "case:newer",
+        ]
+    finally:
+        await a.close()
+        await b.close()

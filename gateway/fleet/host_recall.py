@@ -10,7 +10,7 @@ the time to live keeps (files of their own would need a lock of their own to del
 one safely, since a fresh entry may replace it meanwhile). Expiry is on the host's monotonic
 clock, which all its processes share (the directory does not outlive the supervisor).
 
-SQLite blocks while another worker writes, so its calls run on a thread of their own, never
+SQLite waits while another worker writes, so its calls run on a thread of their own, never
 on the event loop. A read waits at most what is left of the request's budget (then 504: not
 knowing is not "never made"); a write is made even past it, as with Redis. Each entry is also
 kept in this process, found while the host's files fail, and when they work again."""
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,7 @@ class HostRecall:
         self.files, self.clock = files, clock
         self.local = local or LocalRecall()
         self._db: sqlite3.Connection | None = None
+        self._file: tuple[int, int] | None = None  # the database file it is connected to
         # One thread: the connection stays on it, and a busy database holds up no other work
         # of the default executor (DNS lookups).
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="host-recall")
@@ -112,22 +114,27 @@ class HostRecall:
         return result
 
     def _connected(self) -> sqlite3.Connection:
-        """The connection, made on first use (on the thread)."""
+        """The connection to the database now at the path, made on first use (on the thread).
+        A cleaner of temporary files may delete an idle one: every worker then follows the
+        path to the new one, rather than each keeping a copy of its own."""
+        if self._db is not None and _identity(self.path) != self._file:
+            self._close()
         if self._db is None:
-            self.files.place("recall")  # the database, its WAL and its shared memory
+            self.files.place("recall")
             db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
             try:
                 # The database lives as long as the supervisor: no fsync (a killed process
                 # still leaves it whole; only a crash of the host could lose the last writes,
-                # and the directory does not survive that). WAL: readers never wait for a
-                # writer.
-                db.execute("PRAGMA journal_mode=WAL")
+                # and the directory does not survive that). A rollback journal, which exists
+                # only during a write, rather than WAL's files, which live as long as the
+                # database and must not be deleted under it.
+                db.execute("PRAGMA journal_mode=DELETE")
                 db.execute("PRAGMA synchronous=OFF")
                 db.executescript(_SCHEMA)
             except BaseException:
                 db.close()
                 raise
-            self._db = db
+            self._db, self._file = db, _identity(self.path)
         return self._db
 
     def _close(self) -> None:
@@ -138,6 +145,14 @@ class HostRecall:
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
         self._thread.shutdown(wait=False)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _get(db: sqlite3.Connection, key: str, now: float) -> str | None:
