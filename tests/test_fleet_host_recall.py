@@ -197,3 +197,22 @@ async def test_a_database_deleted_under_the_workers_is_followed_by_all(tmp_path:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_write_whose_caller_is_cancelled_is_finished_first(tmp_path: Path) -> None:
+    """The caller holds the key's lock: it lets go only once what it wrote is there."""
+    recall = HostRecall(HostFiles(tmp_path))
+    try:
+        await recall.put("case:a", {"id": "1"}, 60)
+        other = sqlite3.connect(recall.path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another worker is writing
+        write = asyncio.create_task(recall.put("case:b", {"id": "2"}, 60))
+        await asyncio.sleep(0.05)
+        write.cancel()
+        asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        assert rows(tmp_path) == ["case:a", "case:b"]
+        other.close()
+    finally:
+        await recall.close()

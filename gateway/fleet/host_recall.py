@@ -86,25 +86,36 @@ class HostRecall:
         await self.local.put(key, value, ttl_seconds)
         text, now = json.dumps(value), self._now()
         with contextlib.suppress(*FAILURES):  # said by `_run`; kept in this process
-            await self._run("recall_put", lambda db: _put(db, key, text, now, now + ttl_seconds))
+            await self._run(
+                "recall_put", lambda db: _put(db, key, text, now, now + ttl_seconds), whole=True
+            )
 
     async def forget(self, key: str) -> None:
         await self.local.forget(key)
         with contextlib.suppress(*FAILURES):
-            await self._run("recall_forget", lambda db: _forget(db, key))
+            await self._run("recall_forget", lambda db: _forget(db, key), whole=True)
 
     def _now(self) -> float:
         return self.clock.monotonic()
 
-    async def _run(self, operation: str, call: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(
+        self, operation: str, call: Callable[[sqlite3.Connection], T], *, whole: bool = False
+    ) -> T:
         """``call`` on the database, on this recall's thread; a failure is said (once) and
-        raised."""
+        raised. ``whole``: a write, finished even when its caller is cancelled meanwhile, since
+        the caller holds the key's lock and the next holder must find what it wrote."""
 
         def job() -> T:
             return call(self._connected())
 
+        done = asyncio.get_running_loop().run_in_executor(self._thread, job)
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self._thread, job)
+            result = await asyncio.shield(done)
+        except asyncio.CancelledError:
+            if whole:
+                with contextlib.suppress(*FAILURES):
+                    await done
+            raise
         except FAILURES as exc:
             self.files.failed(operation, exc)
             if self._db is not None:  # a fresh connection next time (the file may be new)
