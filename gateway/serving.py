@@ -2,8 +2,8 @@
 worker processes. The supervisor binds the port once and hands the listening socket to its
 workers, so a second instance on the same port fails to start rather than sharing it. It also
 shares their metrics through a Prometheus multiprocess directory, relays cache purges between
-them, gives them a private directory for the OAuth tokens they share, passes SIGTERM on and
-restarts a worker that dies."""
+them, gives them a private directory for what they share (the OAuth tokens, a write lock per
+case, what creates made), passes SIGTERM on and restarts a worker that dies."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def supervise(config: Config, workers: int, sock: socket.socket) -> int:
     """Run `workers` processes of `crm-gateway serve --worker` on ``sock`` and watch them."""
     log = logs.get()
     metrics_dir = tempfile.mkdtemp(prefix="crm-gateway-metrics-")
-    state_dir = tempfile.mkdtemp(prefix="crm-gateway-state-")  # 0700: the tokens' file
+    state_dir = tempfile.mkdtemp(prefix="crm-gateway-state-")  # 0700: gateway.fleet.host_files
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
     relay = Relay()
 

@@ -401,6 +401,34 @@ def gateway(
             out.close()
 
 
+_HOST_LOCK_HOLDER = """
+import asyncio, sys
+from pathlib import Path
+from gateway.fleet.host_files import HostFiles
+from gateway.fleet.host_locks import HostLocks
+
+async def main() -> None:
+    async with HostLocks(HostFiles(Path(sys.argv[1]))).hold(sys.argv[2], 60):
+        print("held", flush=True)
+        await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+async def host_lock_holder(state_dir: Path, key: str) -> subprocess.Popen[bytes]:
+    """Another process holding ``key`` among the host's write locks in ``state_dir`` (as a
+    worker of one supervisor would), once this returns; add it to `processes`."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOST_LOCK_HOLDER, str(state_dir), key],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdout is not None
+    assert await asyncio.to_thread(holder.stdout.readline) == b"held\n"
+    return holder
+
+
 def read_log(log: Path) -> list[dict[str, Any]]:
     """The JSON lines a process wrote to its log file; they join the end-of-run secret scan."""
     text = log.read_text() if log.exists() else ""

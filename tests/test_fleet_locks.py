@@ -2,7 +2,7 @@
 clients (as three processes have) run one at a time; one process asks Redis once per key at a
 time; a lease lasts no longer than its holder's budget and ends by itself when its holder dies;
 a wait that runs out is a timeout, never a write without the lock; Redis stopped is this
-process's lock alone, said loudly."""
+process's lock alone, said loudly (the host's, for the workers of a supervisor)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,17 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio
-from conftest import ROOT, RedisServer, events
+from conftest import ROOT, RedisServer, events, host_lock_holder
 
 from gateway import deadline, metrics
 from gateway.errors import DeadlineExceeded
+from gateway.fleet.host_files import HostFiles
+from gateway.fleet.host_locks import HostLocks
 from gateway.fleet.locks import RedisLocks
 from gateway.fleet.redis import SharedRedis, connect
 
@@ -139,6 +142,8 @@ async def test_a_redis_call_cut_short_by_the_budget_is_a_timeout_not_a_fallback(
 
 HOLDER = """
 import asyncio, sys
+from gateway.fleet.host_files import HostFiles
+from gateway.fleet.host_locks import HostLocks
 from gateway.fleet.locks import RedisLocks
 from gateway.fleet.redis import connect
 
@@ -201,3 +206,26 @@ async def test_redis_stopped_is_this_processs_lock_alone_said_loudly(
         async with locks.hold("case:6", 5):
             assert await fresh.exists("test:lock:case:6") == 1  # a fleet lease again
         assert await fresh.exists("test:lock:case:6") == 0
+
+
+async def test_with_redis_stopped_the_workers_of_a_host_still_hold_one_at_a_time(
+    redis_server: RedisServer, clients: list[SharedRedis], processes: list[Any], tmp_path: Path
+) -> None:
+    """Behind Redis stands the host's lock (a supervisor's workers): while Redis is away, a
+    key another worker of the host holds is still held."""
+    locks, entered = RedisLocks(clients[0], HostLocks(HostFiles(tmp_path))), []
+    redis_server.stop()
+    async with locks.hold("case:7", 5):
+        entered.append("first")
+    assert not clients[0].up  # Redis was asked, and is down: the host's lock alone
+    holder = await host_lock_holder(tmp_path, "case:7")  # another worker of this host
+    processes.append(holder)
+    with deadline.budget(0.3, 0.1), pytest.raises(DeadlineExceeded):
+        async with locks.hold("case:7", 5):
+            entered.append("while held")
+    holder.kill()
+    holder.wait()
+    with deadline.budget(5, 0.1):
+        async with locks.hold("case:7", 5):
+            entered.append("after")
+    assert entered == ["first", "after"]

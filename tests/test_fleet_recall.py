@@ -1,13 +1,15 @@
 """What creates made, remembered across the fleet through a real redis-server: one process
 remembers, every process recalls, for the entry's time to live; what a write made reaches
 Redis even past its request's budget; with Redis stopped, each process recalls what it made
-itself, also once Redis is back; a read cut short by the budget is not "never made"."""
+itself (the workers of a host what any of them made), also once Redis is back; a read cut
+short by the budget is not "never made"."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,8 @@ from conftest import RedisServer
 
 from gateway import deadline
 from gateway.errors import DeadlineExceeded
+from gateway.fleet.host_files import HostFiles
+from gateway.fleet.host_recall import HostRecall
 from gateway.fleet.recall import RedisRecall
 from gateway.fleet.redis import SharedRedis, connect
 
@@ -98,3 +102,20 @@ async def test_a_read_cut_short_by_the_budget_is_a_timeout_not_never_made() -> N
     finally:
         await slow.close()
         hung.close()
+
+
+async def test_with_redis_stopped_the_workers_of_a_host_recall_each_others_creates(
+    clients: list[SharedRedis], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Behind Redis stands the host's memory (a supervisor's workers): while Redis is away, what
+    one worker made is still found by another worker of its host."""
+    a, b = (RedisRecall(r, HostRecall(HostFiles(tmp_path))) for r in clients[:2])
+    try:
+        redis_server.stop()
+        await a.put("case:during", {"id": "2"}, 60)
+        assert await b.get("case:during") == {"id": "2"}
+        assert not clients[0].up and not clients[1].up
+    finally:
+        for recall in (a, b):
+            assert isinstance(recall.local, HostRecall)
+            await recall.local.close()

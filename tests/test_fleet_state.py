@@ -1,6 +1,7 @@
 """The fleet as one gateway process sees it, in process: built from the config
-(`REDIS_URL`), a Redis that hangs costs no request, and the state it holds (tokens, holds)
-outlives a reload."""
+(`REDIS_URL`) and the supervisor's state directory (the host's locks and memory, behind Redis
+when it is configured), a Redis that hangs costs no request, and the state it holds (tokens,
+holds) outlives a reload."""
 
 from __future__ import annotations
 
@@ -11,11 +12,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import API, AUTH, ROOT, RedisServer, events, gateway_env
+from conftest import API, AUTH, ROOT, RedisServer, events, gateway_env, host_lock_holder
 
 from gateway.config import Config, load_config
 from gateway.fleet import state
 from gateway.fleet.holds import RedisHolds
+from gateway.fleet.host_locks import HostLocks
+from gateway.fleet.host_recall import HostRecall
+from gateway.fleet.locks import RedisLocks
+from gateway.fleet.recall import RedisRecall
+from gateway.locks import LocalLocks
+from gateway.recall import LocalRecall
 from gateway.reloading import HOLDER
 from gateway.upstream.shared import LocalHolds, LocalTokenStore, Tokens
 
@@ -39,6 +46,35 @@ def test_redis_is_on_when_redis_url_is_set(sandbox: Any) -> None:
     config = configured(sandbox, REDIS_URL="redis://:pa%24s@10.0.0.7:6379/0")
     assert isinstance(state.build(config).holds, RedisHolds)
     assert "pa$s" not in repr(config)
+
+
+async def test_a_supervisors_worker_shares_the_hosts_locks_and_memory(
+    sandbox: Any, tmp_path: Any
+) -> None:
+    alone = state.build(configured(sandbox))  # a process without a supervisor: its own
+    assert isinstance(alone.locks, LocalLocks) and isinstance(alone.recall, LocalRecall)
+    worker = state.build(configured(sandbox), state_dir=tmp_path)
+    assert isinstance(worker.locks, HostLocks) and isinstance(worker.recall, HostRecall)
+    assert worker.locks.files.directory == tmp_path
+    behind = state.build(configured(sandbox, REDIS_URL="redis://127.0.0.1:9/0"), state_dir=tmp_path)
+    assert isinstance(behind.locks, RedisLocks) and isinstance(behind.locks.local, HostLocks)
+    assert isinstance(behind.recall, RedisRecall) and isinstance(behind.recall.local, HostRecall)
+    for fleet in (alone, worker, behind):
+        await fleet.close()
+
+
+async def test_a_worker_sweeps_the_lock_files_dead_workers_left(
+    sandbox: Any, tmp_path: Any, processes: list[Any]
+) -> None:
+    dead = await host_lock_holder(tmp_path, "case:1")
+    processes.append(dead)
+    dead.kill()
+    dead.wait()
+    assert len(list((tmp_path / "locks").iterdir())) == 1
+    fleet = state.build(configured(sandbox), state_dir=tmp_path)
+    await fleet.start(lambda names: None)
+    assert list((tmp_path / "locks").iterdir()) == []
+    await fleet.close()
 
 
 async def test_a_hung_redis_costs_no_request(

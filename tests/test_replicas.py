@@ -3,7 +3,9 @@ sandbox CRM: the replicas act as one gateway. A 429 one of them sees holds them 
 creates and updates spread over them land once, on a CRM without idempotency keys too (the
 sandbox with its keys off, and a real RT5 under `make test-rt5`); a purge on one empties every
 process's caches; an OAuth rotation over 3 replicas x 2 workers makes one refresh per expiry;
-and Redis stopped mid-run costs no request, reads or writes."""
+and Redis stopped mid-run costs no request, reads or writes. Without Redis, the workers of one
+supervisor (`serve --workers 3`) do the same through their host: racing creates and updates
+spread over them land once, on a CRM without idempotency keys too."""
 
 from __future__ import annotations
 
@@ -232,6 +234,69 @@ async def test_racing_writes_through_the_replicas_land_once_on_rt5(
         await asyncio.sleep(1.5)  # past shared_state.retry_seconds: every process asks Redis again
         case, once = await race(http, ports, customer["id"], 3)
         assert once_each(await rt.comments(case), list(once)) == once
+
+
+async def start_workers(
+    processes: list[Any], config: Path, env: dict[str, str], logs: Path
+) -> list[int]:
+    """One supervisor of three workers without Redis; its port three times, as `race` takes the
+    replicas' ports (the workers take connections from one listening socket in turn)."""
+    port = free_port()
+    args = ("serve", "--config", str(config), "--port", str(port), "--workers", "3")
+    processes.append(gateway(*args, env={**env, "REDIS_URL": ""}, log=logs / "workers.log"))
+    await until_up(port)
+    return [port] * 3
+
+
+def each_request_its_connection() -> aiohttp.ClientSession:
+    """A new connection per request, so that every worker takes some of the racing requests."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+
+
+async def test_racing_writes_through_the_workers_of_one_host_land_once_without_redis(
+    watched_sandbox: Any, store: Store, processes: list[Any], logs_dir: Path
+) -> None:
+    store.idempotency_keys = False  # only the gateway can make a create happen once
+    watched_sandbox.app[FAULTS].delay = 0.02  # a CRM that takes its time: the writes overlap
+    env = gateway_env(str(watched_sandbox.make_url("")).rstrip("/"))
+    ports = await start_workers(processes, process_config(logs_dir), env, logs_dir)
+    async with each_request_its_connection() as http:
+        for rep in range(3):
+            before = len(store.tickets)
+            case, once = await race(http, ports, "1001", rep)
+            assert len(store.tickets) == before + 1, rep  # one ticket made
+            texts = [c["body"] for c in store.comments[int(case)]]
+            assert once_each(texts, list(once)) == once, rep
+        users, body = len(store.users), someone()
+        made = await asyncio.gather(*(send(http, "POST", ports[0], f"{API}/customer", body)
+                                      for _ in range(30)))  # fmt: skip
+        assert {s for s, _ in made} == {201} and len({m["id"] for _, m in made}) == 1
+        assert len(store.users) == users + 1
+    logged = read_log(logs_dir / "workers.log")
+    assert len({e["pid"] for e in logged if e["event"] == "started"}) == 3
+    assert not [e for e in logged if e["event"].startswith("host_state")]  # the host's files
+
+
+async def test_racing_writes_through_the_workers_of_one_host_land_once_on_rt5(
+    processes: list[Any], logs_dir: Path
+) -> None:
+    """The same on a real Request Tracker 5 (`make test-rt5`), which has no idempotency key."""
+    env = rt5_env()
+    if env is None:
+        pytest.skip(NO_RT5)
+    rt = RT5(env)
+    config = process_config(logs_dir, base="config.rt5.example.yaml")
+    ports = await start_workers(processes, config, env, logs_dir)
+    async with each_request_its_connection() as http:
+        code, customer = await send(http, "POST", ports[0], f"{API}/customer", someone())
+        assert code == 201, customer
+        made: list[str] = []
+        for rep in range(3):
+            case, once = await race(http, ports, customer["id"], rep)
+            made.append(case)
+            found = await rt.tickets(f"Requestor.id = {int(customer['id'])}")
+            assert sorted(found) == sorted(made), rep  # one ticket for each 30 creates
+            assert once_each(await rt.comments(case), list(once)) == once, rep
 
 
 async def test_a_purge_reaches_every_replica_and_redis_trouble_costs_no_request(

@@ -1,12 +1,14 @@
 """One writer per key across the fleet (docs/behaviour.md §5): the updates of one case, and
 the creates of one identity, run one at a time whichever process they came through.
 
-A holder first takes this process's lock for the key, so that one task per process at most
-asks Redis; then a lease lock in Redis, for no longer than what is left of its request's
+A holder first takes this process's lock for the key (the host's, for a worker of a
+supervisor: `host_locks`), so that one task per process (or host) at most asks Redis; then a
+lease lock in Redis, for no longer than what is left of its request's
 budget (and a second to give it back), waiting for it at most what is left of the budget. A
 wait that runs out is the gateway's timeout (504), never a write without the lock. When Redis
-is away the process's lock alone serialises the writers of this process, as without Redis
-(SharedRedis logs it and counts it); a lease whose holder died ends with its lease."""
+is away that first lock alone serialises the writers, of this host or this process, as
+without Redis (SharedRedis logs it and counts it); a lease whose holder died ends with its
+lease."""
 
 from __future__ import annotations
 
@@ -16,13 +18,14 @@ from contextlib import asynccontextmanager
 from gateway import deadline
 from gateway.errors import DeadlineExceeded
 from gateway.fleet.redis import LeaseTimeout, SharedRedis, Unavailable
-from gateway.locks import LocalLocks
+from gateway.locks import KeyedLocks, LocalLocks
 
 RELEASE_SECONDS = 1.0  # a lease outlives its holder's budget by this much: time to give it back
 
 
 class RedisLocks:
-    def __init__(self, redis: SharedRedis, local: LocalLocks | None = None) -> None:
+    def __init__(self, redis: SharedRedis, local: KeyedLocks | None = None) -> None:
+        """``local``: the lock taken first, and alone while Redis is away."""
         self.redis = redis
         self.local = local or LocalLocks()
 
@@ -38,7 +41,7 @@ class RedisLocks:
                     await self.redis.release(name, token)
 
     async def _acquire(self, name: str, lease_seconds: float) -> str | None:
-        """The lease's token; None when Redis is away (this process's lock alone)."""
+        """The lease's token; None when Redis is away (the first lock alone)."""
         budget = deadline.current()
         lease, wait = lease_seconds, lease_seconds
         if budget is not None:  # measured now, after waiting for this process's lock

@@ -2,9 +2,10 @@
 any process finds the case or customer the first create made, also on a CRM without
 idempotency keys. Entries are JSON in Redis with their time to live.
 
-Each entry is also kept in this process, so that while Redis is away the process still finds
-what it made itself, and an entry made then is found here once Redis is back (where Redis
-holds nothing for the key). What a write made is remembered even past the request's budget
+Each entry is also kept in this process (in the host's memory, for a worker of a supervisor:
+`host_recall`), so that while Redis is away the process (or host) still finds what it made
+itself, and an entry made then is found once Redis is back (where Redis holds nothing for the
+key). What a write made is remembered even past the request's budget
 (one short Redis timeout): a repeat through another process must find it."""
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from typing import Any
 from gateway import logs
 from gateway.errors import DeadlineExceeded
 from gateway.fleet.redis import SharedRedis, Unavailable
-from gateway.recall import LocalRecall
+from gateway.recall import LocalRecall, Recall
 
 
 class RedisRecall:
-    def __init__(self, redis: SharedRedis, local: LocalRecall | None = None) -> None:
+    def __init__(self, redis: SharedRedis, local: Recall | None = None) -> None:
         self.redis = redis
         self.local = local or LocalRecall()
 

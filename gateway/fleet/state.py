@@ -1,7 +1,12 @@
 """The fleet as one process sees it: the holds and token stores its upstream client uses, the
 per-key write locks and the memory of creates its engine uses, and the purge that reaches every
 other process. Made once per process; it outlives reloads, so a reload keeps the holds, the
-tokens, the locks and the memory it has."""
+tokens, the locks and the memory it has.
+
+The locks and the memory are the fleet's through Redis when it is configured, else the host's
+(the files in the supervisor's state directory) for a worker of `serve --workers N`, else this
+process's own. Under Redis, the host's stand behind it: while Redis is away the workers of one
+host still write one at a time and recall each other's creates (docs/behaviour.md §5)."""
 
 from __future__ import annotations
 
@@ -20,6 +25,9 @@ from gateway.config import Config
 from gateway.fleet import redis as shared
 from gateway.fleet.holds import RedisHolds
 from gateway.fleet.host import HostChannel
+from gateway.fleet.host_files import HostFiles
+from gateway.fleet.host_locks import HostLocks
+from gateway.fleet.host_recall import HostRecall
 from gateway.fleet.locks import RedisLocks
 from gateway.fleet.purges import Purge, RedisPurges
 from gateway.fleet.recall import RedisRecall
@@ -53,9 +61,18 @@ class Fleet:
         longest a token refresh may hold the fleet's lock."""
         self.redis, self.state_dir, self.lease_seconds = redis, state_dir, lease_seconds
         self.holds: Holds = RedisHolds(redis) if redis is not None else LocalHolds()
-        # One writer per case (and per create), and what creates made: fleet-wide with Redis.
-        self.locks: KeyedLocks = RedisLocks(redis) if redis is not None else LocalLocks()
-        self.recall: Recall = RedisRecall(redis) if redis is not None else LocalRecall()
+        # One writer per case (and per create), and what creates made: fleet-wide with Redis,
+        # host-wide behind it (and without it) for the workers of a supervisor.
+        self.host_locks: HostLocks | None = None
+        self.host_recall: HostRecall | None = None
+        locks: KeyedLocks = LocalLocks()
+        recall: Recall = LocalRecall()
+        if state_dir is not None:
+            files = HostFiles(state_dir)
+            locks = self.host_locks = HostLocks(files)
+            recall = self.host_recall = HostRecall(files)
+        self.locks: KeyedLocks = RedisLocks(redis, locks) if redis is not None else locks
+        self.recall: Recall = RedisRecall(redis, recall) if redis is not None else recall
         self._host_sock = host
         self.purges: RedisPurges | None = None
         self.host: HostChannel | None = None
@@ -80,6 +97,8 @@ class Fleet:
 
     async def start(self, purge: Purge) -> None:
         """Start receiving the purges of other processes; ``purge`` empties caches here."""
+        if self.host_locks is not None:  # what a worker that died holding locks left behind
+            self.host_locks.sweep()
         if self.redis is not None:
             self.purges = RedisPurges(self.redis, purge)
             self._run(self.purges.listen())
@@ -106,6 +125,8 @@ class Fleet:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.host_recall is not None:
+            await self.host_recall.close()
         if self.redis is not None:
             await self.redis.close()
 
