@@ -238,7 +238,9 @@ async def test_hostile_values_never_widen_a_search(upstream: Upstream) -> None:
         for field in searchable:
             resp = await c.post(f"{API}/customers", json={field: value}, headers=AUTH)
             assert resp.status in (204, 400), (upstream.name, field, repr(value), resp.status)
-        body = {"displayName": value, "screenName": value, "email": value, "phoneNumbers": [value]}
+        body = {"displayName": value, "screenName": value, "email": value, "phoneNumbers": [value],
+                "caseNumbers": [value], "orderNumbers": [value], "accountNumbers": value,
+                "profileUrl": f"instagram.com/{value}", "service": "instagram"}  # fmt: skip
         resp = await c.post(f"{API}/customer/bestmatch", json=body, headers=AUTH)
         assert resp.status == 200 and await resp.json() == [], (upstream.name, repr(value))
         resp = await c.get("/customer", params={"query": f"phone:{value}"}, headers=EF_AUTH)
