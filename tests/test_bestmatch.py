@@ -148,6 +148,21 @@ def many(n: int) -> dict[str, Any]:
     }
 
 
+async def test_a_best_match_with_1000_numbers_makes_at_most_the_configured_calls(
+    client: Any, sandbox: Any, capsys: Any
+) -> None:
+    await warm(client)
+    before = len(calls(sandbox))
+    numbers = [f"+4179{n:07d}" for n in range(999)] + ["+41791234567"]
+    body = {"phoneNumbers": numbers, "email": "jane@example.com", "displayName": "John Smith"}
+    # email and name are searched; of the numbers, the first five only (Jane's is 1000th).
+    assert await best(client, body) == [JANE, JOHN]
+    made = calls(sandbox)[before:]
+    assert len(made) == sum("/api/v2/users/search" in c for c in made) == 7 <= 12
+    limited = [e for e in events(capsys.readouterr().out) if e["event"] == "bestmatch_limited"]
+    assert limited[0]["searches"] == 7 and limited[0]["ignored_values"] == 995
+
+
 async def test_many_values_of_each_kind_make_at_most_the_configured_calls(
     client: Any, sandbox: Any, capsys: Any
 ) -> None:
