@@ -37,6 +37,24 @@ CUSTOMER: Schema = {
     "properties": {"id": TEXT, "url": TEXT, "uri": TEXT},
     "additionalProperties": VALUE,
 }
+# An interaction the gateway wrote on a case, read back (docs/behaviour.md §1.5): Khoros's
+# Interaction object, every key present ("" where the CRM holds nothing).
+WRITTEN_INTERACTION: Schema = {
+    "type": "object",
+    "required": ["created", "body", "linkUrl", "serviceId", "service", "contentType", "author"],
+    "properties": {
+        **dict.fromkeys(("created", "body", "linkUrl", "serviceId", "service"), TEXT),
+        "contentType": TEXT,
+        "author": {
+            "type": "object",
+            "required": ["service", "serviceId", "handle", "name", "brandOwned"],
+            "properties": {
+                **dict.fromkeys(("service", "serviceId", "handle", "name"), TEXT),
+                "brandOwned": {"type": "boolean"},
+            },
+        },
+    },
+}
 CASE: Schema = {
     "type": "object",
     "required": ["id", "number", "customerId", "title", "description", "url", "linkUrl"],
@@ -44,9 +62,15 @@ CASE: Schema = {
         **dict.fromkeys(("id", "number", "customerId", "title", "description"), TEXT),
         **dict.fromkeys(("url", "linkUrl", "created", "lastUpdated"), TEXT),
         "status": {"type": "string", "enum": ["open", "closed"]},
+        "interactions": {
+            **listed(WRITTEN_INTERACTION),
+            "description": "on a single case only (GET /case/{id}), oldest first",
+        },
     },
     "additionalProperties": VALUE,
 }
+# GET /case/{id}: the case with the interactions written on it.
+ONE_CASE: Schema = {**CASE, "required": [*CASE["required"], "interactions"]}
 META: Schema = {
     "type": "object",
     "required": ["name", "fields"],
@@ -76,6 +100,12 @@ BESTMATCH: Schema = {
     "properties": {
         **dict.fromkeys(("displayName", "screenName", "description", "profileUrl"), MAYBE_TEXT),
         "email": MAYBE_TEXT,
+        # Not in Khoros's reference: the network of `screenName`, when a caller sends it.
+        "service": MAYBE_TEXT,
+        "author": {
+            "type": ["object", "null"],
+            "properties": {"service": MAYBE_TEXT, "handle": MAYBE_TEXT},
+        },
         **dict.fromkeys(("phoneNumbers", "orderNumbers", "caseNumbers"), TEXTS),
         "addresses": {"type": ["array", "null"], "items": {"type": "object"}},
         "accountNumbers": {"type": ["string", "array", "null"], "items": TEXT},
@@ -203,7 +233,8 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "find_case", "GET", "/case/{id}", khoros.find_case, "khoros",
-        response=CASE, errors=(404,), mapped="record", summary="find a case",
+        response=ONE_CASE, errors=(404,), mapped="record",
+        summary="find a case, with the interactions written on it",
     ),
     Operation(
         "update_case", "PATCH", "/case/{id}", khoros.update_case, "khoros",

@@ -1,25 +1,22 @@
 """The Khoros Marketing Custom CRM API (docs/behaviour.md §1): one handler per operation, each
 given the live Runtime and its request's Args, the body already accepted by the operation's
-schema (`gateway.api`). What they call is in `gateway.mapping`: the engine's reads, and the
-writes of cases and customers."""
+schema (`gateway.api`). What they call is in `gateway.mapping`: the engine's reads, best
+match, and the writes of cases and customers."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from gateway.errors import NotFound
+from gateway.mapping.fields import RECORD_ID
 from gateway.operation import Args
 from gateway.runtime import Runtime
-
-# Ids go into upstream paths: anything else could address another resource.
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def _id(args: Args, what: str = "customer") -> str:
     value = args.params["id"]
-    if not _ID.match(value):
+    if not RECORD_ID.match(value):
         raise NotFound(f"No {what} exists with the given id.")
     return value
 
@@ -31,7 +28,7 @@ def _case(body: Mapping[str, Any] | None, *, create: bool) -> dict[str, Any]:
     customer = out.get("customerId")
     if isinstance(customer, int) and not isinstance(customer, bool):
         out["customerId"] = customer = str(customer)
-    if (create or customer) and not _ID.match(str(customer)):
+    if (create or customer) and not RECORD_ID.match(str(customer)):
         raise NotFound("No customer exists with the given id.")
     return out
 
@@ -49,7 +46,7 @@ async def search_customers(live: Runtime, args: Args) -> Any:
 
 async def bestmatch(live: Runtime, args: Args) -> Any:
     # Unknown keys are ignored: Khoros may send more context than its reference lists.
-    return await live.engine.bestmatch(args.body or {})
+    return await live.bestmatch.find(args.body or {})
 
 
 async def find_customer(live: Runtime, args: Args) -> Any:
@@ -73,7 +70,8 @@ async def create_case(live: Runtime, args: Args) -> Any:
 
 
 async def find_case(live: Runtime, args: Args) -> Any:
-    return await live.engine.find_case(_id(args, "case"))
+    # A single case carries the interactions the gateway wrote on it; lists stay light.
+    return await live.engine.find_case(_id(args, "case"), interactions=True)
 
 
 async def update_case(live: Runtime, args: Args) -> Any:

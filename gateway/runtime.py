@@ -11,6 +11,7 @@ from gateway.cache import AsyncTTLCache, Caches, CacheSettings
 from gateway.config import Config
 from gateway.fleet.state import Fleet
 from gateway.locks import LocalLocks
+from gateway.mapping.bestmatch import BestMatch
 from gateway.mapping.cases import CaseWrites
 from gateway.mapping.codecs import Codecs, PhoneNumbers
 from gateway.mapping.customers import CustomerWrites
@@ -32,6 +33,7 @@ class Runtime:
     upstream: Upstream
     caches: Caches
     engine: Engine  # runs the mapping's operations; the Khoros API's reads
+    bestmatch: BestMatch
     cases: CaseWrites  # the Khoros API's writes
     customers: CustomerWrites
     priority_routing: PriorityRouting | None  # None: the mapping has no `expertflow` section
@@ -59,7 +61,6 @@ def build(
         settings=config.settings,
         upstream_url=config.upstream.base_url,
         codecs=Codecs(PhoneNumbers(config.phones.default_region)),
-        limits=config.bestmatch,
     )
     locks = fleet.locks if fleet is not None else LocalLocks()
     recall = fleet.recall if fleet is not None else LocalRecall()
@@ -76,6 +77,7 @@ def build(
         upstream,
         caches,
         engine,
+        BestMatch(engine, config.bestmatch),
         CaseWrites(engine, locks=locks, recall=recall, grace_seconds=grace),
         CustomerWrites(engine, locks=locks, recall=recall, grace_seconds=grace),
         priority_routing,

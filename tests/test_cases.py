@@ -46,6 +46,8 @@ async def test_racing_updates_right_after_the_create_add_each_interaction_once(
         assert [a.status for a in answers] == [200] * 10
         counts = once_each(await upstream.comments(case["id"]), ids)
         assert counts == dict.fromkeys(ids, 1), (upstream.name, rep, counts)
+        read = await ok(await c.get(f"{API}/case/{case['id']}", headers=AUTH))
+        assert sorted(i["serviceId"] for i in read["interactions"]) == sorted(ids)
 
 
 async def test_a_case_with_a_long_history_still_gets_each_interaction_once(
@@ -67,6 +69,8 @@ async def test_a_case_with_a_long_history_still_gets_each_interaction_once(
     texts = await upstream.comments(case["id"])
     assert len(texts) >= 160
     assert once_each(texts, ["h1", "h2", "h3"]) == {"h1": 1, "h2": 1, "h3": 1}
+    read = await ok(await c.get(f"{API}/case/{case['id']}", headers=AUTH))  # every page
+    assert [i["serviceId"] for i in read["interactions"]] == ["h1", "h2", "h3"]
 
 
 async def test_every_case_of_a_customer_newest_first(upstream: Upstream) -> None:
@@ -166,6 +170,9 @@ async def test_keys_are_recorded_in_audits_and_many_take_several_writes(
     assert len(store.audits[int(case["id"])]) > 1  # 1 KB of metadata per audit
     for audit in store.audits[int(case["id"])]:
         assert len(json.dumps(audit["metadata"]["custom"])) <= 1024
+    read = await ok(await client.get(f"{API}/case/{case['id']}", headers=AUTH))
+    assert [i["serviceId"] for i in read["interactions"]] == [f"k{n}" for n in range(60)]
+    assert {i["author"]["serviceId"] for i in read["interactions"]} == {"99"}
     again = await client.post(f"{API}/case", json=body, headers=AUTH)
     assert (await again.json())["id"] == case["id"] and sorted(
         recorded(store, case["id"])

@@ -1,6 +1,5 @@
 """The engine: error translation and request rendering (aioresponses standing in for the
-upstream), the CRM's broken text repaired, answers checked before they are cached, and the
-bounded fan-out of best match."""
+upstream), the CRM's broken text repaired, and answers checked before they are cached."""
 
 from __future__ import annotations
 
@@ -14,10 +13,8 @@ from aioresponses import aioresponses
 from conftest import API, AUTH, EF_AUTH, ROOT, events, gateway_env
 
 from gateway.cache import CacheSettings
-from gateway.config import Config, load_config
-from gateway.mapping.fanout import FanOutLimits
+from gateway.config import load_config
 from gateway.mapping.interactions import idempotency_key
-from gateway.sandbox.server import CALLS
 
 UP = "https://acme.zendesk.example"
 USER_FIELDS = re.compile(rf"^{UP}/api/v2/user_fields.*$")
@@ -274,42 +271,3 @@ async def test_a_malformed_label_answer_is_an_error_and_not_cached(
         assert refused.status == 502 and (await refused.json())["error"] == "BadGateway"
         labels = await offline.get("/label", headers=EF_AUTH)
         assert labels.status == 200 and [x["name"] for x in await labels.json()] == ["Gold"]
-
-
-# -- best match: a bounded fan-out ---------------------------------------------------------------
-
-
-def searches(sandbox: Any) -> int:
-    return sum("/api/v2/users/search" in c for c in sandbox.app[CALLS])
-
-
-async def test_a_best_match_with_1000_numbers_makes_at_most_the_configured_calls(
-    client: Any, sandbox: Any, capsys: Any
-) -> None:
-    await client.get(f"{API}/meta/object/customer", headers=AUTH)  # field definitions cached
-    before = len(sandbox.app[CALLS])
-    numbers = [f"+4179{n:07d}" for n in range(999)] + ["+41791234567"]
-    body = {"phoneNumbers": numbers, "email": "jane@example.com", "displayName": "John Smith"}
-    resp = await client.post(f"{API}/customer/bestmatch", json=body, headers=AUTH)
-    assert resp.status == 200
-    # email and name are searched; of the numbers, the first five only (Jane's is 1001st).
-    assert [c["id"] for c in await resp.json()] == ["1001", "1002"]
-    assert len(sandbox.app[CALLS]) - before == searches(sandbox) == 7 <= 12
-    limited = [e for e in events(capsys.readouterr().out) if e["event"] == "bestmatch_limited"]
-    assert limited[0]["searches"] == 7 and limited[0]["ignored_values"] == 995
-
-
-async def test_racing_best_matches_are_each_bounded(
-    make_client: Any, config: Config, sandbox: Any
-) -> None:
-    tight = dataclasses.replace(
-        config, bestmatch=FanOutLimits(values_per_strategy=50, max_searches=3)
-    )
-    client = await make_client(tight)
-    await client.get(f"{API}/meta/object/customer", headers=AUTH)
-    body = {"phoneNumbers": [f"+4179{n:07d}" for n in range(999)], "displayName": "Jane Doe"}
-    answers = await asyncio.gather(
-        *(client.post(f"{API}/customer/bestmatch", json=body, headers=AUTH) for _ in range(10))
-    )
-    assert [a.status for a in answers] == [200] * 10
-    assert searches(sandbox) == 10 * 3

@@ -14,16 +14,16 @@ from gateway.mapping.fanout import FanOutLimits, plan
 from gateway.mapping.model import Strategy
 
 STRATEGIES = (
-    Strategy("email", Expression("[body.email]"), "exact"),
-    Strategy("phone", Expression("body.phoneNumbers"), "phone"),
-    Strategy("twitter", Expression("[body.screenName]"), "handle"),
-    Strategy("name", Expression("[body.displayName]"), "exact"),
+    Strategy("customers", "email", Expression("[body.email]"), "exact"),
+    Strategy("customers", "phone", Expression("body.phoneNumbers"), "phone"),
+    Strategy("customers", "twitter", Expression("[body.screenName]"), "handle"),
+    Strategy("customers", "name", Expression("[body.displayName]"), "exact"),
 )
 
 
 def searched(body: dict[str, Any], limits: FanOutLimits) -> tuple[list[tuple[str, str]], int]:
-    found, ignored = plan(STRATEGIES, body, limits)
-    return [(s.field, v) for s, v in found], ignored
+    found, ignored = plan(STRATEGIES, {"body": body}, limits)
+    return [(s.name, v) for s, v in found], ignored
 
 
 def test_values_per_strategy_and_the_rest_counted() -> None:
@@ -57,9 +57,21 @@ def test_blank_repeated_and_non_text_values_are_not_searched() -> None:
 
 
 def test_an_expression_that_finds_one_value_or_none() -> None:
-    one = (Strategy("email", Expression("body.email"), None),)
-    assert plan(one, {"email": "a@b.c"}, DEFAULT_FAN_OUT)[0][0][1] == "a@b.c"
-    assert plan(one, {}, DEFAULT_FAN_OUT) == ([], 0)
+    one = (Strategy("customers", "email", Expression("body.email")),)
+    assert plan(one, {"body": {"email": "a@b.c"}}, DEFAULT_FAN_OUT)[0][0][1] == "a@b.c"
+    assert plan(one, {"body": {}}, DEFAULT_FAN_OUT) == ([], 0)
+
+
+def test_handles_are_values_by_network() -> None:
+    by_network = (
+        Strategy("customers", "twitter", Expression("handles.twitter")),
+        Strategy("customers", "instagram", Expression("handles.instagram")),
+        Strategy("case", None, Expression("body.caseNumbers")),
+    )
+    given = {"body": {"caseNumbers": ["5001"]}, "handles": {"instagram": ["jane.roe"]}}
+    found, ignored = plan(by_network, given, DEFAULT_FAN_OUT)
+    assert [(s.name, v) for s, v in found] == [("instagram", "jane.roe"), ("case", "5001")]
+    assert ignored == 0  # no twitter handle: no value
 
 
 @settings(max_examples=200, deadline=None)

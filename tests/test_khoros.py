@@ -48,7 +48,7 @@ async def test_meta_case_fields_are_not_searchable(client: Any) -> None:
     body = await (await client.get(f"{API}/meta/object/case", headers=AUTH)).json()
     names = [f["name"] for f in body["fields"]]
     assert names[:2] == ["id", "linkUrl"]
-    assert {"created", "title", "status", "custom_360001", "custom_360002"} <= set(names)
+    assert {"created", "title", "status", "orderNumber", "custom_360002"} <= set(names)
     assert "custom_1" not in names  # system ticket fields are not custom fields
     assert not any(f["searchable"] for f in body["fields"])
     product = next(f for f in body["fields"] if f["name"] == "custom_360002")
@@ -358,7 +358,7 @@ async def test_customer_cases(client: Any, store: Store) -> None:
     case = by_id["5001"]
     assert case["url"] == case["linkUrl"] == f"{store.base_url}/agent/tickets/5001"
     assert case["number"] == "5001" and case["customerId"] == "1001"
-    assert case["title"] == "Order arrived damaged" and case["custom_360001"] == "A-1001"
+    assert case["title"] == "Order arrived damaged" and case["orderNumber"] == "A-1001"
     assert case["created"].endswith("Z") and case["lastUpdated"].endswith("Z")
     assert (await client.get(f"{API}/customer/1003/cases", headers=AUTH)).status == 200
     assert (await client.get(f"{API}/customer/999/cases", headers=AUTH)).status == 404
@@ -438,10 +438,13 @@ async def test_create_case_spec_request_example(client: Any) -> None:
     assert resp.status == 201
 
 
-async def test_find_case(client: Any) -> None:
+async def test_find_case(client: Any, store: Store) -> None:
+    # An agent's reply typing a marker is no interaction: only the audits' records say which.
+    store.update_ticket(5001, {"comment": {"body": "See [khoros:twitter:1] above"}})
     resp = await client.get(f"{API}/case/5001", headers=AUTH)
     assert resp.status == 200
-    assert (await resp.json())["title"] == "Order arrived damaged"
+    found = await resp.json()
+    assert found["title"] == "Order arrived damaged" and found["interactions"] == []
     assert (await client.get(f"{API}/case/9999", headers=AUTH)).status == 404
     assert (await client.get(f"{API}/case/x.y", headers=AUTH)).status == 404
 
@@ -456,6 +459,11 @@ async def test_update_case_appends_each_interaction_once(client: Any, store: Sto
     bodies = [c["body"] for c in store.comments[int(case["id"])]]
     assert len(bodies) == 2
     assert "[khoros:twitter:2]" in bodies[1] and "[khoros:twitter:1]" not in bodies[1]
+    read = await (await client.get(f"{API}/case/{case['id']}", headers=AUTH)).json()
+    assert [(i["serviceId"], i["body"]) for i in read["interactions"]] == [
+        ("1", "My screen broke!"),
+        ("2", "Reply"),
+    ]
 
 
 async def test_update_case_fields_and_status(client: Any) -> None:

@@ -84,6 +84,8 @@ async def test_responses_match_the_official_openapi(sandbox: Any, oas: dict[str,
         await call("GET", f"/api/v2/tickets/{tid}/comments", "ListTicketComments", 200, **cursor)
         await call("GET", f"/api/v2/tickets/{tid}/audits", "ListAuditsForTicket", 200, **cursor)
         await call("GET", f"/api/v2/users/{uid}/tickets/requested", "ListTickets", 200)
+        await call("GET", "/api/v2/search?query=type:ticket%20crushed", "ListSearchResults", 200)
+        await call("GET", "/api/v2/search?query=jane", "ListSearchResults", 200)
 
 
 async def test_search_is_fuzzy_and_knows_the_syntax(sandbox: Any) -> None:
@@ -234,6 +236,54 @@ async def test_user_search_pages_by_offset_and_stops_at_1000(sandbox: Any, store
     assert status == 422 and body["error"] == "invalid"
     cursor = {"query": "many", "page[size]": "10"}
     assert (await get(sandbox, "/api/v2/users/search", **cursor))[0] == 400
+
+
+async def test_ticket_search_is_as_fuzzy_as_user_search(sandbox: Any, store: Any) -> None:
+    async def found(query: str, **more: str) -> list[tuple[str, int]]:
+        status, body, _ = await get(sandbox, "/api/v2/search", query=query, **more)
+        assert status == 200, body
+        return [(r["result_type"], r["id"]) for r in body["results"]]
+
+    store.create_ticket(
+        {
+            "requester_id": 1002,
+            "subject": "Late parcel",
+            "comment": {"body": "Where is it?"},
+            "custom_fields": [{"id": 360001, "value": "A-10019"}],
+        },
+        None,
+    )
+    assert await found("type:ticket custom_field_360001:A-1001") == [
+        ("ticket", 5001), ("ticket", 5003)]  # words match by prefix  # fmt: skip
+    assert await found('type:ticket custom_field_360001:"A-10019"') == [("ticket", 5003)]
+    assert await found("type:ticket 10019") == [("ticket", 5003)]  # digits inside numbers
+    assert await found("type:ticket crushed") == [("ticket", 5001)]  # comments are searched
+    assert await found("type:ticket requester:john@example.com") == [("ticket", 5003)]
+    assert await found("type:ticket status:solved") == [("ticket", 5002)]
+    assert await found("type:ticket order_no:A-1001") == []  # no such keyword: nothing
+    assert await found("jane roe") == [("user", 1003)]  # no type: users and tickets
+    assert await found("type:ticket parcel", sort_by="created_at") == [("ticket", 5003)]
+    assert await found("type:organization acme") == []
+
+
+async def test_ticket_search_lags_writes_and_stops_at_1000(sandbox: Any, store: Any) -> None:
+    store.index_lag = 60
+    store.create_ticket(
+        {"requester_id": 1001, "subject": "Fresh", "comment": {"body": "new"}}, None
+    )
+    store.update_ticket(5001, {"comment": {"body": "Fresh reply"}})
+    _, body, _ = await get(sandbox, "/api/v2/search", query="type:ticket fresh")
+    assert body["results"] == [] and body["count"] == 0  # neither is indexed yet
+    store.index_lag = 0
+    for n in range(1005):
+        store.create_ticket({"requester_id": 1002, "subject": f"Bulk {n}", "comment": {
+            "body": "x"}}, None)  # fmt: skip
+    status, body, _ = await get(sandbox, "/api/v2/search", query="type:ticket bulk", page="10")
+    assert status == 200 and len(body["results"]) == 100 and body["count"] == 1005
+    status, body, _ = await get(sandbox, "/api/v2/search", query="type:ticket bulk", page="11")
+    assert status == 422 and body["error"] == "invalid"
+    cursor = {"query": "type:ticket bulk", "page[size]": "10"}
+    assert (await get(sandbox, "/api/v2/search", **cursor))[0] == 400
 
 
 async def test_audits_hold_each_writes_metadata_and_comment(sandbox: Any, store: Any) -> None:

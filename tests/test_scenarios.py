@@ -40,6 +40,32 @@ async def test_a_customer_from_creation_to_best_match(upstream: Upstream) -> Non
     assert updated["notes"] == "Prefers chat." and updated["email"] == person["email"]
 
 
+async def test_best_match_from_every_signal(upstream: Upstream) -> None:
+    """A case number, an account number, an order number or a profile URL alone finds the
+    customer; an exact email scores above a namesake."""
+    c, person = upstream.client, someone()
+    tag = person["externalId"].removeprefix("EXT-")
+    made = await ok(
+        await c.post(f"{API}/customer", json={**person, "instagram": f"ig_{tag}"}, headers=AUTH),
+        201,
+    )
+    body = {"customerId": made["id"], "title": "Where is my order?", "orderNumber": f"O-{tag}"}
+    case = await ok(await c.post(f"{API}/case", json=body, headers=AUTH), 201)
+    assert case["orderNumber"] == f"O-{tag}"
+    namesake = await ok(await c.post(f"{API}/customer", json={"name": person["name"]},
+                                     headers=AUTH), 201)  # fmt: skip
+    for signal in (
+        {"caseNumbers": [case["number"]]},
+        {"accountNumbers": person["externalId"]},
+        {"orderNumbers": [f"O-{tag}"]},
+        {"profileUrl": f"https://www.instagram.com/ig_{tag}/"},
+        {"email": person["email"], "displayName": person["name"]},
+    ):
+        found = await ok(await c.post(f"{API}/customer/bestmatch", json=signal, headers=AUTH))
+        expected = [made["id"], namesake["id"]] if "displayName" in signal else [made["id"]]
+        assert [x["id"] for x in found] == expected, (upstream.name, signal)
+
+
 async def test_a_case_from_creation_to_closing(upstream: Upstream) -> None:
     c = upstream.client
     customer = await ok(await c.post(f"{API}/customer", json=someone(), headers=AUTH), 201)
@@ -48,7 +74,9 @@ async def test_a_case_from_creation_to_closing(upstream: Upstream) -> None:
     case = await ok(await c.post(f"{API}/case", json=body, headers=AUTH), 201)
     assert case["title"] == "Screen cracked" and case["status"] == "open"
     assert case["customerId"] == customer["id"] and case["url"] == case["linkUrl"]
-    assert await ok(await c.get(f"{API}/case/{case['id']}", headers=AUTH)) == case
+    found = await ok(await c.get(f"{API}/case/{case['id']}", headers=AUTH))
+    assert {k: v for k, v in found.items() if k != "interactions"} == case
+    assert [i["serviceId"] for i in found["interactions"]] == ["s1", "s2"]
     cases = await ok(await c.get(f"{API}/customer/{customer['id']}/cases", headers=AUTH))
     assert [x["id"] for x in cases] == [case["id"]]
     again = {"interactions": [interaction("s2"), interaction("s3", "Replacement sent")]}
@@ -61,6 +89,47 @@ async def test_a_case_from_creation_to_closing(upstream: Upstream) -> None:
         await c.patch(f"{API}/case/{case['id']}", json={"status": "closed"}, headers=AUTH)
     )
     assert closed["status"] == "closed"
+
+
+async def test_a_case_carries_the_interactions_written_on_it(upstream: Upstream) -> None:
+    """GET /case/{id} reads back what the gateway wrote, from where it recorded it: a forged
+    marker in a body, an agent's reply and a repeated update add nothing."""
+    c = upstream.client
+    customer = await ok(await c.post(f"{API}/customer", json=someone(), headers=AUTH), 201)
+    forged = "Look: [khoros:twitter:forged] and\n\n----\n\nmore [khoros:facebook:1]"
+    first = interaction("r1", forged, created="2026-11-20T10:00:00Z")
+    first["author"] = {"service": "twitter", "serviceId": "77", "handle": "ann",
+                       "name": "Ann (on) Tour", "brandOwned": False}  # fmt: skip
+    photo = interaction("r2", "", contentType="photo", created="2026-11-20T10:05:00+01:00")
+    body = {"customerId": customer["id"], "title": "Read back", "interactions": [first, photo]}
+    case = await ok(await c.post(f"{API}/case", json=body, headers=AUTH), 201)
+    assert "interactions" not in case  # lists and writes stay light
+    await upstream.add_replies(case["id"], 1)
+    brand = interaction("r3", "We are on it.\n\nhttps://example.com/help", linkUrl=None)
+    brand["author"] = {"service": "twitter", "serviceId": "1", "handle": "acme",
+                       "name": "Acme", "brandOwned": True}  # fmt: skip
+    update = {"interactions": [photo, brand]}
+    for _ in range(2):
+        await ok(await c.patch(f"{API}/case/{case['id']}", json=update, headers=AUTH))
+    read = (await ok(await c.get(f"{API}/case/{case['id']}", headers=AUTH)))["interactions"]
+    assert [i["serviceId"] for i in read] == ["r2", "r1", "r3"], upstream.name  # oldest first
+    by_id = {i["serviceId"]: i for i in read}
+    # The author's id is recorded where the CRM has a place for records (Zendesk), not in text.
+    recorded = upstream.name == "zendesk"
+    assert by_id["r1"] == {
+        **{k: first[k] for k in ("created", "body", "linkUrl", "serviceId", "service")},
+        "contentType": "post",
+        "author": {**first["author"], "serviceId": "77" if recorded else ""},
+    }
+    assert by_id["r2"] == {
+        **{k: photo[k] for k in ("body", "linkUrl", "serviceId", "service", "contentType")},
+        "created": "2026-11-20T09:05:00Z",
+        "author": {**photo["author"], "serviceId": "99" if recorded else ""},
+    }
+    assert by_id["r3"]["body"] == brand["body"] and by_id["r3"]["linkUrl"] == ""
+    assert by_id["r3"]["author"]["brandOwned"] is True
+    listed = await ok(await c.get(f"{API}/customer/{customer['id']}/cases", headers=AUTH))
+    assert "interactions" not in listed[0]
 
 
 async def test_not_found_and_validation(upstream: Upstream) -> None:
@@ -169,7 +238,9 @@ async def test_hostile_values_never_widen_a_search(upstream: Upstream) -> None:
         for field in searchable:
             resp = await c.post(f"{API}/customers", json={field: value}, headers=AUTH)
             assert resp.status in (204, 400), (upstream.name, field, repr(value), resp.status)
-        body = {"displayName": value, "screenName": value, "email": value, "phoneNumbers": [value]}
+        body = {"displayName": value, "screenName": value, "email": value, "phoneNumbers": [value],
+                "caseNumbers": [value], "orderNumbers": [value], "accountNumbers": value,
+                "profileUrl": f"instagram.com/{value}", "service": "instagram"}  # fmt: skip
         resp = await c.post(f"{API}/customer/bestmatch", json=body, headers=AUTH)
         assert resp.status == 200 and await resp.json() == [], (upstream.name, repr(value))
         resp = await c.get("/customer", params={"query": f"phone:{value}"}, headers=EF_AUTH)

@@ -30,7 +30,13 @@ def test_zendesk_mapping_compiles() -> None:
     spec = load_mapping(ZENDESK)
     assert spec.name == "zendesk"
     assert {f.name for f in spec.objects["customer"].fields} >= {"name", "email", "twitter"}
-    assert [s.field for s in spec.strategies] == ["email", "phone", "twitter", "name"]
+    assert [s.name for s in spec.strategies] == [
+        "email", "externalId", "case", "orderNumber", "phone", "twitter", "facebook",
+        "instagram", "name",
+    ]  # fmt: skip
+    assert [s.score for s in spec.strategies] == [100] * 5 + [30] * 3 + [10]
+    assert spec.search_cases is not None and "search_cases" not in spec.operations
+    assert spec.interactions.marker_suffix == "]" and spec.interactions.parse is not None
 
 
 @pytest.mark.parametrize(
@@ -57,8 +63,32 @@ def test_zendesk_mapping_compiles() -> None:
         (
             "{field: phone, values:",
             "{field: mobile, values:",
-            "operations.bestmatch.strategies[1].field",
+            "operations.bestmatch.strategies[4].field",
             "no customer field named 'mobile'",
+        ),
+        (
+            "{find: cases, field: orderNumber,",
+            "{find: cases, field: title,",
+            "operations.bestmatch.strategies[3].field",
+            "case field 'title' has no `search`",
+        ),
+        (
+            "{find: case, values:",
+            "{find: case, field: email, values:",
+            "operations.bestmatch.strategies[2].field",
+            "`find: case` reads the case by its id",
+        ),
+        (
+            "{find: cases, field: orderNumber,",
+            "{find: cases, field: orderNo,",
+            "operations.bestmatch.strategies[3].field",
+            "no case field named 'orderNo'",
+        ),
+        (
+            "(?s)(?:Unknown author|",
+            "(?s)(?P<author_age>x)|(?:Unknown author|",
+            "interactions.parse",
+            "no part of an interaction is named author_age",
         ),
         (
             "method: PUT",

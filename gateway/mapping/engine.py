@@ -1,11 +1,11 @@
 """Runs the mapping's operations against the upstream: render each step's request, call, read
-the answer, map records back; and the reads of the Khoros API (meta, find, search, best match).
-Knows the caller's API shapes, never a CRM. The writes (`cases`, `customers`) and Hybrid Chat's
-priority routing (`priority_routing`) are services on top of it."""
+the answer, map records back; and the reads of the Khoros API (meta, find, search; a case with
+the interactions written on it). Knows the caller's API shapes, never a CRM. Best match
+(`bestmatch`), the writes (`cases`, `customers`) and Hybrid Chat's priority routing
+(`priority_routing`) are services on top of it."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -22,10 +22,9 @@ from gateway.errors import (
 from gateway.exchange import Caller, Response
 from gateway.mapping import fields as fm
 from gateway.mapping import interactions as im
-from gateway.mapping import paging
+from gateway.mapping import paging, recorded
 from gateway.mapping.codecs import Codecs
 from gateway.mapping.discovery import discovered_fields, with_fields
-from gateway.mapping.fanout import FanOutLimits, plan
 from gateway.mapping.model import FieldSpec, MappingSpec, ObjectSpec, OperationSpec, Request, Step
 from gateway.mapping.translate import failed_answer, translate
 from gateway.text import may_need_repair, repaired
@@ -33,6 +32,8 @@ from gateway.text import may_need_repair, repaired
 # Times an operation runs at most: again after a guarded write met a conflict, or after a
 # write whose outcome is unknown (its first steps read what the write did).
 RESTARTS = 3
+# In an operation's context: run the steps that read the interactions written on the record.
+_WITH_INTERACTIONS = "_with_interactions"
 Enough = Callable[[dict[str, Any]], bool]  # over the steps read so far: stop paging?
 
 
@@ -58,12 +59,9 @@ class Engine:
         settings: Mapping[str, Any],
         upstream_url: str,
         codecs: Codecs,
-        limits: FanOutLimits,
     ) -> None:
-        """``limits``: how far one best match fans out."""
         self.mapping = mapping
         self.codecs = codecs
-        self.limits = limits
         self.upstream = upstream
         self.caches = caches
         self.upstream_url = upstream_url
@@ -102,38 +100,38 @@ class Engine:
 
     async def search_customers(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         obj = await self.object("customer")
-        return await self._search(obj, fm.search_pairs(obj.fields, body))
+        return await self.search(obj, fm.search_pairs(obj.fields, body))
 
-    async def bestmatch(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
-        obj = await self.object("customer")
-        by_name = {f.name: f for f in obj.fields}
-        planned, ignored = plan(self.mapping.strategies, body, self.limits)
-        if ignored:
-            self.log.warning("bestmatch_limited", searches=len(planned), ignored_values=ignored)
-        searches = [self._search(obj, [(by_name[s.field], v)], s.match) for s, v in planned]
-        # Concurrently, inside the one budget; any failure fails the whole answer, because an
-        # empty best match makes the agent create a duplicate customer.
-        results = await asyncio.gather(*searches)
-        return _distinct(c for found in results for c in found)  # best first
-
-    async def _search(
-        self, obj: ObjectSpec, pairs: list[tuple[FieldSpec, str]], match: str | None = None
+    async def search(
+        self,
+        obj: ObjectSpec,
+        pairs: list[tuple[FieldSpec, str]],
+        match: str | None = None,
+        cases: bool = False,
     ) -> list[dict[str, Any]]:
-        records = await self.find_records(obj, pairs, match)
+        """The caller's objects of the records found holding every value: customers, or
+        (``cases``) cases, with the mapping's `search_cases`."""
+        records = await self.find_records(obj, pairs, match, cases=cases)
         return _distinct(fm.to_object(obj, record, self.base_ctx) for record in records)
 
     async def find_records(
-        self, obj: ObjectSpec, pairs: list[tuple[FieldSpec, str]], match: str | None = None
+        self,
+        obj: ObjectSpec,
+        pairs: list[tuple[FieldSpec, str]],
+        match: str | None = None,
+        *,
+        cases: bool = False,
     ) -> list[dict[str, Any]]:
-        """Upstream customer records (joined) holding every searched value, re-checked. Pages
-        are read until the results run out, or, when a searched field is unique, until a
-        record holds the values (no second one can)."""
+        """Upstream records (joined) holding every searched value, re-checked: customers, or
+        (``cases``) cases. Pages are read until the results run out, or, when a
+        searched field is unique, until a record holds the values (no second one can)."""
         searched = fm.normalised(pairs, match, self.codecs)
         if searched is None:
             return []  # a phone number that is none matches no one: no need to ask
         pairs = searched
         terms = fm.search_terms(pairs, self.base_ctx)
-        op = self.mapping.operations["search_customers"]
+        op = self.mapping.search_cases if cases else self.mapping.operations["search_customers"]
+        assert op is not None  # the mapping has `search_cases` when a strategy needs it
 
         def found(data: dict[str, Any]) -> list[dict[str, Any]]:
             listed = op.result(data)
@@ -143,7 +141,7 @@ class Engine:
 
         unique = any(f.unique for f, _ in pairs)
         enough: Enough | None = (lambda steps: bool(found({"steps": steps}))) if unique else None
-        _, data, _ = await self._records("search_customers", {"terms": terms}, obj, enough)
+        _, data, _ = await self._records(op, {"terms": terms}, obj, enough)
         return found(data)
 
     # -- cases -----------------------------------------------------------------------------
@@ -152,15 +150,29 @@ class Engine:
         """Every case of the customer, newest first (last updated, then the higher id), in
         one order whatever order the upstream lists them in."""
         obj = await self.object("case")
-        records, data, ctx = await self._records("find_cases", {"id": customer_id}, obj)
+        op = self.mapping.operations["find_cases"]
+        records, data, ctx = await self._records(op, {"id": customer_id}, obj)
         cases = {}
         for r in records:  # a record listed on two pages is one case
             case = fm.to_object(obj, fm.join(obj, r, data), ctx)
             cases[case["id"]] = case
         return sorted(cases.values(), key=_newest, reverse=True)
 
-    async def find_case(self, id: str) -> dict[str, Any]:
-        return await self.run_one("find_case", await self.object("case"), {"id": id})
+    async def find_case(self, id: str, *, interactions: bool = False) -> dict[str, Any]:
+        """The case; with ``interactions``, also those the gateway wrote on it (the steps
+        that read them run only then)."""
+        obj = await self.object("case")
+        if not interactions:
+            return await self.run_one("find_case", obj, {"id": id})
+        case, ctx = await self._one("find_case", obj, {"id": id, _WITH_INTERACTIONS: True})
+        op, spec = self.mapping.operations["find_case"], self.mapping.interactions
+        writes = [  # a write without records, where the mapping reads them: none
+            (None if read.records is None else read.records(w) or [], read.text(w))
+            for step in op.steps
+            if (read := step.interactions) is not None and step.name in ctx["steps"]
+            for w in _listed(read.writes(ctx["steps"][step.name]))
+        ]
+        return {**case, "interactions": recorded.read_back(spec, writes)}
 
     def changes(self, obj: ObjectSpec, body: Mapping[str, Any]) -> dict[str, Any]:
         return fm.to_changes(obj.fields, body, codecs=self.codecs)
@@ -185,27 +197,31 @@ class Engine:
     async def run_one(self, name: str, obj: ObjectSpec, given: Mapping[str, Any]) -> dict[str, Any]:
         """Run an operation whose result is one record of ``obj`` (its fields discovered):
         the caller's object for it."""
+        return (await self._one(name, obj, given))[0]
+
+    async def _one(
+        self, name: str, obj: ObjectSpec, given: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         op = self.mapping.operations[name]
         ctx = await self._run(op, {**self.base_ctx, **given}, obj)
         record = op.result({"steps": ctx["steps"]})
         if not isinstance(record, Mapping):
             raise BadGateway(detail=f"{name}: the result expression found no record")
         data = {"steps": ctx["steps"]}
-        return fm.to_object(obj, fm.join(obj, record, data), ctx)
+        return fm.to_object(obj, fm.join(obj, record, data), ctx), ctx
 
     async def _records(
         self,
-        name: str,
+        op: OperationSpec,
         given: Mapping[str, Any],
         obj: ObjectSpec,
         enough: Enough | None = None,
     ) -> tuple[list[Mapping[str, Any]], dict[str, Any], dict[str, Any]]:
-        op = self.mapping.operations[name]
         ctx = await self._run(op, {**self.base_ctx, **given}, obj, enough)
         data = {"steps": ctx["steps"]}
         found = op.result(data)
         if found is not None and not isinstance(found, list):
-            raise BadGateway(detail=f"{name}: the result expression found no list")
+            raise BadGateway(detail=f"{op.name}: the result expression found no list")
         return [r for r in found or [] if isinstance(r, Mapping)], data, ctx
 
     async def _run(
@@ -218,6 +234,8 @@ class Engine:
             try:
                 for step in op.steps:
                     if step.when is not None and not step.when(ctx):
+                        continue
+                    if step.interactions is not None and not ctx.get(_WITH_INTERACTIONS):
                         continue
                     try:
                         steps[step.name] = await self._step(step, ctx, obj, enough)
@@ -341,6 +359,10 @@ class Engine:
         fields = obj.fields if obj is not None and resp.status in (400, 422) else ()
         where = f"{req.method} {req.path.source}"
         return translate(self.mapping.errors, resp, where, not_found, fields)
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _distinct(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,13 +18,13 @@ class FanOutLimits:
 
 
 def plan(
-    strategies: Sequence[Strategy], body: Mapping[str, Any], limits: FanOutLimits
+    strategies: Sequence[Strategy], given: Mapping[str, Any], limits: FanOutLimits
 ) -> tuple[list[tuple[Strategy, str]], int]:
     """The (strategy, value) searches to run, in strategy order (best first), and how many
-    values were left out. When the total is over the limit, the values are taken in rounds
-    (every strategy's first value, then every second one, ...), so one long list cannot crowd
-    out the other strategies."""
-    found = [_values(s, body) for s in strategies]
+    values were left out. ``given``: what the strategies' `values` read (`body`, `handles`).
+    When the total is over the limit, the values are taken in rounds (every strategy's first
+    value, then every second one, ...), so one long list cannot crowd out the others."""
+    found = [_values(s, given) for s in strategies]
     kept = [values[: limits.values_per_strategy] for values in found]
     chosen: list[list[str]] = [[] for _ in strategies]
     left = limits.max_searches
@@ -37,9 +37,9 @@ def plan(
     return [(s, v) for s, values in zip(strategies, chosen, strict=True) for v in values], ignored
 
 
-def _values(strategy: Strategy, body: Mapping[str, Any]) -> list[str]:
+def _values(strategy: Strategy, given: Mapping[str, Any]) -> list[str]:
     """The distinct, non-blank values the strategy's expression finds in the body."""
-    raw = strategy.values({"body": body})
+    raw = strategy.values(given)
     items = raw if isinstance(raw, list) else [raw]
     usable = (str(v) for v in items if isinstance(v, str | int) and not isinstance(v, bool))
     return list(dict.fromkeys(v for v in usable if v.strip()))

@@ -3,6 +3,7 @@ bodies to upstream changes, search terms and the re-check of search results."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -12,6 +13,8 @@ from gateway.mapping.field_types import FIELD_TYPES
 from gateway.mapping.model import FieldSpec, ListWrite, ObjectSpec
 
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
+# A record id that may go into an upstream path: anything else could address another resource.
+RECORD_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 CORE_META = {
     "customer": [("id", "ID"), ("uri", "Link")],
     "case": [("id", "ID"), ("linkUrl", "Link")],

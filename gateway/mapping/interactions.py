@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.mapping.expr import Template
 from gateway.mapping.model import Interactions
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_.@/+=-]{1,64}$")
@@ -50,6 +51,31 @@ def clean(value: Any, prefix: str) -> Any:
     if isinstance(value, list):
         return [clean(v, prefix) for v in value]
     return value
+
+
+def marker_end(marker: Template, prefix: str) -> str | None:
+    """What follows the key in every marker, when a marker is nothing but ``prefix``, the key
+    and a constant end, so that the keys in a text can be read back; else None."""
+    ends = set()
+    for key in ("\x00", "\x01"):
+        rendered = str(marker({"key": key, "i": {"service": "\x02", "serviceId": "\x02"}}))
+        if not rendered.startswith(prefix + key) or "\x02" in rendered:
+            return None
+        ends.add(rendered[len(prefix) + 1 :])
+    return ends.pop() if len(ends) == 1 else None
+
+
+def markers(spec: Interactions, text: str) -> list[tuple[str, int, int]]:
+    """The markers in ``text``, in order: (key, where it starts, where it ends). Caller text
+    is cleaned of the marker's start, so each is one the gateway (or, where callers can write
+    the record, someone with access to the CRM) wrote."""
+    if not spec.marker_prefix or spec.marker_suffix is None:
+        return []
+    pattern = re.escape(spec.marker_prefix) + _KEY + re.escape(spec.marker_suffix)
+    return [(m.group(1), m.start(), m.end()) for m in re.finditer(pattern, text)]
+
+
+_KEY = r"(sha256:[0-9a-f]{40}|[A-Za-z0-9_.@/+=-]{1,64}:[A-Za-z0-9_.:@/+=-]{1,96}?)"
 
 
 @dataclass(frozen=True)

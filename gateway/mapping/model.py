@@ -121,6 +121,20 @@ class Step:
     # A write whose outcome is unknown (timed out, dropped, 5xx) runs the operation again
     # from its first step, which reads what the write did.
     restart_on_unknown: bool = False
+    # Over the answer: the writes of interactions on the record, read back (for the case
+    # object's `interactions`). A step with it runs only when those are asked for.
+    interactions: WrittenInteractions | None = None
+
+
+@dataclass(frozen=True)
+class WrittenInteractions:
+    """Where a step's answer holds the interactions earlier writes added: each write (an
+    audit, a comment) and, over one write, its text and (where callers cannot write) the
+    records of the interactions it added, in the order of their texts."""
+
+    writes: Path
+    text: Path
+    records: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -135,9 +149,20 @@ class OperationSpec:
 
 @dataclass(frozen=True)
 class Strategy:
-    field: str
-    values: Expression
-    match: str | None
+    """One way best match finds customers (docs/mappings.md, `strategies`): each value that
+    `values` finds in the body is looked up as `find` says, and every customer it leads to
+    scores `score`."""
+
+    find: str  # `customers` holding `field`; `case`, read by id; `cases` holding `field`
+    field: str | None  # a customer field (find: customers) or a case field (find: cases)
+    values: Expression  # over `body` and `handles` (network -> handles)
+    match: str | None = None  # the re-check (default: the field's)
+    score: int = 1
+
+    @property
+    def name(self) -> str:
+        """What logs call it: its field, or the case."""
+        return self.field or self.find
 
 
 @dataclass(frozen=True)
@@ -176,6 +201,12 @@ class Interactions:
     separator: str
     # The constant start of every marker: caller text is cleaned of it, so it cannot fake one.
     marker_prefix: str = ""
+    # What follows the key in every marker, when a marker is its prefix, the key and this
+    # (else None: markers cannot be read back into keys).
+    marker_suffix: str | None = None
+    # One interaction's text as `template` writes it, its parts in named groups (`body`,
+    # `author_name`, ...): how a written interaction is read back.
+    parse: re.Pattern[str] | None = None
     # What a write records for each interaction it adds (over `i` and `key`), and how many
     # bytes of records one write may carry (0: no limit); more interactions take more writes.
     record: Template | None = None
@@ -221,8 +252,10 @@ class MappingSpec:
     errors: ErrorSpec
     objects: Mapping[str, ObjectSpec]
     interactions: Interactions
-    operations: Mapping[str, OperationSpec]
+    operations: Mapping[str, OperationSpec]  # by name: the API's operations the mapping runs
     strategies: tuple[Strategy, ...]
     priority_routing: PriorityRoutingSpec | None
     verify_writes: bool = False
     rate_limits: RateLimitSpec | None = None
+    # Cases holding a case field's value (best match's `find: cases`), when the mapping says.
+    search_cases: OperationSpec | None = None

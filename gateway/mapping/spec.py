@@ -3,12 +3,15 @@ model of `gateway.mapping.model`; every problem is reported at its file, line an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path as FilePath
 from typing import Any
 
 from gateway import yamlfile
 from gateway.api import OPERATIONS
+from gateway.mapping import interactions as im
+from gateway.mapping import recorded
 from gateway.mapping.codecs import CODECS, MATCHES
 from gateway.mapping.compiler import Compiler
 from gateway.mapping.expr import Path
@@ -31,6 +34,7 @@ from gateway.mapping.model import (
     Request,
     Step,
     Strategy,
+    WrittenInteractions,
 )
 from gateway.yamlfile import PathKey
 
@@ -170,9 +174,39 @@ class _Compiler(Compiler):
             template=self.template(raw["template"], (*path, "template")),
             separator=raw.get("separator", "\n\n"),
             marker_prefix=prefix,
+            marker_suffix=im.marker_end(marker, prefix) if prefix else None,
             record=None if record is None else self.template(record, (*path, "record")),
             record_bytes=int(raw.get("record_bytes", 0)),
+            parse=self._parse(raw["parse"], (*path, "parse")) if "parse" in raw else None,
         )
+
+    def _parse(self, pattern: str, path: PathKey) -> re.Pattern[str]:
+        compiled = self.regex(pattern, path)
+        unknown = sorted(set(compiled.groupindex) - recorded.PARTS)
+        if unknown:
+            raise self.doc.error(path, f"no part of an interaction is named {', '.join(unknown)}")
+        return compiled
+
+    def strategies(
+        self, raw: Mapping[str, Any], objects: Mapping[str, ObjectSpec]
+    ) -> tuple[Strategy, ...]:
+        fields = {kind: {f.name: f for f in o.fields} for kind, o in objects.items()}
+        out = []
+        for i, s in enumerate(raw["strategies"]):
+            sp: PathKey = ("operations", STRATEGIES, "strategies", i)
+            find, field = s.get("find", "customers"), s.get("field")
+            kind = {"customers": "customer", "cases": "case"}.get(find)
+            if kind is None and field is not None:
+                raise self.doc.error((*sp, "field"), "`find: case` reads the case by its id")
+            if kind is not None and field not in fields[kind]:
+                raise self.doc.error((*sp, "field"), f"no {kind} field named '{field}'")
+            if find == "cases" and fields["case"][str(field)].search is None:
+                raise self.doc.error((*sp, "field"), f"case field '{field}' has no `search`")
+            if find == "cases" and "search_cases" not in raw:
+                raise self.doc.error(sp, "`find: cases` needs the bestmatch's `search_cases`")
+            values = self.expression(s["values"], (*sp, "values"))
+            out.append(Strategy(find, field, values, s.get("match"), int(s.get("score", 1))))
+        return tuple(out)
 
     def priority_routing(
         self, raw: Mapping[str, Any], customer_fields: set[str]
@@ -220,9 +254,12 @@ class _Compiler(Compiler):
             default_color=raw.get("default_color", "#a9a9a9"),
         )
 
-    def operation(self, name: str, raw: Mapping[str, Any], result: str) -> OperationSpec:
-        """``result``: what the operation's result must be, `record` or `records`."""
-        path: PathKey = ("operations", name)
+    def operation(
+        self, name: str, raw: Mapping[str, Any], result: str, at: PathKey = ()
+    ) -> OperationSpec:
+        """``result``: what the operation's result must be, `record` or `records`; ``at``:
+        where it is, when not at `operations.<name>`."""
+        path: PathKey = at or ("operations", name)
         steps = []
         names: set[str] = set()
         for i, s in enumerate(raw["steps"]):
@@ -230,44 +267,41 @@ class _Compiler(Compiler):
             if s["name"] in names:
                 raise self.doc.error((*sp, "name"), f"step '{s['name']}' is defined twice")
             names.add(s["name"])
-            steps.append(
-                Step(
-                    name=s["name"],
-                    request=self.request(s["request"], (*sp, "request")),
-                    when=self.expression(s["when"], (*sp, "when")) if "when" in s else None,
-                    for_each=self.expression(s["for_each"], (*sp, "for_each"))
-                    if "for_each" in s
-                    else None,
-                    not_found=s.get("not_found"),
-                    existing_interactions=self.jmespath(
-                        s["existing_interactions"], (*sp, "existing_interactions")
-                    )
-                    if "existing_interactions" in s
-                    else None,
-                    restart_on_conflict=s.get("on_conflict") == "restart",
-                    answer_messages=self.jmespath(
-                        s["answer_errors"]["messages"], (*sp, "answer_errors", "messages")
-                    )
-                    if "answer_errors" in s
-                    else None,
-                    answer_failed=self.regex(
-                        s["answer_errors"]["failed"], (*sp, "answer_errors", "failed")
-                    )
-                    if "answer_errors" in s
-                    else None,
-                    paginate=self.paging(s, sp),
-                    recorded_interactions=self.jmespath(
-                        s["recorded_interactions"], (*sp, "recorded_interactions")
-                    )
-                    if "recorded_interactions" in s
-                    else None,
-                    restart_on_unknown=s.get("on_unknown") == "restart",
-                )
-            )
+            steps.append(self.step(s, sp))
         (key, expr), *_ = raw["result"].items()
         if key != result:
             raise self.doc.error((*path, "result", key), f"this operation needs `{result}`")
         return OperationSpec(name, tuple(steps), self.jmespath(expr, (*path, "result", key)))
+
+    def step(self, s: Mapping[str, Any], sp: PathKey) -> Step:
+        def given(key: str, compile: Callable[[Any, PathKey], Any], *sub: str) -> Any:
+            if key not in s:
+                return None
+            return compile(s[key][sub[0]] if sub else s[key], (*sp, key, *sub))
+
+        return Step(
+            name=s["name"],
+            request=self.request(s["request"], (*sp, "request")),
+            when=given("when", self.expression),
+            for_each=given("for_each", self.expression),
+            not_found=s.get("not_found"),
+            existing_interactions=given("existing_interactions", self.jmespath),
+            restart_on_conflict=s.get("on_conflict") == "restart",
+            answer_messages=given("answer_errors", self.jmespath, "messages"),
+            answer_failed=given("answer_errors", self.regex, "failed"),
+            paginate=self.paging(s, sp),
+            recorded_interactions=given("recorded_interactions", self.jmespath),
+            restart_on_unknown=s.get("on_unknown") == "restart",
+            interactions=given("interactions", self._written),
+        )
+
+    def _written(self, raw: Mapping[str, Any], path: PathKey) -> WrittenInteractions:
+        def expr(key: str) -> Path:
+            return self.jmespath(raw[key], (*path, key))
+
+        return WrittenInteractions(
+            expr("writes"), expr("text"), expr("records") if "records" in raw else None
+        )
 
 
 def mapping_schema() -> dict[str, Any]:
@@ -291,14 +325,13 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
     raw = doc.data
     objects = {kind: c.obj(kind, raw["objects"][kind]) for kind in ("customer", "case")}
     customer_fields = {f.name for f in objects["customer"].fields}
-    strategies = []
-    for i, s in enumerate(raw["operations"][STRATEGIES]["strategies"]):
-        sp: PathKey = ("operations", STRATEGIES, "strategies", i)
-        if s["field"] not in customer_fields:
-            raise doc.error((*sp, "field"), f"no customer field named '{s['field']}'")
-        strategies.append(
-            Strategy(s["field"], c.expression(s["values"], (*sp, "values")), s.get("match"))
-        )
+    bestmatch = raw["operations"][STRATEGIES]
+    operations = {
+        name: c.operation(name, raw["operations"][name], kind)
+        for name, kind in MAPPED.items()
+        if kind != "strategies"
+    }
+    cases = bestmatch.get("search_cases")
     errors = raw.get("errors", {})
     inter = raw.get("interactions") or {"marker": "", "template": "{{ i.body }}"}
     auth = tuple(
@@ -330,17 +363,18 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
         ),
         objects=objects,
         interactions=c.interactions(inter),
-        operations={
-            name: c.operation(name, raw["operations"][name], kind)
-            for name, kind in MAPPED.items()
-            if kind != "strategies"
-        },
-        strategies=tuple(strategies),
+        operations=operations,
+        strategies=c.strategies(bestmatch, objects),
         priority_routing=c.priority_routing(raw["expertflow"], customer_fields)
         if "expertflow" in raw
         else None,
         verify_writes=bool(raw.get("verify_writes", False)),
         rate_limits=_rate_limits(c, raw["rate_limits"]) if "rate_limits" in raw else None,
+        search_cases=None
+        if cases is None
+        else c.operation(
+            "search_cases", cases, "records", ("operations", STRATEGIES, "search_cases")
+        ),
     )
 
 

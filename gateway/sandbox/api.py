@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway.sandbox import paging
 from gateway.sandbox.levers import CREDENTIALS, STORE
 from gateway.sandbox.rules import ZendeskError
-from gateway.sandbox.search import compile_query
+from gateway.sandbox.search import compile_query, ticket_candidates, types
 from gateway.sandbox.store import Store
 
 
@@ -85,6 +85,47 @@ async def search_users(request: web.Request) -> web.Response:
         ]
     page, keys = paging.offset(request, found, limit=paging.SEARCH_LIMIT)
     return answer({"users": page, **keys, **_sideloads(request, store, page)})
+
+
+_SEARCH_SORTS = ("updated_at", "created_at", "priority", "status", "ticket_type")
+
+
+async def search(request: web.Request) -> web.Response:
+    """Zendesk's search API for users and tickets (`type:user`, `type:ticket`; no type: both),
+    each result with its `result_type`. As users/search: offset pages only, at most 1,000
+    results (422 past them), `count` the true total, and a write out of the index for
+    `index_lag` seconds. Sorted by `sort_by` (`sort_order` defaults to desc, as documented);
+    without it by id, where Zendesk sorts by relevance (no order a client can rely on)."""
+    store = request.app[STORE]
+    if paging.is_cursor(request):
+        raise ZendeskError(
+            400, {"error": "InvalidPaginationParameter", "description": "page must be an integer"}
+        )
+    query = request.query.get("query", "")
+    wanted = types(query) or {"user", "ticket"}
+    results: list[dict[str, Any]] = []
+    if "ticket" in wanted:
+        matches = compile_query(query, ticket_candidates)
+        results += [
+            {**t, "result_type": "ticket"}
+            for t in store.tickets.values()
+            if store.ticket_searchable(t["id"]) and matches(store.ticket_doc(t))
+        ]
+    if "user" in wanted:
+        matches = compile_query(query)
+        results += [
+            {**u, "result_type": "user"}
+            for u in store.users.values()
+            if store.searchable(u["id"]) and matches(store.search_doc(u))
+        ]
+    field = request.query.get("sort_by", "")
+    field = {"ticket_type": "type"}.get(field, field) if field in _SEARCH_SORTS else ""
+    descending = bool(field) and request.query.get("sort_order", "desc") == "desc"
+    results.sort(key=lambda r: (str(r.get(field) or "") if field else "", r["id"]))
+    if descending:
+        results.reverse()
+    page, keys = paging.offset(request, results, limit=paging.SEARCH_LIMIT)
+    return answer({"results": page, "facets": None, **keys})
 
 
 async def create_user(request: web.Request) -> web.Response:
@@ -200,6 +241,7 @@ async def oauth_tokens(request: web.Request) -> web.Response:
 def routes(r: web.UrlDispatcher) -> None:
     json_ext = "{ext:(\\.json)?}"
     r.add_get(f"/api/v2/users/search{json_ext}", search_users)
+    r.add_get(f"/api/v2/search{json_ext}", search)
     r.add_get("/api/v2/users/{id}", show_user)
     r.add_post(f"/api/v2/users{json_ext}", create_user)
     r.add_put("/api/v2/users/{id}", update_user)

@@ -1,6 +1,8 @@
-"""Zendesk's search syntax over sandbox users, as fuzzy as the real one (docs/behaviour.md §3):
-``key:value``, ``key:"a phrase"``, ``"a phrase"``, bare words, ``-`` negation, ``*`` wildcards,
-``type:user``; terms AND together, the same key repeated ORs; words match by prefix."""
+"""Zendesk's search syntax over sandbox users and tickets, as fuzzy as the real one
+(docs/behaviour.md §3, docs/sandbox.md): ``key:value``, ``key:"a phrase"``, ``"a phrase"``, bare
+words, ``-`` negation, ``*`` wildcards, ``type:user``/``type:ticket``; terms AND together, the
+same key repeated ORs; words match by prefix. A ticket's custom field is searched as
+``custom_field_<id>:value``, as Zendesk documents it."""
 
 from __future__ import annotations
 
@@ -46,8 +48,79 @@ def _tokens(query: str) -> list[str]:
         return query.replace('"', " ").split()
 
 
-def compile_query(query: str) -> Callable[[Mapping[str, Any]], bool]:
-    """A predicate over a user document (the user, its identities, its org name)."""
+Candidates = Callable[[Mapping[str, Any], str | None], list[str]]
+
+
+def _texts(values: Iterable[Any]) -> list[str]:
+    return [str(v) for v in values if v not in (None, "")]
+
+
+def user_candidates(doc: Mapping[str, Any], key: str | None) -> list[str]:
+    """The texts of a user document (the user, its identities, its org name) that a term
+    with ``key`` (None: a bare word) is matched against."""
+    values: list[Any]
+    if key is None:
+        values = [doc.get(k) for k in PLAIN_KEYS]
+        values += [i.get("value") for i in doc.get("identities", [])]
+        values += [doc.get("organization")]
+        values += list((doc.get("user_fields") or {}).values())
+    elif key == "organization":
+        values = [doc.get("organization")]
+    elif key in PLAIN_KEYS or key in ("role", "tags"):
+        own = doc.get(key)
+        values = list(own) if isinstance(own, list) else [own]
+        if key in ("email", "phone"):
+            values += [i["value"] for i in doc.get("identities", []) if i["type"] == key]
+    else:
+        values = [(doc.get("user_fields") or {}).get(key)]
+    return _texts(values)
+
+
+TICKET_KEYS = ("subject", "description", "status", "priority")
+
+
+def ticket_candidates(doc: Mapping[str, Any], key: str | None) -> list[str]:
+    """The texts of a ticket document (the ticket, its comments' bodies, its requester) that
+    a term with ``key`` is matched against. A key Zendesk's ticket search does not know
+    matches nothing (harsher than a search that ignores it)."""
+    custom = {f"custom_field_{c['id']}": c.get("value") for c in doc.get("custom_fields") or []}
+    requester = doc.get("requester") or {}
+    if key is None:
+        values = [doc.get("id"), *(doc.get(k) for k in ("subject", "description"))]
+        values += [*doc.get("comments", []), *doc.get("tags", []), *custom.values()]
+    elif key in TICKET_KEYS:
+        values = [doc.get(key)]
+    elif key == "ticket_type":
+        values = [doc.get("type")]
+    elif key == "comment":
+        values = list(doc.get("comments", []))
+    elif key == "tags":
+        values = list(doc.get("tags", []))
+    elif key == "requester":
+        values = [requester.get("name"), requester.get("email")]
+    else:
+        values = [custom.get(key)]
+    return _texts(_text(v) for v in values)
+
+
+def _text(value: Any) -> Any:
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
+def types(query: str) -> set[str]:
+    """The result types a query asks for (``type:ticket``); none: every type."""
+    found = set()
+    for token in _tokens(query):
+        key, sep, value = token.partition(":")
+        if sep and key.casefold() == "type":
+            found.add(value.casefold())
+    return found
+
+
+def compile_query(
+    query: str, candidates: Candidates = user_candidates
+) -> Callable[[Mapping[str, Any]], bool]:
+    """A predicate over a document: a user's (``user_candidates``) or a ticket's."""
     keyed: dict[str, list[str]] = {}
     negated: list[tuple[str | None, str]] = []
     free: list[str] = []
@@ -66,24 +139,6 @@ def compile_query(query: str) -> Callable[[Mapping[str, Any]], bool]:
             keyed.setdefault(key, []).append(value)
         else:
             free.append(value)
-
-    def candidates(doc: Mapping[str, Any], key: str | None) -> list[str]:
-        values: list[Any]
-        if key is None:
-            values = [doc.get(k) for k in PLAIN_KEYS]
-            values += [i.get("value") for i in doc.get("identities", [])]
-            values += [doc.get("organization")]
-            values += list((doc.get("user_fields") or {}).values())
-        elif key == "organization":
-            values = [doc.get("organization")]
-        elif key in PLAIN_KEYS or key in ("role", "tags"):
-            own = doc.get(key)
-            values = list(own) if isinstance(own, list) else [own]
-            if key in ("email", "phone"):
-                values += [i["value"] for i in doc.get("identities", []) if i["type"] == key]
-        else:
-            values = [(doc.get("user_fields") or {}).get(key)]
-        return [str(v) for v in values if v not in (None, "")]
 
     def predicate(doc: Mapping[str, Any]) -> bool:
         for key, values in keyed.items():

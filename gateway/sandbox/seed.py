@@ -53,6 +53,8 @@ def seed(store: Store) -> Store:
         _field(104, "birthday", "date", "Birthday"),
         _field(105, "old_segment", "text", "Old segment", active=False),
         _field(106, "phone_extension", "text", "Phone extension"),
+        # Zendesk has identities for Twitter and Facebook only: Instagram handles live here.
+        _field(107, "instagram", "text", "Instagram handle"),
     ]
     system = [
         ("subject", "Subject"),
@@ -102,7 +104,13 @@ def seed(store: Store) -> Store:
             "user_fields": {"vip_level": "silver"},
         }
     )
-    store.create_user({"name": "Jane Roe", "email": "jane.roe@example.com"})
+    store.create_user(
+        {
+            "name": "Jane Roe",
+            "email": "jane.roe@example.com",
+            "user_fields": {"instagram": "jane.roe"},
+        }
+    )
     store.create_ticket(
         {
             "requester_id": jane["id"],

@@ -32,7 +32,8 @@ class Store:
     ticket_fields: list[dict[str, Any]] = field(default_factory=list)
     tickets: dict[int, dict[str, Any]] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    indexed_at: dict[int, float] = field(default_factory=dict)
+    indexed_at: dict[int, float] = field(default_factory=dict)  # users, by id
+    tickets_indexed_at: dict[int, float] = field(default_factory=dict)
     audits: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     idempotency: dict[str, tuple[str, float, dict[str, Any]]] = field(default_factory=dict)
     # A test lever: False ignores `Idempotency-Key`, as a CRM without idempotency keys (RT5)
@@ -179,6 +180,15 @@ class Store:
     def searchable(self, user_id: int) -> bool:
         return self.clock() >= self.indexed_at.get(user_id, 0.0)
 
+    def ticket_doc(self, ticket: dict[str, Any]) -> dict[str, Any]:
+        """What ticket search sees of a ticket: it, its comments' bodies, its requester."""
+        comments = [c["body"] for c in self.comments.get(ticket["id"], [])]
+        return {**ticket, "comments": comments, "requester": self.users.get(ticket["requester_id"])}
+
+    def ticket_searchable(self, ticket_id: int) -> bool:
+        """As users: a ticket is out of search from a write until the index has caught up."""
+        return self.clock() >= self.tickets_indexed_at.get(ticket_id, 0.0)
+
     # -- tickets ---------------------------------------------------------------------------
 
     def ticket(self, id: int) -> dict[str, Any]:
@@ -298,6 +308,7 @@ class Store:
         if events:
             ticket["updated_at"] = audit["created_at"]
             self.audits[ticket["id"]].append(audit)
+            self.tickets_indexed_at[ticket["id"]] = self.clock() + self.index_lag
         return copy.deepcopy(audit)
 
     def _event(self, kind: str, field_name: str, value: Any = None) -> dict[str, Any]:

@@ -34,14 +34,16 @@ class Route:
 
 FIND = Route("find customer", "GET", "/api/v1/customer/1001", reference=True)
 SEARCH = Route("search", "POST", "/api/v1/customers", {"email": "jane@example.com"})
-# Three upstream searches a request (email, twitter handle, name); no phone number given.
+# Three upstream searches a request (email, twitter handle, name); no phone number given. The
+# handle's network is the profile URL's (a screen name alone names none).
 BEST = Route(
     "best match",
     "POST",
     "/api/v1/customer/bestmatch",
-    {"displayName": "Jane Doe", "screenName": "@janedoe", "email": "jane@example.com"},
+    {"displayName": "Jane Doe", "screenName": "@janedoe", "email": "jane@example.com",
+     "profileUrl": "https://twitter.com/janedoe"},
     nginx=False,
-)
+)  # fmt: skip
 META = Route("meta (cached)", "GET", "/api/v1/meta/object/customer", reference=True)
 LABEL = Route("/label (cached)", "GET", "/label", reference=True)
 ROUTES = (FIND, SEARCH, BEST, META, LABEL)

@@ -4,9 +4,9 @@
 #   tests/rt5/rt5.sh up [PORT]     install if missing, fresh database, seed, start; prints RT5_* lines
 #   tests/rt5/rt5.sh down [PORT]   stop the server started by `up`
 #
-# Seeded: an API user (basic auth), user custom fields Phone and ExternalId (free text) and
-# Label (select: Gold, Silver, Platinum), and the ticket custom field "Order number", all applied
-# globally. Needs root (apt-get, /etc/request-tracker5). RT5 REST2 notes: docs/mappings.md (Request Tracker 5).
+# Seeded: an API user (basic auth), user custom fields Phone, ExternalId, Twitter, Facebook and
+# Instagram (free text) and Label (select: Gold, Silver, Platinum), and the ticket custom field
+# "Order number", all applied globally. Needs root (apt-get, /etc/request-tracker5). RT5 REST2 notes: docs/mappings.md (Request Tracker 5).
 set -euo pipefail
 
 ACTION=${1:-up}
@@ -108,6 +108,7 @@ sub cf {
 cf('RT::User', 'Phone', 'Freeform');
 cf('RT::User', 'ExternalId', 'Freeform');
 cf('RT::User', 'Label', 'Select', 'Gold', 'Silver', 'Platinum');
+cf('RT::User', $_, 'Freeform') for qw(Twitter Facebook Instagram);  # handles, per network
 cf('RT::Queue-RT::Ticket', 'Order number', 'Freeform');
 # No notifications: this instance sends no mail, and mail copies would only repeat comments.
 my $scrips = RT::Scrips->new(RT->SystemUser); $scrips->UnLimit;
