@@ -67,6 +67,8 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
             structlog.contextvars.unbind_contextvars("trace_id")
         raise
     response.headers["X-Request-Id"] = request_id
+    if live.lifecycle.draining:
+        response.force_close()  # a kept-alive connection would outlive the drain: move it now
     admin_key = config.admin.api_key
     if admin_key and authorized(header(request, "X-Debug-Trace"), (admin_key,)):
         response.headers["X-Debug-Trace"] = _trace(stats)
@@ -214,6 +216,7 @@ def create_app(
         every = config.server.watch_seconds
         if every > 0:
             watcher = asyncio.create_task(reloading.watch(holder, config.file, every))
+        holder.current.lifecycle.started = True
         yield
         if watcher is not None:
             watcher.cancel()
