@@ -50,11 +50,8 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
     traced = None
     if operation is not None:
         traced = request.app[TRACING].begin(
-            request.headers,
-            f"{request.method} {route}",
-            {"http.request.method": request.method, "http.route": route or "",
-             "crm_gateway.operation": operation, "crm_gateway.request_id": request_id},
-        )  # fmt: skip
+            request.headers, request.method, route or "", operation, request_id
+        )
     if traced is not None:
         structlog.contextvars.bind_contextvars(trace_id=traced.trace_id)
     stats = logs.start_request()

@@ -137,10 +137,11 @@ class Tracing:
         return str(self.provider.resource.attributes.get("service.name"))
 
     def begin(
-        self, headers: Mapping[str, str], name: str, attributes: dict[str, Any]
+        self, headers: Mapping[str, str], method: str, route: str, operation: str, request_id: str
     ) -> RequestTrace | None:
         """A request's trace, current until its `end`; None while tracing is off and the caller
-        sent no valid `traceparent` (the cost of tracing off: this lookup)."""
+        sent no valid `traceparent` (the cost of tracing off: this lookup). ``route`` is the
+        path's template."""
         tracer = self.tracer
         if tracer is None and "traceparent" not in headers:
             return None
@@ -152,7 +153,13 @@ class Tracing:
             carried: dict[str, str] = {}
             W3C.inject(carried, caller)
             return RequestTrace(None, None, caller, parent, carried)
-        span = tracer.start_span(name, caller, SpanKind.SERVER, attributes)
+        attributes = {
+            "http.request.method": method,
+            "http.route": route,
+            "crm_gateway.operation": operation,
+            "crm_gateway.request_id": request_id,
+        }
+        span = tracer.start_span(f"{method} {route}", caller, SpanKind.SERVER, attributes)
         context = trace.set_span_in_context(span, caller)
         return RequestTrace(tracer, span, context, span.get_span_context(), None)
 

@@ -109,6 +109,14 @@ def json_logs() -> None:
     logs.configure("info", "json")
 
 
+@pytest.fixture(autouse=True)
+def no_tracing_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tracing only where a test turns it on: an OTEL_* variable of the shell running the suite
+    would send every gateway's spans somewhere."""
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def store() -> Store:
     return seed(Store())

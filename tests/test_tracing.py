@@ -161,7 +161,7 @@ async def test_off_a_callers_context_passes_through_and_nothing_is_made(
     client = await make_client(config)
     traced = client.app[TRACING]
     assert not traced.on and traced.provider is None
-    assert traced.begin({"x": "y"}, "GET /", {}) is None  # no traceparent: no object at all
+    assert traced.begin({"x": "y"}, "GET", "/", "meta", "r") is None  # no traceparent: nothing
     headers = {**AUTH, "traceparent": TRACEPARENT, "tracestate": TRACESTATE}
     assert (await client.get(f"{API}/customer/1001", headers=headers)).status == 200
     first = len(sent_to_crm(sandbox))
@@ -185,7 +185,7 @@ async def test_off_a_callers_context_passes_through_and_nothing_is_made(
     ],
 )
 def test_a_malformed_traceparent_is_no_context(traceparent: str) -> None:
-    assert Tracing().begin({"traceparent": traceparent}, "GET /", {}) is None
+    assert Tracing().begin({"traceparent": traceparent}, "GET", "/", "meta", "r") is None
 
 
 async def test_the_sampler_and_service_name_come_from_the_environment(
