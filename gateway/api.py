@@ -175,11 +175,28 @@ PURGED: Schema = {
 }
 READINESS: Schema = {
     "type": "object",
-    "required": ["status", "circuit"],
+    "required": ["status", "state", "shared_state", "upstream", "mapping", "circuit"],
     "properties": {
         "status": {"enum": ["ready", "not ready"]},
+        "reason": {
+            "type": "string",
+            "description": "why not: Draining, Starting, SharedStateUnavailable, or the CRM's "
+            "error (with ?upstream=1)",
+        },
+        "detail": TEXT,
+        "state": {"enum": ["starting", "serving", "draining"]},
+        "shared_state": {"enum": ["none", "up", "down"], "description": "Redis"},
+        "upstream": {"type": "string", "description": "the mapping's name"},
+        "mapping": {"type": "string", "description": "the mapping's file"},
+        "crm": {"enum": ["ready", "not ready"], "description": "with ?upstream=1 only"},
+        "note": TEXT,
         "circuit": {"enum": ["closed", "open", "half_open"]},
     },
+}
+ASK_UPSTREAM: Schema = {
+    "enum": ["0", "1", "false", "true"],
+    "default": "0",
+    "description": "1: the CRM must answer the mapping's readiness request too",
 }
 PHONE_QUERY: Schema = {"type": "string", "pattern": "^phone:", "description": "phone:<number>"}
 
@@ -264,8 +281,9 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "readyz", "GET", "/readyz", ops.readyz, "ops",
-        response=READINESS, answers={503: READINESS}, budget=None,
-        summary="the upstream answers, with our credentials",
+        response=READINESS, answers={503: READINESS}, errors=(400,), budget=None,
+        query={"upstream": ASK_UPSTREAM},
+        summary="this process can serve (with ?upstream=1: and the CRM answers)",
     ),
     Operation(
         "metrics", "GET", "/metrics", ops.metrics, "ops",

@@ -24,51 +24,48 @@ from gateway.fleet.state import Fleet
 from gateway.mapping.model import MappingSpec
 from gateway.mapping.spec import load_mapping
 from gateway.operation import Args, Operation, prefixes
+from gateway.tracing import Tracing
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # The operations an app serves, by name (its routes are named so).
 SERVED: web.AppKey[dict[str, Operation]] = web.AppKey("operations", dict)
+TRACING: web.AppKey[Tracing] = web.AppKey("tracing", Tracing)
 
 
 @web.middleware
 async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id, auth, budget, error bodies and the request's log line, in one place."""
-    config = reloading.pin(request).config
+    """Request id, trace, auth, budget, error bodies and the request's log line, in one place."""
+    live = reloading.pin(request)
+    config = live.config
     given_id = request.headers.get("X-Request-Id", "")
     request_id = given_id if _REQUEST_ID.match(given_id) else os.urandom(12).hex()
     op = request.app[SERVED].get(request.match_info.route.name or "")
-    # What logs and metrics name: the operations of callers (not the probes of the ops realm).
+    # What logs, metrics and traces name: the operations of callers (not the probes of the ops
+    # realm, nor unknown paths).
     operation = op.name if op is not None and op.realm != "ops" else None
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else None
+    traced = None
+    if operation is not None:
+        traced = request.app[TRACING].begin(
+            request.headers, request.method, route or "", operation, request_id
+        )
+    if traced is not None:
+        structlog.contextvars.bind_contextvars(trace_id=traced.trace_id)
     stats = logs.start_request()
     started = time.perf_counter()
-    budget_left: float | None = None
-    response: web.StreamResponse
     try:
-        if op is not None:
-            access.check(request, config, op.realm)
-        if op is None or op.budget is None:
-            response = await handler(request)
-        else:
-            seconds = config.deadlines.budget(op.budget)
-            with deadline.budget(seconds, config.deadlines.margin_seconds) as budget:
-                try:
-                    async with asyncio.timeout(seconds):
-                        response = await handler(request)
-                except TimeoutError:
-                    raise DeadlineExceeded(detail="request budget ran out") from None
-                finally:
-                    budget_left = budget.remaining()
-    except GatewayError as exc:
-        response = _error(exc, request_id)
-    except web.HTTPException as exc:
-        # The framework's own answers (unknown path, method, body size): the same error body.
-        response = _error(_framework_error(exc), request_id)
-    except Exception:
-        logs.get().exception("unhandled_error", operation=operation)
-        response = _error(GatewayError(), request_id)
+        response, budget_left = await _answer(request, handler, op, config, request_id)
+    except BaseException:  # cancelled: no answer to log, but the trace must not stay current
+        if traced is not None:
+            traced.end(None, {})
+            structlog.contextvars.unbind_contextvars("trace_id")
+        raise
     response.headers["X-Request-Id"] = request_id
+    if live.lifecycle.draining:
+        response.force_close()  # a kept-alive connection would outlive the drain: move it now
     admin_key = config.admin.api_key
     if admin_key and authorized(header(request, "X-Debug-Trace"), (admin_key,)):
         response.headers["X-Debug-Trace"] = _trace(stats)
@@ -78,23 +75,62 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
         metrics.LATENCY.labels(operation).observe(elapsed)
         if response.status == 504:
             metrics.BUDGET_EXHAUSTED.labels(operation).inc()
-    route = request.match_info.route.resource
+    budget_left_ms = None if budget_left is None else max(0, round(budget_left * 1000))
+    ids: dict[str, str] = {}
+    if traced is not None:
+        ids["span_id"] = traced.span_id
+        done = {"crm_gateway.upstream_calls": stats.upstream_calls}
+        if budget_left_ms is not None:
+            done["crm_gateway.budget_left_ms"] = budget_left_ms
+        traced.end(response.status, done)
     logs.get().info(
         "request",
         operation=operation,
         method=request.method,
-        route=route.canonical if route is not None else None,
+        route=route,
         status=response.status,
         duration_ms=round(elapsed * 1000, 1),
         upstream_calls=stats.upstream_calls,
         cache=stats.cache_status,
-        budget_left_ms=None if budget_left is None else max(0, round(budget_left * 1000)),
+        budget_left_ms=budget_left_ms,
         company_id=header(request, "x-sf-company-id"),
         initiative=header(request, "x-sf-initiative"),
         agent_email=header(request, "x-sf-user-email") or header(request, "x-sf-email"),
+        **ids,
     )
-    structlog.contextvars.unbind_contextvars("request_id")
+    structlog.contextvars.unbind_contextvars("request_id", "trace_id")
     return response
+
+
+async def _answer(
+    request: web.Request, handler: Handler, op: Operation | None, config: Config, request_id: str
+) -> tuple[web.StreamResponse, float | None]:
+    """The response: the handler's, inside the operation's budget, or an error body; and the
+    budget left when it ended (None: the operation has none)."""
+    budget_left: float | None = None
+    try:
+        if op is not None:
+            access.check(request, config, op.realm)
+        if op is None or op.budget is None:
+            return await handler(request), None
+        seconds = config.deadlines.budget(op.budget)
+        with deadline.budget(seconds, config.deadlines.margin_seconds) as budget:
+            try:
+                async with asyncio.timeout(seconds):
+                    response = await handler(request)
+            except TimeoutError:
+                raise DeadlineExceeded(detail="request budget ran out") from None
+            finally:
+                budget_left = budget.remaining()
+        return response, budget_left
+    except GatewayError as exc:
+        return _error(exc, request_id), budget_left
+    except web.HTTPException as exc:
+        # The framework's own answers (unknown path, method, body size): the same error body.
+        return _error(_framework_error(exc), request_id), budget_left
+    except Exception:
+        logs.get().exception("unhandled_error", operation=op.name if op else None)
+        return _error(GatewayError(), request_id), budget_left
 
 
 _TRACED = ("method", "path", "url", "attempt", "status", "retry_reason", "duration_ms")
@@ -139,9 +175,14 @@ def endpoint(op: Operation) -> Handler:
 
 
 def create_app(
-    config: Config, mapping: MappingSpec | None = None, *, fleet: Fleet | None = None
+    config: Config,
+    mapping: MappingSpec | None = None,
+    *,
+    fleet: Fleet | None = None,
+    tracing: Tracing | None = None,
 ) -> web.Application:
-    """``fleet``: what this process shares with the others (default: as the config says)."""
+    """``fleet``: what this process shares with the others (default: as the config says);
+    ``tracing``: where spans go (default: as the `OTEL_*` environment says)."""
     logs.configure(
         config.logging.level,
         config.logging.format,
@@ -156,6 +197,7 @@ def create_app(
     app[fleet_state.FLEET] = fleet
     app[access.FAILURES] = access.FailureLimit()
     app[SERVED] = {op.name: op for op in api.OPERATIONS}
+    app[TRACING] = tracing = tracing or Tracing.from_environment()
     served_under = prefixes(config)
     for op in api.OPERATIONS:
         path = served_under[op.realm] + op.path
@@ -171,11 +213,13 @@ def create_app(
         every = config.server.watch_seconds
         if every > 0:
             watcher = asyncio.create_task(reloading.watch(holder, config.file, every))
+        holder.current.lifecycle.started = True
         yield
         if watcher is not None:
             watcher.cancel()
         await holder.close()
         await fleet.close()
+        await tracing.close()  # the spans of the last requests, flushed
 
     app.cleanup_ctx.append(upstream_session)
     return app

@@ -52,6 +52,7 @@ class ServerSettings:
     port: int
     base_path: str  # no trailing slash
     watch_seconds: float  # 0: the files are not watched
+    drain_delay_seconds: float  # after SIGTERM, served on (unready) before it stops listening
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,13 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     ef = c["expertflow"]
     return Config(
         file=str(path),
-        server=ServerSettings(**{**c["server"], "port": port}),
+        server=ServerSettings(
+            **{
+                **c["server"],
+                "port": port,
+                "drain_delay_seconds": float(c["server"]["drain_delay_seconds"]),
+            }
+        ),
         auth=AuthSettings(api_keys, int(c["auth"]["max_failures_per_minute"])),
         upstream=UpstreamSettings(
             mapping=_mapping_file(doc, up["mapping"], here),

@@ -32,8 +32,8 @@ PII_KEYS = frozenset({"email", "phone", "name", "body", "agent_email", "first_na
 # Keys whose values are ours (ids, times, templates): secrets are still removed, PII patterns
 # are not applied.
 STRUCTURAL = frozenset(
-    {"timestamp", "request_id", "level", "route", "path", "method", "operation", "config",
-     "mapping", "upstream", "url"}
+    {"timestamp", "request_id", "trace_id", "span_id", "level", "route", "path", "method",
+     "operation", "config", "mapping", "upstream", "url", "collector"}
 )  # fmt: skip
 
 

@@ -27,6 +27,13 @@ CIRCUIT = Gauge(
     ["upstream"],
     multiprocess_mode="max",
 )
+UPSTREAM_UP = Gauge(
+    "crm_gateway_upstream_up",
+    "The CRM as this process last saw it: 1 answering, 0 not (a failed readiness probe of "
+    "/readyz?upstream=1, the circuit opening); the lowest over the workers",
+    ["upstream"],
+    multiprocess_mode="livemin",
+)
 BUDGET_EXHAUSTED = Counter(
     "crm_gateway_budget_exhausted_total", "Requests answered 504: the budget ran out", ["operation"]
 )

@@ -76,7 +76,11 @@ def _operation(op: Operation) -> dict[str, Any]:
         out["security"] = SECURITY[op.realm]
     parameters = [
         {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in op.params
-    ] + [{"name": n, "in": "query", "required": True, "schema": s} for n, s in op.query.items()]
+    ] + [
+        # A query parameter with a default may be left out.
+        {"name": n, "in": "query", "required": "default" not in s, "schema": s}
+        for n, s in op.query.items()
+    ]
     if parameters:
         out["parameters"] = parameters
     if op.body is not None:

@@ -64,7 +64,8 @@ class Operation:
     status: int = 200  # of success
     errors: tuple[int, ...] = ()  # its own, besides its realm's: each with the error body
     body: Body | None = None  # the JSON it takes, checked before the handler runs
-    query: Mapping[str, Schema] = field(default_factory=dict)  # the query parameters it reads
+    # The query parameters it reads; one whose schema has a default may be left out.
+    query: Mapping[str, Schema] = field(default_factory=dict)
     empty: int | None = None  # the status of an empty answer (204: no body)
     answers: Mapping[int, Schema] = field(default_factory=dict)  # others, not the error body
     budget: Budget | None = "default"  # which of Khoros's deadlines; None: no budget

@@ -13,14 +13,18 @@ from gateway import logs, runtime
 from gateway.config import Config, load_config, secrets_of
 from gateway.errors import ConfigError
 from gateway.fleet.state import Fleet
+from gateway.lifecycle import Lifecycle
 from gateway.mapping.spec import load_mapping
 from gateway.runtime import Runtime
 
 
-def load(config_file: str | Path, fleet: Fleet | None = None) -> Runtime:
+def load(
+    config_file: str | Path, fleet: Fleet | None = None, lifecycle: Lifecycle | None = None
+) -> Runtime:
     """The Runtime the files make as they are now; raises ConfigError."""
     config = load_config(config_file)
-    return runtime.build(config, load_mapping(config.upstream.mapping), fleet=fleet)
+    mapping = load_mapping(config.upstream.mapping)
+    return runtime.build(config, mapping, fleet=fleet, lifecycle=lifecycle)
 
 
 def warn_about_access(config: Config) -> None:
@@ -40,8 +44,8 @@ def warn_about_access(config: Config) -> None:
 
 
 # What a restart is needed for: the routes and the listening socket are made once.
-RESTART_ONLY = ("server.host", "server.port", "server.base_path", "expertflow.path_prefix",
-                "shared_state")  # fmt: skip
+RESTART_ONLY = ("server.host", "server.port", "server.base_path", "server.drain_delay_seconds",
+                "expertflow.path_prefix", "shared_state")  # fmt: skip
 
 
 class Holder:
@@ -60,7 +64,7 @@ class Holder:
         async with self._lock:
             old = self.current
             try:
-                new = load(config_file, self.fleet)
+                new = load(config_file, self.fleet, old.lifecycle)
             except ConfigError as exc:
                 # Each problem names file, line and key, never the file's content.
                 log.error("reload_refused", config=str(config_file), problems=str(exc).splitlines())

@@ -10,6 +10,7 @@ from gateway import connect
 from gateway.cache import AsyncTTLCache, Caches, CacheSettings
 from gateway.config import Config
 from gateway.fleet.state import Fleet
+from gateway.lifecycle import Lifecycle
 from gateway.locks import LocalLocks
 from gateway.mapping.bestmatch import BestMatch
 from gateway.mapping.cases import CaseWrites
@@ -38,7 +39,8 @@ class Runtime:
     customers: CustomerWrites
     priority_routing: PriorityRouting | None  # None: the mapping has no `expertflow` section
     fleet: Fleet | None  # what it shares with the other processes (None: nothing)
-    readiness: AsyncTTLCache[tuple[int, dict[str, Any]]]  # the last readiness answer
+    readiness: AsyncTTLCache[tuple[int, dict[str, Any]]]  # the CRM's last readiness answer
+    lifecycle: Lifecycle  # the app's, kept across reloads
 
 
 def build(
@@ -47,11 +49,13 @@ def build(
     *,
     transport: Transport | None = None,
     fleet: Fleet | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> Runtime:
     """Everything a config and its mapping make; raises ConfigError, touches no network.
     ``transport`` replaces HTTP to the upstream (`explain`'s dry run); ``fleet`` is the state
     shared with other processes and kept across reloads (none: this process on its own), such
-    as the per-case locks and what creates made."""
+    as the per-case locks and what creates made; ``lifecycle`` is the app's (a reload passes
+    it on)."""
     upstream = connect.upstream(config, mapping, transport, fleet=fleet)
     caches = Caches(config.cache)
     engine = Engine(
@@ -83,4 +87,5 @@ def build(
         priority_routing,
         fleet,
         AsyncTTLCache("readiness", READINESS),
+        lifecycle or Lifecycle(),
     )

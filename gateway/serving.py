@@ -8,6 +8,7 @@ case, what creates made), passes SIGTERM on and restarts a worker that dies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -63,9 +64,8 @@ async def serve(
     line: socket.socket | None = None,
     state_dir: str | None = None,
 ) -> None:
-    """Serve on ``sock`` until SIGTERM or SIGINT, then let requests in flight finish within
-    their budget. A worker has a ``line`` to its supervisor and the supervisor's
-    ``state_dir``."""
+    """Serve on ``sock`` until SIGTERM or SIGINT, then drain: see `_drain`. A worker has a
+    ``line`` to its supervisor and the supervisor's ``state_dir``."""
     fleet = fleet_state.build(
         config, host=line, state_dir=Path(state_dir) if state_dir is not None else None
     )
@@ -85,10 +85,16 @@ async def serve(
         loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
     )
     reloading.warn_about_access(config)
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def signalled(sig: signal.Signals) -> None:
+        if sig == signal.SIGINT or stop.is_set():
+            hurry.set()  # Ctrl-C, or a second signal: no pause
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signalled, sig)
     holder = app[reloading.HOLDER]
     reloads: set[asyncio.Task[bool]] = set()
 
@@ -101,12 +107,25 @@ async def serve(
     watch = asyncio.create_task(_orphaned(stop)) if worker else None
     try:
         await stop.wait()
+        await _drain(holder, config.server.drain_delay_seconds, hurry)
     finally:
         if watch is not None:
             watch.cancel()
         await runner.cleanup()
         logs.shutting_down()
         logs.get().info("stopped", pid=os.getpid())
+
+
+async def _drain(holder: reloading.Holder, delay: float, hurry: asyncio.Event) -> None:
+    """`/readyz` answers 503 from now on, and for `server.drain_delay_seconds` requests (new
+    ones too) are still served, so that load balancers see it and send no more; then the
+    process stops listening and lets requests in flight finish within their budget. A SIGINT,
+    or a second signal, ends the pause."""
+    holder.current.lifecycle.draining = True
+    logs.get().info("draining", pid=os.getpid(), delay_seconds=delay)
+    if delay > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(hurry.wait(), delay)
 
 
 async def _orphaned(stop: asyncio.Event) -> None:
@@ -174,7 +193,8 @@ def supervise(config: Config, workers: int, sock: socket.socket) -> int:
                     break
                 procs[i] = start()
             relay.poll(0.2)
-        deadline = time.monotonic() + config.deadlines.budget("meta") + 5
+        pause = config.server.drain_delay_seconds  # the workers serve on, unready, this long
+        deadline = time.monotonic() + pause + config.deadlines.budget("meta") + 5
         for p in procs:
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))

@@ -109,6 +109,14 @@ def json_logs() -> None:
     logs.configure("info", "json")
 
 
+@pytest.fixture(autouse=True)
+def no_tracing_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tracing only where a test turns it on: an OTEL_* variable of the shell running the suite
+    would send every gateway's spans somewhere."""
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def store() -> Store:
     return seed(Store())
@@ -791,3 +799,92 @@ def process_config(
 async def until_up(port: int, timeout: float = 30) -> None:
     """Wait for a gateway process's /healthz without blocking this test's event loop."""
     await asyncio.to_thread(wait_for, f"http://127.0.0.1:{port}/healthz", None, timeout)
+
+
+# -- a local OTLP collector: what gateways export over OTLP/HTTP, decoded ---------------------
+
+
+@dataclass
+class Span:
+    """One span as the collector received it (ids in hex, as W3C's traceparent writes them)."""
+
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    kind: str  # SERVER, CLIENT, ...
+    attributes: dict[str, Any]
+    error: bool  # its status is ERROR
+    resource: dict[str, Any]
+
+
+@dataclass
+class Collector:
+    """Accepts `POST /v1/traces` (protobuf, as the OTLP/HTTP exporter sends it) and keeps the
+    spans and the headers of each export."""
+
+    url: str = ""
+    spans: list[Span] = dataclasses.field(default_factory=list)
+    headers: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
+        from opentelemetry.proto.trace.v1 import trace_pb2
+
+        assert request.headers["Content-Type"] == "application/x-protobuf"
+        self.headers.append(dict(request.headers))
+        export = otlp.ExportTraceServiceRequest.FromString(await request.read())
+        for resource_spans in export.resource_spans:
+            resource = _attributes(resource_spans.resource.attributes)
+            for scope in resource_spans.scope_spans:
+                for s in scope.spans:
+                    self.spans.append(
+                        Span(
+                            name=s.name,
+                            trace_id=s.trace_id.hex(),
+                            span_id=s.span_id.hex(),
+                            parent_id=s.parent_span_id.hex() or None,
+                            kind=trace_pb2.Span.SpanKind.Name(s.kind).removeprefix("SPAN_KIND_"),
+                            attributes=_attributes(s.attributes),
+                            error=s.status.code == trace_pb2.Status.STATUS_CODE_ERROR,
+                            resource=resource,
+                        )
+                    )
+        body = otlp.ExportTraceServiceResponse().SerializeToString()
+        return web.Response(body=body, content_type="application/x-protobuf")
+
+    def of_kind(self, kind: str) -> list[Span]:
+        return [s for s in self.spans if s.kind == kind]
+
+    async def until(self, count: int, timeout: float = 15) -> list[Span]:
+        """The spans, once there are at least ``count``."""
+        end = time.monotonic() + timeout
+        while len(self.spans) < count:
+            assert time.monotonic() < end, f"{len(self.spans)} spans, not {count}"
+            await asyncio.sleep(0.02)
+        return self.spans
+
+
+def _attributes(pairs: Any) -> dict[str, Any]:
+    return {
+        kv.key: getattr(kv.value, kv.value.WhichOneof("value") or "string_value") for kv in pairs
+    }
+
+
+@pytest.fixture
+async def collector(aiohttp_server: Any) -> Collector:
+    found = Collector()
+    app = web.Application()
+    app.router.add_post("/v1/traces", found.receive)
+    server: TestServer = await aiohttp_server(app)
+    found.url = str(server.make_url("")).rstrip("/")
+    return found
+
+
+@pytest.fixture
+def tracing_env(collector: Collector, monkeypatch: pytest.MonkeyPatch) -> Collector:
+    """Tracing on for the gateways this test makes in this process: spans go to ``collector``
+    (after 50 ms, or at the app's shutdown)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    return collector

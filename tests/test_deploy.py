@@ -19,7 +19,7 @@ import pytest
 import yaml
 from conftest import ROOT, free_port, wait_for
 
-from gateway import shipped
+from gateway import shipped, tracing
 from gateway.config import Config, load_config
 
 SCRIPT = Path(sys.executable).parent / "crm-gateway"  # the installed command
@@ -170,13 +170,29 @@ def test_kubernetes_probes_liveness_on_healthz_and_readiness_on_readyz() -> None
     assert container()["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
 
 
+def pod_env() -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container().get("env", [])}
+
+
 def test_kubernetes_gives_requests_in_flight_time_to_finish() -> None:
+    """The grace period holds a preStop pause (if any), the gateway's drain delay, the longest
+    budget and the flush of the last spans."""
     pause = 0.0
     pre_stop = container().get("lifecycle", {}).get("preStop", {}).get("exec", {})
     if pre_stop:
         assert pre_stop["command"][0] == "sleep"
         pause = float(pre_stop["command"][1])
-    assert pod()["terminationGracePeriodSeconds"] > pause + longest_budget()
+    drain = load_config(ROOT / "deploy/config.yaml", env={**SITE, **pod_env()}).server
+    assert drain.drain_delay_seconds > 0
+    needed = pause + drain.drain_delay_seconds + longest_budget() + tracing.FLUSH_SECONDS
+    assert pod()["terminationGracePeriodSeconds"] > needed
+
+
+def test_kubernetes_sees_the_pod_unready_inside_the_drain_delay() -> None:
+    probe = container()["readinessProbe"]
+    config = load_config(ROOT / "deploy/config.yaml", env={**SITE, **pod_env()})
+    assert probe["periodSeconds"] * probe["failureThreshold"] < config.server.drain_delay_seconds
+    assert deployed_config().server.drain_delay_seconds == 0  # elsewhere: stopped at once
 
 
 def test_kubernetes_runs_one_worker_as_the_images_user() -> None:
@@ -184,8 +200,7 @@ def test_kubernetes_runs_one_worker_as_the_images_user() -> None:
     assert security["runAsNonRoot"] is True
     assert str(security["runAsUser"]) == one("USER").split(":")[0] != "0"
     assert container()["securityContext"]["allowPrivilegeEscalation"] is False
-    env = {e["name"]: e.get("value") for e in container().get("env", [])}
-    assert env.get("GATEWAY_WORKERS", image_env()["GATEWAY_WORKERS"]) == "1"
+    assert pod_env().get("GATEWAY_WORKERS", image_env()["GATEWAY_WORKERS"]) == "1"
     assert container()["image"] == f"crm-gateway:{shipped.version()}"
 
 

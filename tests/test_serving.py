@@ -15,10 +15,12 @@ import urllib.request
 from typing import Any
 
 import aiohttp
+import pytest
 from conftest import (
     AUTH,
     EF_AUTH,
     TIMELINE,
+    events,
     free_port,
     gateway,
     gateway_env,
@@ -28,7 +30,7 @@ from conftest import (
     wait_for,
 )
 
-from gateway.sandbox.server import CREDENTIALS
+from gateway.sandbox.server import CALLS, CREDENTIALS, FAULTS
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 
@@ -201,3 +203,52 @@ async def test_two_workers_share_oauth_rotations_and_purges_without_redis(
         await asyncio.gather(*(get("/label", EF_AUTH) for _ in range(20)))
         assert label_loads() == 4
     read_log(log)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_sigterm_turns_readyz_503_while_requests_are_still_answered(
+    watched_sandbox: Any, processes: Any, tmp_path: Any, workers: str
+) -> None:
+    """SIGTERM: /readyz answers 503 at once; for the drain delay new requests are still served,
+    a request in flight completes, then the process stops listening and exits 0 (with workers:
+    each of them, and the supervisor after them)."""
+    faults = watched_sandbox.app[FAULTS]
+    faults.path_prefix, faults.delay = "/api/v2/users/1001/tickets", 2.0  # that customer's cases
+    env = gateway_env(str(watched_sandbox.make_url("")).rstrip("/"))
+    config = process_config(tmp_path, server={"drain_delay_seconds": 3})
+    port, log = free_port(), tmp_path / "gateway.log"
+    args = ("serve", "--config", str(config), "--port", str(port), "--workers", workers)
+    proc = gateway(*args, env=env, log=log)
+    processes.append(proc)
+    await until_up(port)
+    while [e["event"] for e in events(log.read_text())].count("started") < int(workers):
+        await asyncio.sleep(0.05)  # every worker up: SIGTERM before its handlers would kill it
+    base = f"http://127.0.0.1:{port}"
+    # A connection per request, as a load balancer's probes and new callers would open.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+
+        async def get(path: str) -> tuple[int, Any]:
+            async with http.get(base + path, headers=AUTH) as resp:
+                return resp.status, await resp.json()
+
+        assert (await get("/readyz"))[0] == 200
+        in_flight = asyncio.create_task(get("/api/v1/customer/1001/cases"))
+        while not any(c.startswith("GET /api/v2/users/1001/tickets") for c in
+                      watched_sandbox.app[CALLS]):  # fmt: skip
+            await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        for _ in range(100):  # the signal is handled between two requests
+            status, body = await get("/readyz")
+            if status == 503:
+                break
+            await asyncio.sleep(0.02)
+        assert (status, body["reason"], body["state"]) == (503, "Draining", "draining")
+        # A new connection, answered: the process still listens, though unready.
+        assert (await get("/api/v1/customer/1002"))[0] == 200
+        status, cases = await in_flight
+        assert status == 200 and cases
+    assert await asyncio.to_thread(proc.wait, 30) == 0
+    processes.remove(proc)
+    lines = [e["event"] for e in read_log(log)]
+    assert lines.count("draining") == lines.count("stopped") == int(workers)
+    assert lines.index("draining") < lines.index("stopped")

@@ -154,6 +154,7 @@ WITHOUT_TESTS_OF_THEIR_OWN = {
     "gateway/__main__.py": "`python -m gateway`: test_cli.py runs it",
     "gateway/fleet/settings.py": "a dataclass",
     "gateway/fleet/host.py": "the workers' side of the relay: test_fleet_relay.py",
+    "gateway/lifecycle.py": "the state /readyz reads: test_ops.py, test_serving.py",
     "gateway/upstream/call.py": "a dataclass and a protocol",
     "gateway/upstream/clock.py": "the system clock (the layers' tests inject theirs)",
 }

@@ -117,3 +117,5 @@ class Load:
 
 
 LOAD: web.AppKey[Load] = web.AppKey("load", Load)
+# The W3C trace context each call came with: (call, traceparent, tracestate), None when absent.
+TRACE_CONTEXT: web.AppKey[list[tuple[str, str | None, str | None]]] = web.AppKey("trace", list)

@@ -18,6 +18,7 @@ from gateway.sandbox.levers import (
     FAULTS,
     LOAD,
     STORE,
+    TRACE_CONTEXT,
     Credentials,
     Faults,
     Load,
@@ -25,7 +26,8 @@ from gateway.sandbox.levers import (
 from gateway.sandbox.rules import ZendeskError
 from gateway.sandbox.store import Store
 
-__all__ = ["CALLS", "CREDENTIALS", "FAULTS", "LOAD", "STORE", "Credentials", "Faults", "Load"]
+__all__ = ["CALLS", "CREDENTIALS", "FAULTS", "LOAD", "STORE", "TRACE_CONTEXT", "Credentials",
+           "Faults", "Load"]  # fmt: skip
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # The writes with a limit of their own: updates of one user, updates of one ticket.
@@ -36,6 +38,8 @@ _LIMITED = re.compile(r"^/api/v2/(users|tickets)/(\d+)(?:\.json)?$")
 async def _zendesk(request: web.Request, handler: Handler) -> web.StreamResponse:
     app = request.app
     app[CALLS].append(f"{request.method} {request.path}")
+    trace = request.headers.get("traceparent"), request.headers.get("tracestate")
+    app[TRACE_CONTEXT].append((f"{request.method} {request.path}", *trace))
     load = app[LOAD]
     load.now += 1
     load.peak = max(load.peak, load.now)
@@ -104,6 +108,7 @@ def create_sandbox(
     app[FAULTS] = faults or Faults()
     app[CREDENTIALS] = credentials or Credentials()
     app[CALLS] = []
+    app[TRACE_CONTEXT] = []
     app[LOAD] = Load()
     api.routes(app.router)
     return app

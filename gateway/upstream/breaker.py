@@ -57,6 +57,7 @@ class Breaker:
         self.requests = self.failures = 0  # in the window
         self._opened_at: float | None = None
         self._probing = False
+        self.up: bool | None = None  # the CRM answers, as last seen (None: not seen yet)
 
     @property
     def state(self) -> str:
@@ -83,7 +84,16 @@ class Breaker:
         left = self.settings.cooldown_seconds - (self.clock.monotonic() - self._opened_at)
         raise UpstreamUnavailable(headers={"Retry-After": retry_after(left)}, detail="circuit open")
 
+    def saw(self, up: bool) -> None:
+        """The CRM answered (a readiness probe, a request, the circuit closing) or did not (a
+        failed probe, the circuit opening): `crm_gateway_upstream_up`."""
+        if self.up is not up:
+            self.up = up
+            metrics.UPSTREAM_UP.labels(self.name).set(1 if up else 0)
+
     def record(self, probe: bool, outcome: Verdict) -> None:
+        if outcome is Verdict.SUCCESS and self.up is not True:
+            self.saw(True)
         if probe:
             self._probing = False
             if outcome is Verdict.SUCCESS:
@@ -122,6 +132,7 @@ class Breaker:
             cooldown_seconds=self.settings.cooldown_seconds,
         )
         metrics.CIRCUIT.labels(self.name).set(2)
+        self.saw(False)
 
     def _close(self) -> None:
         self._opened_at = None
@@ -129,6 +140,7 @@ class Breaker:
         self.requests = self.failures = 0
         logs.get().info("circuit_closed", upstream=self.name)
         metrics.CIRCUIT.labels(self.name).set(0)
+        self.saw(True)
 
 
 class Guard:

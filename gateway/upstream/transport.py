@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -46,6 +47,8 @@ class HttpTransport:
         """One attempt, traced: a log line, metrics, the request's stats."""
         timeout = self._timeout()
         with trace.attempt(self.name, call) as attempt:
+            if attempt.headers:
+                call = replace(call, headers={**call.headers, **attempt.headers})
             try:
                 answer = await self._exchange(call, timeout)
             except (AttemptFailed, DeadlineExceeded) as exc:
