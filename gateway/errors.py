@@ -17,6 +17,7 @@
         │   ├── UpdateConflict        502  the record changed under a guarded write (409)
         │   └── IdempotencyMismatch   502  same idempotency key, different request
         ├── UpstreamUnavailable       503  rate limited past the budget, circuit open
+        ├── CreatePending             503  an earlier create of these values may still show up
         └── DeadlineExceeded          504  the request's budget ran out
             └── AttemptTimedOut       504  one attempt got no answer in time (retried if safe)
 
@@ -179,6 +180,21 @@ class UpstreamUnavailable(UpstreamError):
             headers={"Retry-After": retry_after(wait)},
             detail=detail,
         )
+
+
+class CreatePending(UpstreamError):
+    """An earlier create of the same values lost its answer, and the CRM may yet show what it
+    made (its search lags): making it again could make it twice (docs/behaviour.md §1.4)."""
+
+    status = 503
+    error = "CreatePending"
+    default_message = (
+        "A create with these values may still be under way in the CRM. Please try again shortly."
+    )
+
+    @classmethod
+    def until(cls, wait: float, *, detail: str) -> CreatePending:
+        return cls(headers={"Retry-After": retry_after(wait)}, detail=detail)
 
 
 class DeadlineExceeded(UpstreamError):

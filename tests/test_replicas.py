@@ -40,7 +40,7 @@ from conftest import (
     until_up,
 )
 
-from gateway.sandbox.server import CREDENTIALS, FAULTS
+from gateway.sandbox.server import CALLS, CREDENTIALS, FAULTS, LOAD
 from gateway.sandbox.store import Store
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
@@ -297,6 +297,61 @@ async def test_racing_writes_through_the_workers_of_one_host_land_once_on_rt5(
             found = await rt.tickets(f"Requestor.id = {int(customer['id'])}")
             assert sorted(found) == sorted(made), rep  # one ticket for each 30 creates
             assert once_each(await rt.comments(case), list(once)) == once, rep
+
+
+SHORT = {"deadlines": {"default_seconds": 1.0, "share": 1.0},
+         "upstream": {"attempt_timeout_seconds": 0.6}}  # fmt: skip
+
+
+@pytest.mark.parametrize("shared", ["redis", "host"])
+async def test_a_create_answered_past_its_budget_is_made_once_through_every_process(
+    shared: str,
+    watched_sandbox: Any,
+    store: Store,
+    redis_binary: str,
+    tmp_path: Path,
+    processes: list[Any],
+    logs_dir: Path,
+) -> None:
+    """A customer with no unique value, whose create the CRM applies at once and answers after
+    1.3 s: past the callers' budget (1 s) and one attempt's cap (0.6 s), inside the grace. The
+    creates racing it through the other processes wait for it and make nothing; the repeats
+    get the customer it made."""
+    env = gateway_env(str(watched_sandbox.make_url("")).rstrip("/"))
+    config = process_config(logs_dir, **SHORT)
+    if shared == "redis":
+        server = RedisServer(redis_binary, tmp_path / "redis")
+        server.start()
+        env["REDIS_URL"] = server.url
+        ports = await start_fleet(processes, config, env, logs_dir)
+    else:
+        ports = await start_workers(processes, config, env, logs_dir)
+    faults = watched_sandbox.app[FAULTS]
+    faults.method, faults.path_prefix, faults.delay_after = "POST", "/api/v2/users", 1.3
+    body = {"name": f"Plain {uuid.uuid4().hex[:8]}", "notes": "Only a name and notes."}
+
+    def holding() -> list[int]:
+        return [u["id"] for u in store.users.values() if u["name"] == body["name"]]
+
+    try:
+        async with each_request_its_connection() as http:
+            first = await asyncio.gather(
+                *(send(http, "POST", port, f"{API}/customer", body) for port in ports)
+            )
+            assert [s for s, _ in first] == [504] * 3
+            while not holding() or watched_sandbox.app[LOAD].now:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # the process that made it remembers it
+            again = await asyncio.gather(
+                *(send(http, "POST", port, f"{API}/customer", body) for port in ports)
+            )
+        posts = [c for c in watched_sandbox.app[CALLS] if c.startswith("POST")]
+        assert posts == ["POST /api/v2/users"] and len(holding()) == 1  # one create reached the CRM
+        assert [s for s, _ in again] == [201] * 3
+        assert {m["id"] for _, m in again} == {str(u) for u in holding()}
+    finally:
+        if shared == "redis":
+            server.stop()
 
 
 async def test_a_purge_reaches_every_replica_and_redis_trouble_costs_no_request(

@@ -79,6 +79,11 @@ class Join:
     one: bool
 
 
+# Without the mapping's word: how long a CRM may still be finishing a write whose answer was
+# lost, before its search shows what it made.
+SETTLE_SECONDS = 60.0
+
+
 @dataclass(frozen=True)
 class ObjectSpec:
     kind: str
@@ -87,6 +92,10 @@ class ObjectSpec:
     fields: tuple[FieldSpec, ...]
     joins: Mapping[str, Join]
     custom_fields: CustomFields | None
+    # A customer's: when the CRM made a record, and how long after a create's answer was
+    # lost what it made may stay out of the CRM's search (docs/behaviour.md §1.4).
+    created_at: Path | None = None
+    settle_seconds: float = SETTLE_SECONDS
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,45 @@
+"""A create whose answer was lost (docs/behaviour.md §1.4, §1.7): a dropped connection, a 5xx,
+no answer within the budget and its grace. The CRM may have made the record or not; the
+gateway remembers that it does not know, and when it began, so that the create and its
+repeats look for what it may have made before anyone makes it again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.errors import BadGateway, DeadlineExceeded, IdempotencyMismatch
+
+# The failures of a write after which what it did is not known.
+UNKNOWN = (DeadlineExceeded, BadGateway)
+# How far a CRM's clock may be behind ours when it says when it made a record.
+SKEW_SECONDS = 60.0
+# A repeat refused while the CRM may yet show what a lost create made is told to come back
+# within this, and looks again then.
+RETRY_AFTER_SECONDS = 60.0
+
+
+def unknown(error: Exception) -> bool:
+    """Does ``error`` leave the outcome of the write that raised it unknown?"""
+    return isinstance(error, UNKNOWN) and not isinstance(error, IdempotencyMismatch)
+
+
+def entry(started: float, settles: float) -> dict[str, Any]:
+    """What is remembered of a create whose outcome is unknown: when it began, and until when
+    the CRM may not show what it made (both in seconds since the epoch)."""
+    return {"unknown": True, "started": started, "until": settles}
+
+
+def made_since(created: Any, started: float) -> bool:
+    """Could a record the CRM says it made at ``created`` (ISO-8601) have been made by a create
+    that began at ``started``? When the CRM does not say (or says something unreadable), it
+    could."""
+    if not isinstance(created, str) or not created.strip():
+        return True
+    try:
+        when = datetime.fromisoformat(created.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp() >= started - SKEW_SECONDS
