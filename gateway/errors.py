@@ -9,6 +9,7 @@
     │   ├── TooManyFailures           429  too many failed authentications from one address
     │   ├── PayloadTooLarge           413  a body over the limit
     │   ├── UnsupportedMediaType      415  a body that is not JSON
+    │   ├── CaseClosed                409  a repeated create whose case is closed since
     │   └── ValidationFailed          422  the upstream refused a value
     └── UpstreamError                 the upstream CRM could not give an answer (5xx)
         ├── BadGateway                502  5xx, reset, refused, garbage, our credentials refused
@@ -119,6 +120,15 @@ class UnsupportedMediaType(ClientError):
     status = 415
     error = "UnsupportedMediaType"
     default_message = "The request body must be JSON (Content-Type: application/json)."
+
+
+class CaseClosed(ClientError):
+    """A repeat of a create whose case has been closed since: it is not changed or reopened
+    (docs/behaviour.md §1.7)."""
+
+    status = 409
+    error = "CaseClosed"
+    default_message = "The case this create made is closed; it is not changed or reopened."
 
 
 class ValidationFailed(ClientError):

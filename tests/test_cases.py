@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 from conftest import API, AUTH, Upstream, budgets, events, interaction, ok, someone, tuned
@@ -147,6 +148,49 @@ async def test_customer_id_on_an_update_moves_the_case(upstream: Upstream) -> No
         assert resp.status == 404, nobody
 
 
+async def test_a_case_without_interactions_is_the_same_case_only_when_repeated_whole(
+    upstream: Upstream,
+) -> None:
+    c = upstream.client
+    body = {"customerId": await customer(upstream), "title": f"Call back {uuid.uuid4().hex[:6]}",
+            "orderNumber": "A-1"}  # fmt: skip
+    first = await ok(await c.post(f"{API}/case", json=body, headers=AUTH), 201)
+    same = await ok(await c.post(f"{API}/case", json=body, headers=AUTH), 201)
+    assert same["id"] == first["id"]
+    # A customer and a title name no one case: other values are another case.
+    other = await ok(
+        await c.post(f"{API}/case", json={**body, "orderNumber": "A-2"}, headers=AUTH), 201
+    )
+    assert other["id"] != first["id"] and other["orderNumber"] == "A-2"
+    kept = await ok(await c.get(f"{API}/case/{first['id']}", headers=AUTH))
+    assert kept["orderNumber"] == "A-1"
+
+
+async def test_a_closed_case_is_neither_changed_nor_reopened_by_a_repeat(
+    upstream: Upstream,
+) -> None:
+    c, who = upstream.client, await customer(upstream)
+    with_them = {
+        "customerId": who,
+        "title": f"Closed {uuid.uuid4().hex[:6]}",
+        "orderNumber": "B-1",
+        "interactions": [interaction(uuid.uuid4().hex[:8])],
+    }
+    without = {"customerId": who, "title": f"Closed {uuid.uuid4().hex[:6]}", "orderNumber": "B-1"}
+    for body in (with_them, without):  # fmt: skip
+        case = await ok(await c.post(f"{API}/case", json=body, headers=AUTH), 201)
+        path = f"{API}/case/{case['id']}"
+        await ok(await c.patch(path, json={"status": "closed"}, headers=AUTH))
+        repeats = [body, {**body, "orderNumber": "B-2"}] if "interactions" in body else [body]
+        for repeat in repeats:
+            resp = await c.post(f"{API}/case", json=repeat, headers=AUTH)
+            assert resp.status == 409, await resp.text()
+            refused = await resp.json()
+            assert refused["error"] == "CaseClosed" and case["id"] in refused["message"]
+        now = await ok(await c.get(path, headers=AUTH))
+        assert (now["status"], now["orderNumber"]) == ("closed", "B-1")
+
+
 # -- the sandbox's levers ----------------------------------------------------------------------
 
 
@@ -263,3 +307,20 @@ async def test_a_create_that_never_got_its_answer_finds_the_case_it_made(
     tickets = [t for t in store.tickets.values() if t["subject"] == "Never answered"]
     assert [str(t["id"]) for t in tickets] == [made["id"]]
     assert "case_create_found" in [e["event"] for e in events(capsys.readouterr().out)]
+
+
+async def test_a_repeat_without_interactions_with_other_values_makes_a_new_case(
+    make_client: Any, config: Any, store: Store, capsys: Any
+) -> None:
+    one, two = await make_client(config), await make_client(config)
+    body = {"customerId": "1001", "title": "Same title", "priority": "low"}
+    first = await ok(await one.post(f"{API}/case", json=body, headers=AUTH), 201)
+    await ok(await one.patch(f"{API}/case/{first['id']}", json={"status": "closed"}, headers=AUTH))
+    urgent = {**body, "priority": "urgent"}
+    for client in (one, two):  # with its memory, and on a replica without it (Zendesk's key)
+        made = await ok(await client.post(f"{API}/case", json=urgent, headers=AUTH), 201)
+        assert made["id"] != first["id"] and made["priority"] == "urgent"
+    earlier = store.tickets[int(first["id"])]
+    assert (earlier["status"], earlier["priority"]) == ("solved", "low")
+    assert sum(t["subject"] == "Same title" for t in store.tickets.values()) == 2
+    assert "idempotency_mismatch" not in [e["event"] for e in events(capsys.readouterr().out)]
