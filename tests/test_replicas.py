@@ -5,7 +5,9 @@ sandbox with its keys off, and a real RT5 under `make test-rt5`); a purge on one
 process's caches; an OAuth rotation over 3 replicas x 2 workers makes one refresh per expiry;
 and Redis stopped mid-run costs no request, reads or writes. Without Redis, the workers of one
 supervisor (`serve --workers 3`) do the same through their host: racing creates and updates
-spread over them land once, on a CRM without idempotency keys too."""
+spread over them land once, on a CRM without idempotency keys too. Through either, a create
+whose answer is late or lost is made once, and one whose outcome cannot be known yet is
+refused by every process rather than made again."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import itertools
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -303,55 +305,115 @@ SHORT = {"deadlines": {"default_seconds": 1.0, "share": 1.0},
          "upstream": {"attempt_timeout_seconds": 0.6}}  # fmt: skip
 
 
-@pytest.mark.parametrize("shared", ["redis", "host"])
-async def test_a_create_answered_past_its_budget_is_made_once_through_every_process(
-    shared: str,
+@pytest.fixture
+async def short_processes(
+    request: pytest.FixtureRequest,
     watched_sandbox: Any,
-    store: Store,
     redis_binary: str,
     tmp_path: Path,
     processes: list[Any],
     logs_dir: Path,
-) -> None:
-    """A customer with no unique value, whose create the CRM applies at once and answers after
-    1.3 s: past the callers' budget (1 s) and one attempt's cap (0.6 s), inside the grace. The
-    creates racing it through the other processes wait for it and make nothing; the repeats
-    get the customer it made."""
+) -> AsyncIterator[list[int]]:
+    """Three gateway processes with a short budget (1 s) and attempt cap (0.6 s), that
+    share their locks and memory of creates through Redis (`shared` "redis": three replicas)
+    or through their host (`shared` "host": three workers of one supervisor, no Redis); the
+    test's parameter `shared` says which. Their ports."""
+    shared = request.node.callspec.params["shared"]
     env = gateway_env(str(watched_sandbox.make_url("")).rstrip("/"))
     config = process_config(logs_dir, **SHORT)
-    if shared == "redis":
-        server = RedisServer(redis_binary, tmp_path / "redis")
-        server.start()
-        env["REDIS_URL"] = server.url
-        ports = await start_fleet(processes, config, env, logs_dir)
-    else:
-        ports = await start_workers(processes, config, env, logs_dir)
-    faults = watched_sandbox.app[FAULTS]
-    faults.method, faults.path_prefix, faults.delay_after = "POST", "/api/v2/users", 1.3
-    body = {"name": f"Plain {uuid.uuid4().hex[:8]}", "notes": "Only a name and notes."}
-
-    def holding() -> list[int]:
-        return [u["id"] for u in store.users.values() if u["name"] == body["name"]]
-
+    if shared == "host":
+        yield await start_workers(processes, config, env, logs_dir)
+        return
+    server = RedisServer(redis_binary, tmp_path / "redis")
+    server.start()
     try:
-        async with each_request_its_connection() as http:
-            first = await asyncio.gather(
-                *(send(http, "POST", port, f"{API}/customer", body) for port in ports)
-            )
-            assert [s for s, _ in first] == [504] * 3
-            while not holding() or watched_sandbox.app[LOAD].now:
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.3)  # the process that made it remembers it
-            again = await asyncio.gather(
-                *(send(http, "POST", port, f"{API}/customer", body) for port in ports)
-            )
-        posts = [c for c in watched_sandbox.app[CALLS] if c.startswith("POST")]
-        assert posts == ["POST /api/v2/users"] and len(holding()) == 1  # one create reached the CRM
-        assert [s for s, _ in again] == [201] * 3
-        assert {m["id"] for _, m in again} == {str(u) for u in holding()}
+        yield await start_fleet(processes, config, {**env, "REDIS_URL": server.url}, logs_dir)
     finally:
-        if shared == "redis":
-            server.stop()
+        server.stop()
+
+
+def nameless() -> dict[str, str]:
+    """A customer with no unique value: only the gateway can tell a repeat from a second one."""
+    return {"name": f"Plain {uuid.uuid4().hex[:8]}", "notes": "Only a name and notes."}
+
+
+def holding(store: Store, body: dict[str, str]) -> list[int]:
+    return [u["id"] for u in store.users.values() if u["name"] == body["name"]]
+
+
+@pytest.mark.parametrize(
+    ("shared", "lost"),
+    [(shared, lost) for lost in ("late", "reset", "500") for shared in ("redis", "host")],
+)
+async def test_a_create_whose_answer_is_late_or_lost_is_made_once_through_every_process(
+    shared: str, lost: str, watched_sandbox: Any, store: Store, short_processes: list[int]
+) -> None:
+    """A customer with no unique value, created through three processes at once. The CRM
+    applies the first create at once, and answers it after 1.3 s (`late`: past the callers'
+    budget of 1 s and one attempt's cap of 0.6 s, inside the grace), or not at all (`reset`),
+    or with a 500 (`500`). The creates racing it wait for it and make nothing; every caller,
+    then or on the repeat, gets the one customer it made."""
+    ports = short_processes
+    faults = watched_sandbox.app[FAULTS]
+    faults.method, faults.path_prefix = "POST", "/api/v2/users"
+    faults.delay_after = 1.3 if lost == "late" else 0.0
+    faults.reset_after, faults.status_after = lost == "reset", 500 if lost == "500" else None
+    body = nameless()
+    async with each_request_its_connection() as http:
+        first = await asyncio.gather(
+            *(send(http, "POST", port, f"{API}/customer", body) for port in ports)
+        )
+        # Late: every caller's budget ends first (504), and the create runs on. Lost: the
+        # create finds what it made, and the racing ones get it from the fleet's memory.
+        assert [s for s, _ in first] == ([504] if lost == "late" else [201]) * 3, first
+        while not holding(store, body) or watched_sandbox.app[LOAD].now:
+            await asyncio.sleep(0.02)
+        # (A repeat now waits, if need be, for the create still holding the lock.)
+        again = await asyncio.gather(
+            *(send(http, "POST", port, f"{API}/customer", body) for port in ports)
+        )
+    posts = [c for c in watched_sandbox.app[CALLS] if c.startswith("POST")]
+    assert posts == ["POST /api/v2/users"] and len(holding(store, body)) == 1  # made once
+    answered = [m for s, m in [*first, *again] if s == 201]
+    assert [s for s, _ in again] == [201] * 3, again
+    assert {m["id"] for m in answered} == {str(u) for u in holding(store, body)}
+
+
+@pytest.mark.parametrize("shared", ["redis", "host"])
+async def test_a_lost_create_the_search_cannot_see_yet_is_refused_by_every_process(
+    shared: str, watched_sandbox: Any, store: Store, short_processes: list[int]
+) -> None:
+    """The CRM applies the first of three racing creates and drops its connection, and its
+    search does not show new users yet (Zendesk's lags). No process can tell whether it was
+    made: none makes it again, each says so (502 for the create that lost its answer, 503
+    `CreatePending` with `Retry-After` for the others and the repeats), and once the search
+    shows it every repeat gets it."""
+    ports = short_processes
+    faults = watched_sandbox.app[FAULTS]
+    faults.method, faults.path_prefix, faults.reset_after = "POST", "/api/v2/users", True
+    later = [0.0]
+    store.clock = lambda: time.monotonic() + later[0]
+    store.index_lag = 600.0
+    body = nameless()
+    async with each_request_its_connection() as http:
+
+        async def everywhere() -> list[tuple[int, Any]]:
+            return await asyncio.gather(
+                *(send(http, "POST", port, f"{API}/customer", body) for port in ports)
+            )
+
+        first = await everywhere()
+        # The create that lost its answer is a 502; a racing one through the same process
+        # shares its outcome, one through another process waits for it and is refused.
+        assert 502 in [s for s, _ in first] and {s for s, _ in first} <= {502, 503}, first
+        assert {m["error"] for s, m in first if s == 503} <= {"CreatePending"}
+        assert [s for s, _ in await everywhere()] == [503] * 3  # the fleet knows it is unknown
+        later[0] = 700.0  # the search shows it now
+        again = await everywhere()
+    assert len(holding(store, body)) == 1
+    assert [c for c in watched_sandbox.app[CALLS] if c.startswith("POST")] == ["POST /api/v2/users"]
+    assert [s for s, _ in again] == [201] * 3, again
+    assert {m["id"] for _, m in again} == {str(u) for u in holding(store, body)}
 
 
 async def test_a_purge_reaches_every_replica_and_redis_trouble_costs_no_request(
