@@ -734,6 +734,16 @@ class RedisServer:
         except OSError:
             return False
 
+    def pause(self) -> None:
+        """SIGSTOP: a stalled Redis (a long fork, a swapped-out host). Clients' connections
+        stay open and what they send waits in its socket, to be run on `resume`."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """SIGKILL, as a crash would: clients see their connections drop."""
         if self.proc is not None and self.proc.poll() is None:
@@ -747,7 +757,7 @@ def redis_server(redis_binary: str, tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(redis_binary, tmp_path / "redis")
     server.start()
     yield server
-    server.stop()
+    server.stop()  # SIGKILL ends a paused one too
 
 
 # -- a fleet of gateway processes in front of one in-process sandbox --------------------------
