@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Any
 
 from conftest import API, AUTH, EF_AUTH, FAST_BUDGET, budgets, interaction, tuned
 
 from gateway.config import Config
 from gateway.sandbox.server import CALLS, Faults
+from gateway.sandbox.store import Store
 from gateway.upstream.settings import BreakerSettings
 
 FIND = f"{API}/customer/1001"
@@ -95,6 +97,30 @@ async def test_an_account_limit_holds_every_call(gw: Any, faults: Faults, sandbo
 
 
 # -- the breaker -----------------------------------------------------------------------------
+
+
+async def test_a_burst_past_the_account_limit_reaches_the_crm_no_further_than_its_slots(
+    make_client: Any, fast: Config, sandbox: Any, store: Store
+) -> None:
+    """100 reads at once against an account with 30 calls a minute left: once the CRM said
+    429, the calls queued for an in-flight slot are held too, rather than each asking for a
+    429 of its own. At most the calls in flight then (the slots) are refused by the CRM."""
+    slots = 10
+    client = await make_client(tuned(fast, upstream={"max_in_flight": slots}))
+    store.limits.account_per_minute = 30
+    left_before = quota_left(store)
+    sent_before = len(sandbox.app[CALLS])
+    answers = await asyncio.gather(*(client.get(FIND, headers=AUTH) for _ in range(100)))
+    statuses = Counter(r.status for r in answers)
+    assert set(statuses) == {200, 503} and statuses[200] >= 10, statuses
+    accepted = left_before - quota_left(store)
+    refused = len(sandbox.app[CALLS]) - sent_before - accepted  # the CRM's 429s
+    assert 1 <= refused <= slots, (refused, statuses)
+
+
+def quota_left(store: Store) -> int:
+    """What the sandbox's account has left this minute, as its answers' headers say."""
+    return int(store.limits.headers(store.clock())["X-Rate-Limit-Remaining"])
 
 
 async def test_one_request_retried_to_exhaustion_does_not_open_the_breaker(
