@@ -335,6 +335,32 @@ def _unchunked(data: bytes) -> bytes:
     return out
 
 
+@pytest.fixture
+def client_timeouts(monkeypatch: pytest.MonkeyPatch) -> list[aiohttp.ClientTimeout]:
+    """The ClientTimeout of every request any aiohttp session makes from here on."""
+    seen: list[aiohttp.ClientTimeout] = []
+    original = aiohttp.ClientSession._request
+
+    def spy(self: aiohttp.ClientSession, *args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["timeout"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "_request", spy)
+    return seen
+
+
+def never_rounded(timeout: aiohttp.ClientTimeout) -> bool:
+    """Does aiohttp set the deadline of this timeout to its `total`, to the millisecond? It
+    rounds a timeout over the ClientTimeout's `ceil_threshold` (5 s by default) up to a whole
+    second of the loop's clock."""
+    from aiohttp.helpers import ceil_timeout
+
+    assert timeout.total is not None
+    expected = asyncio.get_running_loop().time() + timeout.total
+    when = ceil_timeout(timeout.total, timeout.ceil_threshold).when()
+    return when is not None and abs(when - expected) < 0.001
+
+
 # -- real processes: `python -m gateway ...` on free local ports, stopped by the test's fixture --
 
 

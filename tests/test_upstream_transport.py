@@ -9,8 +9,9 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
-from conftest import events
+from conftest import events, never_rounded
 
 from gateway import deadline, logs
 from gateway.errors import AttemptFailed, AttemptTimedOut, DeadlineExceeded
@@ -84,6 +85,23 @@ async def test_a_hang_is_an_attempt_timeout_then_the_budget(
     with deadline.budget(0.3, 0.1), pytest.raises(DeadlineExceeded) as raised:
         await transport.send(FIND)  # what the budget leaves: 0.2 s, and then nothing
     assert not isinstance(raised.value, AttemptTimedOut)
+
+
+async def test_an_attempts_timeout_is_never_rounded_up(
+    sandbox: Any, client_timeouts: list[aiohttp.ClientTimeout]
+) -> None:
+    """aiohttp rounds a timeout over its `ceil_threshold` (5 s by default) up to a whole second
+    of the loop's clock, so a 5.5 s cap ran up to 6.5 s: the deadline aiohttp sets from the
+    attempt's timeout is the cap, to the millisecond."""
+    url = str(sandbox.make_url("")).rstrip("/")
+    t = HttpTransport(url, name="zendesk", attempt_timeout=5.5, max_connections=4)
+    await t.start()
+    try:
+        await t.send(FIND)
+    finally:
+        await t.close()
+    (timeout,) = client_timeouts
+    assert timeout.total == 5.5 and never_rounded(timeout)
 
 
 async def test_no_attempt_once_the_budget_is_spent(transport: HttpTransport, sandbox: Any) -> None:

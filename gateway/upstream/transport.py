@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +21,12 @@ from gateway.upstream import trace
 from gateway.upstream.call import Call
 
 
+def client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """A total timeout of exactly ``seconds``: aiohttp rounds one over its `ceil_threshold`
+    (5 s by default) up to a whole second of the loop's clock, which let a 5 s attempt run 6 s."""
+    return aiohttp.ClientTimeout(total=seconds, ceil_threshold=math.inf)
+
+
 class HttpTransport:
     def __init__(
         self, base_url: str, *, name: str, attempt_timeout: float, max_connections: int
@@ -31,7 +38,10 @@ class HttpTransport:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._max_connections)
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            timeout_ceil_threshold=math.inf,  # see client_timeout
+        )
         self._session = aiohttp.ClientSession(connector=connector)
         # aiohttp silently repeats GET/PUT/DELETE once when a reused connection drops; that
         # would hide attempts from the retry policy and the budget, and repeat PUTs unasked.
@@ -82,7 +92,7 @@ class HttpTransport:
                 params=call.query or None,
                 headers=call.headers,
                 json=call.body,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=client_timeout(timeout),
             ) as resp:
                 text = await resp.text(errors="replace")
                 data = _json(text)
