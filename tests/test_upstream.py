@@ -5,11 +5,12 @@ always recovers. Faults are injected into the sandbox; counts come from its call
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from typing import Any
 
-from conftest import API, AUTH, EF_AUTH, FAST_BUDGET, budgets, interaction, tuned
+from conftest import API, AUTH, EF_AUTH, FAST_BUDGET, budgets, events, interaction, tuned
 
 from gateway.config import Config
 from gateway.sandbox.server import CALLS, Faults
@@ -94,6 +95,27 @@ async def test_an_account_limit_holds_every_call(gw: Any, faults: Faults, sandbo
     seen = len(sandbox.app[CALLS])
     assert (await gw.get(FIND, headers=AUTH)).status == 503
     assert len(sandbox.app[CALLS]) == seen
+
+
+async def test_an_answer_over_the_size_cap_is_502_once_and_not_cached(
+    make_client: Any, fast: Config, faults: Faults, sandbox: Any, capsys: Any
+) -> None:
+    """A CRM answering 2 MB of field definitions to a gateway that reads 1 MB at most: 502, the
+    CRM asked once (it would be as large again), nothing cached, an operator's line."""
+    client = await make_client(tuned(fast, upstream={"max_answer_bytes": 1_000_000}))
+    faults.status, faults.path_prefix = 200, "/api/v2/user_fields"
+    huge = [
+        {"key": f"f{n}", "title": "x" * 1000, "type": "text", "active": True} for n in range(2000)
+    ]
+    faults.body = json.dumps({"user_fields": huge})
+    meta = await client.get(f"{API}/meta/object/customer", headers=AUTH)
+    assert meta.status == 502 and (await meta.json())["error"] == "BadGateway"
+    assert calls(sandbox, "GET /api/v2/user_fields") == 1
+    lines = [e for e in events(capsys.readouterr().out) if e["event"] == "upstream_too_large"]
+    assert [(e["path"], e["limit_bytes"]) for e in lines] == [("/api/v2/user_fields", 1_000_000)]
+    faults.status = None
+    meta = await client.get(f"{API}/meta/object/customer", headers=AUTH)
+    assert meta.status == 200 and calls(sandbox, "GET /api/v2/user_fields") == 2
 
 
 # -- the breaker -----------------------------------------------------------------------------
