@@ -33,7 +33,7 @@ class Deadline:
         made what it asked for (docs/behaviour.md §1.4)."""
         left = self.remaining() - self.margin
         if left <= 0:
-            raise DeadlineExceeded(detail="budget spent before the upstream call")
+            raise DeadlineExceeded(detail="budget spent before the upstream call").unapplied()
         return left if self.seen_through and not repeatable else min(cap, left)
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass(frozen=True)
@@ -138,9 +138,20 @@ class ValidationFailed(ClientError):
 
 
 class UpstreamError(GatewayError):
+    """``not_applied``: the CRM cannot have applied the call, which never went out (no slot,
+    no token, no connection, no budget left) or was refused with a 4xx; so a write that failed
+    so is known not to have been made (docs/behaviour.md §1.4). Unmarked, a failed write may
+    have been applied."""
+
     status = 502
     error = "UpstreamError"
     default_message = "The CRM could not be reached. Please try again."
+    not_applied = False
+
+    def unapplied(self) -> Self:
+        """This error, marked: the call it ended was not applied."""
+        self.not_applied = True
+        return self
 
 
 class BadGateway(UpstreamError):

@@ -6,6 +6,7 @@ every upstream (`upstream` fixture, conftest), then with the sandbox's faults.""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from typing import Any
@@ -243,6 +244,30 @@ async def test_a_lost_create_that_made_nothing_is_made_once_the_search_must_show
     writes = client.app[HOLDER].current.customers
     settle = writes.engine.mapping.objects["customer"].settle_seconds
     writes.clock = lambda: time.time() + settle + 1  # past the time the search may lag
+    made = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    assert holding(store, person) == [made["id"]]
+
+
+@pytest.mark.parametrize("failure", ["refused", "unreachable"])
+async def test_a_create_that_made_nothing_for_sure_is_made_by_the_repeat_at_once(
+    failure: str, make_client: Any, config: Config, faults: Faults, store: Store
+) -> None:
+    """A create the CRM refused (a 403) or that could not connect to it made nothing, and the
+    gateway knows it: the repeat makes the customer at once, never 503 `CreatePending`."""
+    client = await short_client(make_client, config, budget=3.0, attempt=1.0)
+    transport = client.app[HOLDER].current.customers.engine.upstream.transport
+    crm = transport.base_url
+    if failure == "refused":
+        faults.method, faults.path_prefix, faults.times, faults.status = (
+            "POST", "/api/v2/users", 1, 403
+        )  # fmt: skip
+    else:
+        with socket.socket() as s:  # a port nobody listens on: the CRM is being restarted
+            s.bind(("127.0.0.1", 0))
+            transport.base_url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    person = nameless()
+    assert (await client.post(f"{API}/customer", json=person, headers=AUTH)).status == 502
+    transport.base_url = crm
     made = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
     assert holding(store, person) == [made["id"]]
 

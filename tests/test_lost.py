@@ -33,6 +33,10 @@ def test_a_lost_answer_is_an_unknown_outcome_a_refusal_is_not() -> None:
         UpstreamUnavailable(),  # not sent (the circuit, a 429 past the budget)
         IdempotencyMismatch(),  # the key names another request: handled as such
         RuntimeError(),
+        # It never went out (no slot, no connection, no budget), or the CRM refused it (a 4xx).
+        DeadlineExceeded().unapplied(),
+        AttemptFailed(cause="ClientConnectorError").unapplied(),
+        BadGateway().unapplied(),
     ):
         assert not lost.unknown(error), error
 

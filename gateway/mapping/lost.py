@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.errors import BadGateway, DeadlineExceeded, IdempotencyMismatch
 
-# The failures of a write after which what it did is not known.
+# The failures of a write after which what it did may not be known (`unknown`).
 UNKNOWN = (DeadlineExceeded, BadGateway)
 # How far a CRM's clock may be behind ours when it says when it made a record.
 SKEW_SECONDS = 60.0
@@ -20,8 +20,13 @@ RETRY_AFTER_SECONDS = 60.0
 
 
 def unknown(error: Exception) -> bool:
-    """Does ``error`` leave the outcome of the write that raised it unknown?"""
-    return isinstance(error, UNKNOWN) and not isinstance(error, IdempotencyMismatch)
+    """Does ``error`` leave the outcome of the write that raised it unknown? Not when the call
+    never went out, or the CRM refused it (`UpstreamError.not_applied`): nothing was made."""
+    return (
+        isinstance(error, UNKNOWN)
+        and not isinstance(error, IdempotencyMismatch)
+        and not error.not_applied
+    )
 
 
 def entry(started: float, settles: float) -> dict[str, Any]:

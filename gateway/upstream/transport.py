@@ -116,7 +116,10 @@ class HttpTransport:
             raise AttemptTimedOut(detail=f"{where} timed out after {timeout:.1f}s") from None
         except aiohttp.ClientError as exc:
             name = type(exc).__name__
-            raise AttemptFailed(detail=f"{where}: {name}", cause=name) from None
+            failed = AttemptFailed(detail=f"{where}: {name}", cause=name)
+            if isinstance(exc, aiohttp.ClientConnectorError):  # no connection: nothing was sent
+                failed.unapplied()
+            raise failed from None
 
     async def _read(self, resp: aiohttp.ClientResponse, call: Call) -> str:
         """The answer's text, read no further than the cap: past it (by its Content-Length, or
