@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from typing import Any
 
 from conftest import API, AUTH, Upstream, budgets, events, interaction, ok, someone, tuned
 
+from gateway.reloading import HOLDER
 from gateway.sandbox.server import Faults
 from gateway.sandbox.store import Store
 
@@ -324,3 +326,40 @@ async def test_a_repeat_without_interactions_with_other_values_makes_a_new_case(
     assert (earlier["status"], earlier["priority"]) == ("solved", "low")
     assert sum(t["subject"] == "Same title" for t in store.tickets.values()) == 2
     assert "idempotency_mismatch" not in [e["event"] for e in events(capsys.readouterr().out)]
+
+
+async def test_a_lost_create_without_a_key_is_refused_while_the_crm_may_yet_show_it(
+    editable_files: Any, make_client: Any, sandbox: Any, store: Store, faults: Faults
+) -> None:
+    """On a CRM without idempotency keys (the sandbox with its keys off; the case's
+    `settle_seconds` as RT5's), a create that lost its answer (a 500) and whose case is not
+    among the customer's: the repeat is refused (503 CreatePending) while the CRM may still be
+    finishing the write, and makes the case once past that time."""
+    from conftest import gateway_env
+
+    from gateway.config import load_config
+
+    config_file, mapping = editable_files
+    mapping.write_text(
+        mapping.read_text().replace("    settle_seconds: 0\n", "    settle_seconds: 60\n")
+    )
+    store.idempotency_keys = False
+    url = str(sandbox.make_url("")).rstrip("/")
+    client = await make_client(load_config(config_file, env=gateway_env(url)))
+    await client.get(f"{API}/meta/object/case", headers=AUTH)
+    # The create and its retries (its key lets it retry; the CRM ignores it, as RT5 would).
+    faults.method, faults.path_prefix, faults.times, faults.status = (
+        "POST", "/api/v2/tickets", 3, 500
+    )  # fmt: skip
+    title = f"Lost {uuid.uuid4().hex[:8]}"
+    body = {"customerId": "1001", "title": title, "interactions": [interaction(title)]}
+    assert (await client.post(f"{API}/case", json=body, headers=AUTH)).status == 502
+    for _ in range(2):
+        resp = await client.post(f"{API}/case", json=body, headers=AUTH)
+        assert resp.status == 503, await resp.text()
+        assert (await resp.json())["error"] == "CreatePending"
+        assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    writes = client.app[HOLDER].current.cases
+    writes.clock = lambda: time.time() + 61  # past the time the CRM may take
+    made = await ok(await client.post(f"{API}/case", json=body, headers=AUTH), 201)
+    assert [str(t["id"]) for t in store.tickets.values() if t["subject"] == title] == [made["id"]]

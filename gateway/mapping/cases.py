@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.cache import SingleFlight
@@ -38,13 +38,21 @@ def custom(body: Mapping[str, Any]) -> dict[str, Any]:
 
 class CaseWrites:
     def __init__(
-        self, engine: Engine, *, locks: KeyedLocks, recall: Recall, grace_seconds: float
+        self,
+        engine: Engine,
+        *,
+        locks: KeyedLocks,
+        recall: Recall,
+        grace_seconds: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """``locks``: one writer per case (and per create); ``recall``: what creates made, for
         their repeats; ``grace_seconds``: how long a create may run on past its caller's
-        deadline (one attempt's time), so that what it made is known to its repeat."""
+        deadline (one attempt's time), so that what it made is known to its repeat; ``clock``:
+        seconds since the epoch, as the CRM's timestamps count them."""
         self.engine = engine
         self.locks, self.recall, self.grace_seconds = locks, recall, grace_seconds
+        self.clock = clock
         self._inflight: SingleFlight[dict[str, Any]] = SingleFlight()
 
     # -- updates ---------------------------------------------------------------------------
@@ -91,8 +99,11 @@ class CaseWrites:
         digest = im.digest(body)
         seen = await self.recall.get(f"case:{key}")
         if isinstance(seen, dict) and seen.get("unknown"):
-            # An earlier create of this case lost its answer: did it make the case?
+            # An earlier create of this case lost its answer: did it make the case? While the
+            # CRM may yet show it (it may still be finishing the write), not made again.
             found = await self._existing(body, self._writes(body)[0], seen.get("started"))
+            if found is None:
+                lost.refuse_while_pending(seen, self.clock())
             seen = {"id": found["id"], "digest": ""} if found else None
         case = await self._again(seen, body, digest) if isinstance(seen, dict) else None
         if case is None:
@@ -148,7 +159,7 @@ class CaseWrites:
             "idempotency_key": key,
             **im.context(spec, writes[0]),
         }
-        started = time.time()
+        started = self.clock()
         try:
             made = e.verified(obj, custom(body), await e.run_one("create_case", obj, given))
         except lost.UNKNOWN as failed:
@@ -157,7 +168,7 @@ class CaseWrites:
             if not lost.unknown(failed):
                 raise
             # Made or not? Look before anyone tries again, and let the repeat look too.
-            entry = {"unknown": True, "started": started}
+            entry = lost.entry(started, self.clock() + obj.settle_seconds)
             await self.recall.put(f"case:{key}", entry, REMEMBER_SECONDS)
             existing = await self._existing(body, writes[0], started)
             if existing is None:

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from gateway.cache import SingleFlight
-from gateway.errors import CreatePending, FieldError, NotFound, ValidationFailed
+from gateway.errors import FieldError, NotFound, ValidationFailed
 from gateway.locks import KeyedLocks
 from gateway.mapping import fields as fm
 from gateway.mapping import interactions as im
@@ -125,12 +125,7 @@ class CustomerWrites:
         if found is not None:
             self.engine.log.info("customer_create_found", customer=found["id"])
             return found
-        wait = _number(seen.get("until")) - self.clock()
-        if wait > 0:
-            raise CreatePending.until(
-                min(wait, lost.RETRY_AFTER_SECONDS),
-                detail="an earlier create of these values lost its answer; the CRM may yet show it",
-            )
+        lost.refuse_while_pending(seen, self.clock())
         return None
 
     async def _made_since(

@@ -5,10 +5,11 @@ repeats look for what it may have made before anyone makes it again."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.errors import BadGateway, DeadlineExceeded, IdempotencyMismatch
+from gateway.errors import BadGateway, CreatePending, DeadlineExceeded, IdempotencyMismatch
 
 # The failures of a write after which what it did may not be known (`unknown`).
 UNKNOWN = (DeadlineExceeded, BadGateway)
@@ -33,6 +34,18 @@ def entry(started: float, settles: float) -> dict[str, Any]:
     """What is remembered of a create whose outcome is unknown: when it began, and until when
     the CRM may not show what it made (both in seconds since the epoch)."""
     return {"unknown": True, "started": started, "until": settles}
+
+
+def refuse_while_pending(seen: Mapping[str, Any], now: float) -> None:
+    """Refuse a repeat (503 CreatePending) while the CRM may yet show what the earlier create
+    remembered in ``seen``, whose answer was lost, made: making it again could make it twice.
+    Past its time, what was not found is taken as not made."""
+    until = seen.get("until")
+    if isinstance(until, int | float) and not isinstance(until, bool) and until > now:
+        raise CreatePending.until(
+            min(until - now, RETRY_AFTER_SECONDS),
+            detail="an earlier create of these values lost its answer; the CRM may yet show it",
+        )
 
 
 def made_since(created: Any, started: float) -> bool:

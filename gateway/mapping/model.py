@@ -92,8 +92,9 @@ class ObjectSpec:
     fields: tuple[FieldSpec, ...]
     joins: Mapping[str, Join]
     custom_fields: CustomFields | None
-    # A customer's: when the CRM made a record, and how long after a create's answer was
-    # lost what it made may stay out of the CRM's search (docs/behaviour.md §1.4).
+    # A customer's: when the CRM made a record. A customer's and a case's: how long after a
+    # create's answer was lost what it made may stay out of what the gateway looks through
+    # for it (docs/behaviour.md §1.4, §1.7).
     created_at: Path | None = None
     settle_seconds: float = SETTLE_SECONDS
 

@@ -110,9 +110,10 @@ class _Compiler(Compiler):
             )
             for name, j in (raw.get("join") or {}).items()
         }
-        for key in ("created_at", "settle_seconds"):
-            if kind != "customer" and key in raw:
-                raise self.doc.error((*path, key), "only a customer has it")
+        if kind != "customer" and "created_at" in raw:
+            raise self.doc.error((*path, "created_at"), "only a customer has it")
+        if kind not in ("customer", "case") and "settle_seconds" in raw:
+            raise self.doc.error((*path, "settle_seconds"), "only a customer and a case have it")
         custom = raw.get("custom_fields")
         cpath = (*path, "custom_fields")
         created = raw.get("created_at")
