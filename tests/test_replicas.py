@@ -341,79 +341,83 @@ def holding(store: Store, body: dict[str, str]) -> list[int]:
     return [u["id"] for u in store.users.values() if u["name"] == body["name"]]
 
 
-@pytest.mark.parametrize(
-    ("shared", "lost"),
-    [(shared, lost) for lost in ("late", "reset", "500") for shared in ("redis", "host")],
-)
-async def test_a_create_whose_answer_is_late_or_lost_is_made_once_through_every_process(
-    shared: str, lost: str, watched_sandbox: Any, store: Store, short_processes: list[int]
+async def create_everywhere(
+    http: aiohttp.ClientSession, ports: list[int], body: dict[str, str]
+) -> list[tuple[int, Any]]:
+    return await asyncio.gather(
+        *(send(http, "POST", port, f"{API}/customer", body) for port in ports)
+    )
+
+
+async def made_once(
+    http: aiohttp.ClientSession, ports: list[int], sandbox: Any, store: Store, lost: str
 ) -> None:
-    """A customer with no unique value, created through three processes at once. The CRM
-    applies the first create at once, and answers it after 1.3 s (`late`: past the callers'
-    budget of 1 s and one attempt's cap of 0.6 s, inside the grace), or not at all (`reset`),
-    or with a 500 (`500`). The creates racing it wait for it and make nothing; every caller,
-    then or on the repeat, gets the one customer it made."""
-    ports = short_processes
-    faults = watched_sandbox.app[FAULTS]
+    """Three racing creates of a customer with no unique value, the first applied at once and
+    its answer late (1.3 s: past the callers' budget of 1 s and one attempt's cap of 0.6 s,
+    inside the grace), dropped (`reset`) or replaced by a 500. The racing ones wait for it and
+    make nothing; every caller, then or on the repeat, gets the one customer it made."""
+    faults = sandbox.app[FAULTS]
     faults.method, faults.path_prefix = "POST", "/api/v2/users"
     faults.delay_after = 1.3 if lost == "late" else 0.0
     faults.reset_after, faults.status_after = lost == "reset", 500 if lost == "500" else None
-    body = nameless()
-    async with each_request_its_connection() as http:
-        first = await asyncio.gather(
-            *(send(http, "POST", port, f"{API}/customer", body) for port in ports)
-        )
-        # Late: every caller's budget ends first (504), and the create runs on. Lost: the
-        # create finds what it made, and the racing ones get it from the fleet's memory.
-        assert [s for s, _ in first] == ([504] if lost == "late" else [201]) * 3, first
-        while not holding(store, body) or watched_sandbox.app[LOAD].now:
-            await asyncio.sleep(0.02)
-        # (A repeat now waits, if need be, for the create still holding the lock.)
-        again = await asyncio.gather(
-            *(send(http, "POST", port, f"{API}/customer", body) for port in ports)
-        )
-    posts = [c for c in watched_sandbox.app[CALLS] if c.startswith("POST")]
-    assert posts == ["POST /api/v2/users"] and len(holding(store, body)) == 1  # made once
-    answered = [m for s, m in [*first, *again] if s == 201]
-    assert [s for s, _ in again] == [201] * 3, again
-    assert {m["id"] for m in answered} == {str(u) for u in holding(store, body)}
+    posts, body = len(posted(sandbox)), nameless()
+    first = await create_everywhere(http, ports, body)
+    # Late: every caller's budget ends first (504), and the create runs on. Lost: the create
+    # finds what it made, and the racing ones get it from the fleet's memory.
+    assert [s for s, _ in first] == ([504] if lost == "late" else [201]) * 3, (lost, first)
+    while not holding(store, body) or sandbox.app[LOAD].now:
+        await asyncio.sleep(0.02)
+    again = await create_everywhere(http, ports, body)  # (waiting, if need be, for the lock)
+    assert len(posted(sandbox)) == posts + 1 and len(holding(store, body)) == 1, lost
+    assert [s for s, _ in again] == [201] * 3, (lost, again)
+    answered = {m["id"] for s, m in [*first, *again] if s == 201}
+    assert answered == {str(u) for u in holding(store, body)}, lost
 
 
-@pytest.mark.parametrize("shared", ["redis", "host"])
-async def test_a_lost_create_the_search_cannot_see_yet_is_refused_by_every_process(
-    shared: str, watched_sandbox: Any, store: Store, short_processes: list[int]
+async def refused_while_unseen(
+    http: aiohttp.ClientSession, ports: list[int], sandbox: Any, store: Store
 ) -> None:
-    """The CRM applies the first of three racing creates and drops its connection, and its
+    """The first of three racing creates is applied and its connection dropped, and the CRM's
     search does not show new users yet (Zendesk's lags). No process can tell whether it was
     made: none makes it again, each says so (502 for the create that lost its answer, 503
-    `CreatePending` with `Retry-After` for the others and the repeats), and once the search
-    shows it every repeat gets it."""
-    ports = short_processes
-    faults = watched_sandbox.app[FAULTS]
+    `CreatePending` for the others and the repeats), and once the search shows it every repeat
+    gets it."""
+    faults = sandbox.app[FAULTS]
     faults.method, faults.path_prefix, faults.reset_after = "POST", "/api/v2/users", True
+    faults.delay_after, faults.status_after = 0.0, None
     later = [0.0]
     store.clock = lambda: time.monotonic() + later[0]
     store.index_lag = 600.0
-    body = nameless()
-    async with each_request_its_connection() as http:
-
-        async def everywhere() -> list[tuple[int, Any]]:
-            return await asyncio.gather(
-                *(send(http, "POST", port, f"{API}/customer", body) for port in ports)
-            )
-
-        first = await everywhere()
-        # The create that lost its answer is a 502; a racing one through the same process
-        # shares its outcome, one through another process waits for it and is refused.
-        assert 502 in [s for s, _ in first] and {s for s, _ in first} <= {502, 503}, first
-        assert {m["error"] for s, m in first if s == 503} <= {"CreatePending"}
-        assert [s for s, _ in await everywhere()] == [503] * 3  # the fleet knows it is unknown
-        later[0] = 700.0  # the search shows it now
-        again = await everywhere()
-    assert len(holding(store, body)) == 1
-    assert [c for c in watched_sandbox.app[CALLS] if c.startswith("POST")] == ["POST /api/v2/users"]
+    posts, body = len(posted(sandbox)), nameless()
+    first = await create_everywhere(http, ports, body)
+    # The create that lost its answer is a 502; a racing one through the same process shares
+    # its outcome, one through another process waits for it and is refused.
+    assert 502 in [s for s, _ in first] and {s for s, _ in first} <= {502, 503}, first
+    assert {m["error"] for s, m in first if s == 503} <= {"CreatePending"}
+    assert [s for s, _ in await create_everywhere(http, ports, body)] == [503] * 3
+    later[0] = 700.0  # the search shows it now
+    again = await create_everywhere(http, ports, body)
+    assert len(posted(sandbox)) == posts + 1 and len(holding(store, body)) == 1
     assert [s for s, _ in again] == [201] * 3, again
     assert {m["id"] for _, m in again} == {str(u) for u in holding(store, body)}
+
+
+def posted(sandbox: Any) -> list[str]:
+    return [c for c in sandbox.app[CALLS] if c.startswith("POST")]
+
+
+@pytest.mark.parametrize("shared", ["redis", "host"])
+async def test_a_create_whose_answer_is_late_or_lost_is_made_once_through_every_process(
+    shared: str, watched_sandbox: Any, store: Store, short_processes: list[int]
+) -> None:
+    """Customers with no unique value, created through three processes at once, whose first
+    create's answer is late, dropped, or a 500 (`made_once`), and then one whose outcome no
+    process can know yet (`refused_while_unseen`): each made once, through replicas sharing a
+    Redis and through the workers of one host."""
+    async with each_request_its_connection() as http:
+        for lost in ("late", "reset", "500"):
+            await made_once(http, short_processes, watched_sandbox, store, lost)
+        await refused_while_unseen(http, short_processes, watched_sandbox, store)
 
 
 async def test_a_purge_reaches_every_replica_and_redis_trouble_costs_no_request(
