@@ -273,7 +273,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         auth=AuthSettings(api_keys, int(c["auth"]["max_failures_per_minute"])),
         upstream=UpstreamSettings(
             mapping=_mapping_file(doc, up["mapping"], here),
-            base_url=up["base_url"].rstrip("/"),
+            base_url=_base_url(doc, up["base_url"]),
             credentials={k: Secret(v or "") for k, v in up["credentials"].items()},
             attempt_timeout_seconds=up["attempt_timeout_seconds"],
             max_connections=up["max_connections"],
@@ -301,6 +301,30 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         settings=c["settings"],
         shared_state=_shared_state(c["shared_state"]),
     )
+
+
+def _base_url(doc: yamlfile.YamlDoc, given: str) -> str:
+    """`upstream.base_url`, without its trailing slash, when every request can be built on it.
+    Credentials in it are refused: they would be logged with the URL, and aiohttp refuses them
+    beside the mapping's `Authorization` (every request a 500). The value is never shown: it
+    may hold a password (or come from the environment)."""
+    where = ("upstream", "base_url")
+    try:
+        parts = urlsplit(given.strip())
+        _ = parts.port  # a port that is no number, or out of range, raises
+    except ValueError:
+        raise doc.error(where, "is not a URL: give http(s)://host[:port][/path]") from None
+    if "@" in parts.netloc:
+        raise doc.error(
+            where,
+            "holds credentials (user:password@): put them in upstream.credentials, "
+            "which the mapping's auth rules send",
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise doc.error(where, "is not a URL: give http(s)://host[:port][/path]")
+    if parts.query or parts.fragment or given.rstrip().endswith(("?", "#")):
+        raise doc.error(where, "takes no query or fragment: the mapping's paths are added to it")
+    return given.strip().rstrip("/")
 
 
 def _shared_state(raw: Mapping[str, Any]) -> SharedStateSettings:

@@ -83,6 +83,25 @@ def test_secrets_never_appear(capsys: Any) -> None:
     assert "s3cr3t-token-value" not in out and out.count("[secret]") == 2
 
 
+def test_credentials_in_a_url_never_appear_whatever_the_key(capsys: Any) -> None:
+    """Config refuses a base URL with credentials; whatever URL still carries some (in an
+    error's text, a structural key such as `upstream`) is logged without them."""
+    logs.configure("info", "json", pii=True)
+    logs.get().info(
+        "started",
+        upstream="http://user:TOPSECRET@127.0.0.1:18082/api",
+        detail="GET https://:TOPSECRET@x.example/v2 and redis://TOPSECRET@r:6379/0 failed",
+        url="https://x.com/@janedoe",  # an @ in a path is no credential
+    )
+    line = lines(capsys)[0]
+    assert "TOPSECRET" not in json.dumps(line)
+    assert line["upstream"] == "http://[secret]@127.0.0.1:18082/api"
+    assert line["detail"] == (
+        "GET https://[secret]@x.example/v2 and redis://[secret]@r:6379/0 failed"
+    )
+    assert line["url"] == "https://x.com/@janedoe"
+
+
 def test_pii_masked_by_default_and_shown_when_asked(capsys: Any) -> None:
     event = {
         "email": "jane@example.com",
