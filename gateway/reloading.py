@@ -14,6 +14,7 @@ from gateway.config import Config, load_config, secrets_of
 from gateway.errors import ConfigError
 from gateway.fleet.state import Fleet
 from gateway.lifecycle import Lifecycle
+from gateway.mapping.model import MappingSpec
 from gateway.mapping.spec import load_mapping
 from gateway.runtime import Runtime
 
@@ -22,9 +23,15 @@ def load(
     config_file: str | Path, fleet: Fleet | None = None, lifecycle: Lifecycle | None = None
 ) -> Runtime:
     """The Runtime the files make as they are now; raises ConfigError."""
-    config = load_config(config_file)
-    mapping = load_mapping(config.upstream.mapping)
+    config, mapping = load_files(config_file)
     return runtime.build(config, mapping, fleet=fleet, lifecycle=lifecycle)
+
+
+def load_files(config_file: str | Path) -> tuple[Config, MappingSpec]:
+    """The config and its mapping as the files are now, read and validated; raises
+    ConfigError. Touches nothing of the running process, so it may run in a thread."""
+    config = load_config(config_file)
+    return config, load_mapping(config.upstream.mapping)
 
 
 def warn_about_access(config: Config) -> None:
@@ -64,7 +71,10 @@ class Holder:
         async with self._lock:
             old = self.current
             try:
-                new = load(config_file, self.fleet, old.lifecycle)
+                # In a thread: reading, parsing and validating a large file must not stall
+                # the requests this process serves meanwhile.
+                config, mapping = await asyncio.to_thread(load_files, config_file)
+                new = runtime.build(config, mapping, fleet=self.fleet, lifecycle=old.lifecycle)
             except ConfigError as exc:
                 # Each problem names file, line and key, never the file's content.
                 log.error("reload_refused", config=str(config_file), problems=str(exc).splitlines())
@@ -74,7 +84,6 @@ class Holder:
                 problem = f"{type(exc).__name__} while loading"
                 log.error("reload_refused", config=str(config_file), problems=[problem])
                 return False
-            config = new.config
             for name in RESTART_ONLY:
                 kept = _setting(old.config, name)
                 if _setting(config, name) != kept:
