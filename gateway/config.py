@@ -122,6 +122,15 @@ class PhoneSettings:
 
 
 @dataclass(frozen=True)
+class Listen:
+    """Where to listen, as given on the command line (`--host`, `--port`) or by the environment
+    (GATEWAY_HOST, GATEWAY_PORT): it beats the file, at start and at every reload."""
+
+    host: str | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """The config file, a section a field, each as the README's configuration reference
     describes it."""
@@ -139,6 +148,7 @@ class Config:
     phones: PhoneSettings
     settings: Mapping[str, Any]
     shared_state: SharedStateSettings
+    listen: Listen = Listen()  # what beat `server.host` and `server.port` (a reload keeps it)
 
 
 def defaults(*section: str) -> dict[str, Any]:
@@ -243,7 +253,12 @@ def _default_region(doc: yamlfile.YamlDoc, given: str | None, env: Mapping[str, 
     return region
 
 
-def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | Path, *, env: Mapping[str, str] | None = None, listen: Listen | None = None
+) -> Config:
+    """The config file, validated and filled with the schema's defaults; ``listen`` (what the
+    command line and the environment said) beats its `server.host` and `server.port`."""
+    listen = listen or Listen()
     doc = yamlfile.load(path, env=env)
     if not isinstance(doc.data, dict):
         raise ConfigError(doc.file, 1, "", "the config must be a mapping of keys")
@@ -266,7 +281,8 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         server=ServerSettings(
             **{
                 **c["server"],
-                "port": port,
+                "host": listen.host or c["server"]["host"],
+                "port": port if listen.port is None else listen.port,
                 "drain_delay_seconds": float(c["server"]["drain_delay_seconds"]),
             }
         ),
@@ -300,6 +316,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         ),
         settings=c["settings"],
         shared_state=_shared_state(c["shared_state"]),
+        listen=listen,
     )
 
 

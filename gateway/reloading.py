@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import logs, runtime
-from gateway.config import Config, load_config, secrets_of
+from gateway.config import Config, Listen, load_config, secrets_of
 from gateway.errors import ConfigError
 from gateway.fleet.state import Fleet
 from gateway.lifecycle import Lifecycle
@@ -27,10 +27,11 @@ def load(
     return runtime.build(config, mapping, fleet=fleet, lifecycle=lifecycle)
 
 
-def load_files(config_file: str | Path) -> tuple[Config, MappingSpec]:
-    """The config and its mapping as the files are now, read and validated; raises
-    ConfigError. Touches nothing of the running process, so it may run in a thread."""
-    config = load_config(config_file)
+def load_files(config_file: str | Path, listen: Listen | None = None) -> tuple[Config, MappingSpec]:
+    """The config and its mapping as the files are now, read and validated, ``listen`` beating
+    the file; raises ConfigError. Touches nothing of the running process, so it may run in a
+    thread."""
+    config = load_config(config_file, listen=listen)
     return config, load_mapping(config.upstream.mapping)
 
 
@@ -51,8 +52,8 @@ def warn_about_access(config: Config) -> None:
 
 
 # What a restart is needed for: the routes and the listening socket are made once.
-RESTART_ONLY = ("server.host", "server.port", "server.base_path", "server.drain_delay_seconds",
-                "expertflow.path_prefix", "shared_state")  # fmt: skip
+RESTART_ONLY = ("server.host", "server.port", "server.base_path", "server.watch_seconds",
+                "server.drain_delay_seconds", "expertflow.path_prefix", "shared_state")  # fmt: skip
 
 
 class Holder:
@@ -73,7 +74,8 @@ class Holder:
             try:
                 # In a thread: reading, parsing and validating a large file must not stall
                 # the requests this process serves meanwhile.
-                config, mapping = await asyncio.to_thread(load_files, config_file)
+                given = old.config.listen  # where the process was told to listen, kept
+                config, mapping = await asyncio.to_thread(load_files, config_file, given)
                 new = runtime.build(config, mapping, fleet=self.fleet, lifecycle=old.lifecycle)
             except ConfigError as exc:
                 # Each problem names file, line and key, never the file's content.

@@ -149,10 +149,14 @@ def supervise(config: Config, workers: int, sock: socket.socket) -> int:
         line = relay.line()
         command = [
             sys.executable, "-m", "gateway", "serve", "--worker", "--config", config.file,
-            "--host", config.server.host, "--port", str(config.server.port),
             "--listen-fd", str(sock.fileno()),
             "--line-fd", str(line.fileno()), "--state-dir", state_dir,
         ]  # fmt: skip
+        # What beat the file here beats it in the worker (at its reloads too), and only that.
+        if config.listen.host:
+            command += ["--host", config.listen.host]
+        if config.listen.port is not None:
+            command += ["--port", str(config.listen.port)]
         try:
             return subprocess.Popen(command, env=env, pass_fds=(sock.fileno(), line.fileno()))
         finally:

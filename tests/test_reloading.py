@@ -28,7 +28,7 @@ from conftest import (
 )
 
 from gateway import yamlfile
-from gateway.config import load_config
+from gateway.config import Listen, load_config
 from gateway.reloading import HOLDER
 from gateway.sandbox.server import Faults
 
@@ -393,3 +393,67 @@ def test_workers_refuse_an_alias_bomb_promptly_and_stay_small(
         status = Path(f"/proc/{pid}/status").read_text()
         peak_kb = int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1])
         assert peak_kb < 300 * 1024, (pid, peak_kb)
+
+
+# -- what a reload cannot change, and what it is compared with -----------------------------------
+
+
+async def test_a_setting_only_a_restart_applies_is_named_and_kept(
+    make_client: Any, sandbox_env: None, editable_files: tuple[Path, Path], capsys: Any
+) -> None:
+    config_file, _ = editable_files
+    client = await make_client(load_config(config_file))
+    holder = client.server.app[HOLDER]
+    text = config_file.read_text()
+    config_file.write_text(text.replace("base_path: /api/v1", "base_path: /api/v2", 1))
+    capsys.readouterr()
+    assert await holder.reload(config_file) is True
+    warned = [e for e in events(capsys.readouterr().out) if e["event"] == "reload_needs_restart"]
+    assert [(e["setting"], e["kept"]) for e in warned] == [("server.base_path", "/api/v1")]
+    assert holder.current.config.server.base_path == "/api/v2"  # the routes still say /api/v1
+    assert (await client.get(f"{API}/customer/1001", headers=AUTH)).status == 200
+
+
+async def test_where_to_listen_given_at_start_is_kept_by_every_reload(
+    make_client: Any, sandbox_env: None, editable_files: tuple[Path, Path], capsys: Any
+) -> None:
+    """`--port`, `--host`, GATEWAY_PORT and GATEWAY_HOST beat the file at every reload too: a
+    reload compared the file's port with the one given and warned that it needed a restart."""
+    config_file, _ = editable_files
+    given = Listen(host="127.0.0.2", port=18099)
+    client = await make_client(load_config(config_file, listen=given))
+    holder = client.server.app[HOLDER]
+    text = config_file.read_text()
+    for edit in (text, text.replace("port: 8080", "port: 8081", 1)):
+        config_file.write_text(edit)
+        capsys.readouterr()
+        assert await holder.reload(config_file) is True
+        said = [e["event"] for e in events(capsys.readouterr().out)]
+        assert "reloaded" in said and "reload_needs_restart" not in said
+        server = holder.current.config.server
+        assert (server.host, server.port) == ("127.0.0.2", 18099)
+        assert holder.current.config.listen == given
+
+
+def test_a_reload_of_workers_started_with_a_port_warns_of_nothing(
+    processes: Any, sandbox_process: str, editable_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config_file, _ = editable_files
+    watch_every(config_file, 0)
+    port, log = free_port(), tmp_path / "gateway.log"
+    env = gateway_env(sandbox_process, GATEWAY_HOST="127.0.0.1")
+    supervisor = gateway("serve", "--config", str(config_file), "--port", str(port),
+                         "--workers", "2", env=env, log=log)  # fmt: skip
+    processes.append(supervisor)
+    for _ in range(150):  # both workers serving
+        if len([e for e in read_log(log) if e["event"] == "started"]) == 2:
+            break
+        time.sleep(0.1)
+    supervisor.send_signal(signal.SIGHUP)
+    for _ in range(100):
+        said = [e["event"] for e in read_log(log)]
+        if said.count("reloaded") == 2:
+            break
+        time.sleep(0.1)
+    assert said.count("reloaded") == 2 and "reload_needs_restart" not in said
+    assert "name" in json.loads(wait_for(f"http://127.0.0.1:{port}/api/v1/customer/1001", AUTH))
