@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 from typing import Any
 
-from conftest import API, AUTH, leaked, tuned
+from conftest import API, AUTH, ROOT, leaked, tuned
 
 from gateway import logs
 from gateway.config import Config
@@ -136,3 +138,34 @@ def test_the_leak_scan_can_fail() -> None:
         ("test-key-1", "Authorization: test-key-1")
     ]
     assert leaked(["ok"], {"test-key-1"}) == []
+
+
+# -- the README names every event ------------------------------------------------------------------
+
+_LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
+
+
+def logged_events() -> dict[str, str]:
+    """Every event name the code logs (`log.info("reloaded", ...)`, `.log(level, "python_log")`),
+    with where: read from the source of gateway/."""
+    found: dict[str, str] = {}
+    for file in sorted((ROOT / "gateway").rglob("*.py")):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            args, name = node.args, node.func.attr
+            event = args[0] if name in _LEVELS and args else None
+            if name == "log" and len(args) > 1:
+                event = args[1]
+            if isinstance(event, ast.Constant) and re.fullmatch(r"[a-z][a-z_]+", str(event.value)):
+                found.setdefault(str(event.value), f"{file.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_every_event_the_code_logs_is_in_the_readmes_list() -> None:
+    section = (ROOT / "README.md").read_text().split("**Logs**", 1)[1].split("**Health.**", 1)[0]
+    listed = set(re.findall(r"`([a-z][a-z_]+)`", section))
+    events = logged_events()
+    assert len(events) > 40 and {"request", "upstream", "started", "python_log"} <= set(events)
+    missing = {name: where for name, where in events.items() if name not in listed}
+    assert not missing, f"events logged but not in README.md (Operating, Logs): {missing}"
