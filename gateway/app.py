@@ -206,7 +206,7 @@ def create_app(
     served_under = prefixes(config)
     for op in api.OPERATIONS:
         path = served_under[op.realm] + op.path
-        if op.method == "GET" and op.realm != "khoros":  # probes and Hybrid Chat may send HEAD
+        if op.method == "GET":  # HEAD too, answered as GET without the body
             app.router.add_get(path, endpoint(op), name=op.name)
         else:
             app.router.add_route(op.method, path, endpoint(op), name=op.name)
