@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway import check, explain, logs, register, serving, shipped
+from gateway import check, explain, logs, register, serving, shipped, signals
 from gateway.config import Listen, load_config
 from gateway.errors import ConfigError
 from gateway.explain import EXPLAINED
@@ -138,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     register.add_argument("--update", metavar="CRM_ID", help="change this registration")
     demo.sandbox_arguments(sub.add_parser("sandbox", help="run only the sandbox CRM, seeded"))
     args = parser.parse_args(argv)
+    if args.command not in ("serve", "demo"):
+        signals.release()  # only a serving process acts on the signals it caught itself
     if "config" in args and not args.config:
         args.config = os.environ.get("GATEWAY_CONFIG", "").strip()
         if not args.config:
