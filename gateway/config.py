@@ -53,6 +53,7 @@ class ServerSettings:
     base_path: str  # no trailing slash
     watch_seconds: float  # 0: the files are not watched
     drain_delay_seconds: float  # after SIGTERM, served on (unready) before it stops listening
+    header_timeout_seconds: float  # a new connection's first request head must be whole by then
 
 
 @dataclass(frozen=True)

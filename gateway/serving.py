@@ -3,7 +3,8 @@ worker processes. The supervisor binds the port once and hands the listening soc
 workers, so a second instance on the same port fails to start rather than sharing it. It also
 shares their metrics through a Prometheus multiprocess directory, relays cache purges between
 them, gives them a private directory for what they share (the OAuth tokens, a write lock per
-case, what creates made), passes SIGTERM on and restarts a worker that dies."""
+case, what creates made), passes SIGTERM on and restarts a worker that dies. Every process that
+serves closes connections that do not send a request head in time (`gateway.connections`)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from aiohttp import web
 from gateway import logs, reloading, shipped, signals
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.connections import HeadDeadline
 from gateway.fleet import state as fleet_state
 from gateway.fleet.relay import Relay
 
@@ -104,7 +106,11 @@ async def serve(
     meta = config.deadlines.budget("meta")
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=meta)
     await runner.setup()
+    assert runner.server is not None  # made by setup()
+    live = app[reloading.HOLDER]  # a reload's header timeout applies at once
+    heads = HeadDeadline(runner.server, lambda: live.current.config.server.header_timeout_seconds)
     await web.SockSite(runner, sock).start()
+    sweeping = asyncio.create_task(heads.run())
     logs.get().info(
         "started",
         version=shipped.version(),
@@ -124,6 +130,7 @@ async def serve(
         await stop.wait()
         await _drain(holder, config.server.drain_delay_seconds, hurry)
     finally:
+        sweeping.cancel()
         if watch is not None:
             watch.cancel()
         await runner.cleanup()

@@ -1,10 +1,35 @@
-"""Connections that do not send a whole request head in time are closed (slowloris)."""
+"""Connections that do not send a whole request head in time are closed (slowloris), in a single
+process and in every worker of a supervisor; connections that do are served, kept alive."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import time
+import urllib.request
+from pathlib import Path
 from typing import Any
 
+import aiohttp
+import pytest
+import yaml
+from conftest import (
+    AUTH,
+    events,
+    free_port,
+    gateway,
+    gateway_env,
+    process_config,
+    raw_http,
+    read_log,
+    until_up,
+)
+
 from gateway.connections import HeadDeadline
+
+DEADLINE = 0.5  # server.header_timeout_seconds of the processes below
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n"
+
 
 # -- the sweep, on a fake server and a clock of the test's --------------------------------------
 
@@ -72,3 +97,141 @@ def test_the_deadline_is_read_at_every_sweep() -> None:
     assert deadline.sweep() == 0
     seconds[0] = 2.0
     assert deadline.sweep() == 1 and conn.closes == 1
+
+
+# -- the real thing: gateway processes, raw sockets -----------------------------------------------
+
+
+async def logged(log: Path, event: str, times: int) -> None:
+    """Wait (30 s at most) until the processes writing ``log`` have logged ``event`` so often."""
+    end = time.monotonic() + 30
+    while [e["event"] for e in events(log.read_text())].count(event) < times:
+        assert time.monotonic() < end, f"{event} not logged {times} times"
+        await asyncio.sleep(0.05)
+
+
+async def closed_by_the_gateway(reader: asyncio.StreamReader) -> bytes:
+    """What the gateway sent before it closed the connection (waited for, not slept)."""
+    try:
+        return await asyncio.wait_for(reader.read(), 30)
+    except ConnectionResetError:
+        return b""
+
+
+async def silent(port: int) -> float:
+    """Connects and sends nothing: the seconds until the gateway closed the connection."""
+    start = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        assert await closed_by_the_gateway(reader) == b""
+        return time.monotonic() - start
+    finally:
+        writer.close()
+
+
+async def slowloris(port: int) -> float:
+    """Sends a request head a header line at a time, never ending it: the seconds until the
+    gateway closed the connection."""
+    start = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def dribble() -> None:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n")
+        for n in range(10_000):
+            await asyncio.sleep(0.05)
+            writer.write(b"X-Slow-%d: a\r\n" % n)
+            await writer.drain()
+
+    sending = asyncio.create_task(dribble())
+    try:
+        assert await closed_by_the_gateway(reader) == b""
+        return time.monotonic() - start
+    finally:
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)  # a broken pipe, by now
+        writer.close()
+
+
+async def answer(reader: asyncio.StreamReader) -> bytes:
+    """One answer on a kept-alive connection: its status line."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    await reader.readexactly(length)
+    return head.split(b"\r\n")[0]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_connections_without_a_whole_head_in_time_are_closed(
+    sandbox: Any, processes: Any, tmp_path: Path, workers: str
+) -> None:
+    """Silent and slow connections are closed once `server.header_timeout_seconds` has passed
+    (never before), in one process and in every worker; a request sent at once is served, and
+    a kept-alive connection that has sent one is not timed again."""
+    env = gateway_env(str(sandbox.make_url("")).rstrip("/"))
+    config = process_config(tmp_path, server={"header_timeout_seconds": DEADLINE})
+    port, log = free_port(), tmp_path / "gateway.log"
+    args = ("serve", "--config", str(config), "--port", str(port), "--workers", workers)
+    processes.append(gateway(*args, env=env, log=log))
+    await until_up(port)
+    await logged(log, "started", int(workers))  # every worker listens
+
+    # Kept alive: a request at once, answered, and the connection left open.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(HEALTHZ)
+        assert await answer(reader) == b"HTTP/1.1 200 OK"
+        # Four of each, on either worker, opened after the kept-alive connection: closed once
+        # their deadline has passed, later than that connection's would have.
+        closed = await asyncio.gather(*[silent(port) for _ in range(4)],
+                                      *[slowloris(port) for _ in range(4)])  # fmt: skip
+        assert min(closed) >= DEADLINE, closed
+        # Meanwhile, and after, requests are served: a new connection, and the kept-alive one.
+        status, _, _ = await raw_http(
+            port, b"GET /healthz HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n"
+        )
+        assert status == 200
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{port}/api/v1/customer/1001"
+            async with http.get(url, headers=AUTH) as resp:
+                assert resp.status == 200
+        writer.write(HEALTHZ)
+        assert await answer(reader) == b"HTTP/1.1 200 OK"
+    finally:
+        writer.close()
+    read_log(log)  # scanned for secrets
+    metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
+    assert "crm_gateway_header_timeouts_total 8.0" in metrics
+
+
+async def test_a_reload_applies_a_new_header_timeout_to_the_connections_waiting(
+    sandbox: Any, processes: Any, tmp_path: Path
+) -> None:
+    """Under attack, an operator lowers the timeout and reloads: the connections already
+    waiting are timed by the new value, in every worker."""
+    env = gateway_env(str(sandbox.make_url("")).rstrip("/"))
+    config = process_config(tmp_path, server={"header_timeout_seconds": 3600, "watch_seconds": 0})
+    port, log = free_port(), tmp_path / "gateway.log"
+    args = ("serve", "--config", str(config), "--port", str(port), "--workers", "2")
+    proc = gateway(*args, env=env, log=log)
+    processes.append(proc)
+    await until_up(port)
+    await logged(log, "started", 2)
+    waiting = [asyncio.create_task(silent(port)) for _ in range(4)]
+    await asyncio.sleep(0.5)  # connected, and waiting: an hour to go
+    assert not any(task.done() for task in waiting)
+    data = yaml.safe_load(config.read_text())
+    data["server"]["header_timeout_seconds"] = DEADLINE
+    config.write_text(yaml.safe_dump(data))
+    proc.send_signal(signal.SIGHUP)
+    assert min(await asyncio.gather(*waiting)) >= DEADLINE
+    await logged(log, "reloaded", 2)  # by both workers (the connections may be on one)
+    assert "reload_needs_restart" not in [e["event"] for e in read_log(log)]
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.read().decode()
