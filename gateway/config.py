@@ -54,6 +54,7 @@ class ServerSettings:
     watch_seconds: float  # 0: the files are not watched
     drain_delay_seconds: float  # after SIGTERM, served on (unready) before it stops listening
     header_timeout_seconds: float  # a new connection's first request head must be whole by then
+    keepalive_timeout_seconds: float  # and each next one, this long after the answer before
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,15 @@
 """A connection must send a whole request head in time (docs/behaviour.md §6.3).
 
-aiohttp's server bounds the wait between the requests of a kept-alive connection (its
-`keepalive_timeout`: the connection is closed when the next request's head is not complete by
-then), but not the wait for a new connection's first request: one that sends nothing, or a
-header line a minute (slowloris), was kept open for ever, and enough of them take every file
-descriptor. `HeadDeadline` closes a connection that has not sent a whole request head
-`server.header_timeout_seconds` after the gateway first saw it. It uses aiohttp's public
-`Server`: its `connections`, and its `request_factory`, which is called once a request's head
-has been read (and which each connection copies when it is made, so it is wrapped before the
-server listens). Connections are looked at every quarter of the time (at most every second), and
-first seen at one of those looks: one is closed within two of them past its deadline."""
+aiohttp's server bounds the wait between the requests of a kept-alive connection
+(`keepalive_timeout`, from `server.keepalive_timeout_seconds`: the connection is closed when the
+next request's head is not complete by then), but not the wait for a new connection's first request:
+one that sends nothing, or a header line a minute (slowloris), was kept open for ever, and enough of
+them take every file descriptor. `HeadDeadline` closes a connection that has not sent a whole
+request head `server.header_timeout_seconds` after the gateway first saw it. It uses aiohttp's
+public `Server`: its `connections`, and its `request_factory`, which is called once a request's head
+has been read (and which each connection copies when it is made, so it is wrapped before the server
+listens). Connections are looked at every quarter of the time (at most every second), and first seen
+at one of those looks: one is closed within two of them past its deadline."""
 
 from __future__ import annotations
 

@@ -53,7 +53,8 @@ def warn_about_access(config: Config) -> None:
 
 # What a restart is needed for: the routes and the listening socket are made once.
 RESTART_ONLY = ("server.host", "server.port", "server.base_path", "server.watch_seconds",
-                "server.drain_delay_seconds", "expertflow.path_prefix", "shared_state")  # fmt: skip
+                "server.drain_delay_seconds", "server.keepalive_timeout_seconds",
+                "expertflow.path_prefix", "shared_state")  # fmt: skip
 
 
 class Holder:

@@ -104,7 +104,10 @@ async def serve(
     )
     app = create_app(config, fleet=fleet)
     meta = config.deadlines.budget("meta")
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=meta)
+    # aiohttp's own keep-alive default is an hour: a connection that sent one request could
+    # then send its next head a line now and then for that long (docs/behaviour.md §6.3).
+    keepalive = config.server.keepalive_timeout_seconds
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=meta, keepalive_timeout=keepalive)
     await runner.setup()
     assert runner.server is not None  # made by setup()
     live = app[reloading.HOLDER]  # a reload's header timeout applies at once

@@ -118,22 +118,27 @@ async def closed_by_the_gateway(reader: asyncio.StreamReader) -> bytes:
         return b""
 
 
-async def silent(port: int) -> float:
-    """Connects and sends nothing: the seconds until the gateway closed the connection."""
+async def silent(port: int, first: bool = False) -> float:
+    """Connects and sends nothing (``first``: nothing after a request, answered): the seconds
+    until the gateway closed the connection."""
     start = time.monotonic()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
+        if first:
+            start = await served(reader, writer)
         assert await closed_by_the_gateway(reader) == b""
         return time.monotonic() - start
     finally:
         writer.close()
 
 
-async def slowloris(port: int) -> float:
-    """Sends a request head a header line at a time, never ending it: the seconds until the
-    gateway closed the connection."""
+async def slowloris(port: int, first: bool = False) -> float:
+    """Sends a request head a header line at a time, never ending it (``first``: after a
+    request, answered): the seconds until the gateway closed the connection."""
     start = time.monotonic()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if first:
+        start = await served(reader, writer)
 
     async def dribble() -> None:
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n")
@@ -164,6 +169,15 @@ async def answer(reader: asyncio.StreamReader) -> bytes:
     return head.split(b"\r\n")[0]
 
 
+async def served(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> float:
+    """A request, answered 200 on a connection kept alive: when it was sent (the keep-alive's
+    time runs from its answer, later)."""
+    sent = time.monotonic()
+    writer.write(HEALTHZ)
+    assert await answer(reader) == b"HTTP/1.1 200 OK"
+    return sent
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_connections_without_a_whole_head_in_time_are_closed(
     sandbox: Any, processes: Any, tmp_path: Path, workers: str
@@ -182,8 +196,7 @@ async def test_connections_without_a_whole_head_in_time_are_closed(
     # Kept alive: a request at once, answered, and the connection left open.
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(HEALTHZ)
-        assert await answer(reader) == b"HTTP/1.1 200 OK"
+        await served(reader, writer)
         # Four of each, on either worker, opened after the kept-alive connection: closed once
         # their deadline has passed, later than that connection's would have.
         closed = await asyncio.gather(*[silent(port) for _ in range(4)],
@@ -198,8 +211,7 @@ async def test_connections_without_a_whole_head_in_time_are_closed(
             url = f"http://127.0.0.1:{port}/api/v1/customer/1001"
             async with http.get(url, headers=AUTH) as resp:
                 assert resp.status == 200
-        writer.write(HEALTHZ)
-        assert await answer(reader) == b"HTTP/1.1 200 OK"
+        await served(reader, writer)
     finally:
         writer.close()
     read_log(log)  # scanned for secrets
@@ -230,6 +242,28 @@ async def test_a_reload_applies_a_new_header_timeout_to_the_connections_waiting(
     assert min(await asyncio.gather(*waiting)) >= DEADLINE
     await logged(log, "reloaded", 2)  # by both workers (the connections may be on one)
     assert "reload_needs_restart" not in [e["event"] for e in read_log(log)]
+
+
+async def test_after_an_answer_the_next_head_has_the_keepalive_timeout(
+    sandbox: Any, processes: Any, tmp_path: Path
+) -> None:
+    """A connection that sends a request at once, then nothing, or its next head a line now and
+    then (a slowloris past the first deadline), is closed `server.keepalive_timeout_seconds`
+    after the answer: aiohttp's own default was an hour (the slow one got a 400 once it had
+    sent 128 header lines)."""
+    keepalive = 1.5
+    server = {"header_timeout_seconds": DEADLINE, "keepalive_timeout_seconds": keepalive}
+    config = process_config(tmp_path, server=server)
+    env = gateway_env(str(sandbox.make_url("")).rstrip("/"))
+    port, log = free_port(), tmp_path / "gateway.log"
+    args = ("serve", "--config", str(config), "--port", str(port), "--workers", "2")
+    processes.append(gateway(*args, env=env, log=log))
+    await until_up(port)
+    await logged(log, "started", 2)
+    closed = await asyncio.gather(*[silent(port, first=True) for _ in range(2)],
+                                  *[slowloris(port, first=True) for _ in range(2)])  # fmt: skip
+    assert min(closed) >= keepalive, closed
+    read_log(log)
 
 
 def _get(url: str) -> str:
