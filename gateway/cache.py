@@ -1,7 +1,9 @@
 """The one cache layer (cachetools TTL caches) for meta, field definitions, labels and
-customer-by-phone: single flight (concurrent misses on a key share one load), stale-if-error
-(the last good value is served for a grace period when a reload fails), and a purge. Single
-flight is also what the writes use: identical creates in flight share one (`SingleFlight`)."""
+customer-by-phone: single flight (concurrent misses on a key share one load),
+stale-while-revalidate (an expired entry whose last good value is within `stale_seconds` is
+served at once while one load refreshes it in the background, with a budget of its own; only
+a cold cache waits for its load), and a purge. Single flight is also what the writes use:
+identical creates in flight share one (`SingleFlight`)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from cachetools import LRUCache, TTLCache
 
-from gateway import logs, metrics
+from gateway import deadline, logs, metrics
 
 V = TypeVar("V")
 
@@ -34,12 +36,16 @@ class SingleFlight(Generic[V]):
 
     async def run(self, key: Hashable, start: Callable[[], Awaitable[V]]) -> V:
         """The outcome of the task running for ``key``; ``start`` makes one when none is."""
+        return await asyncio.shield(self.start(key, start))
+
+    def start(self, key: Hashable, start: Callable[[], Awaitable[V]]) -> asyncio.Task[V]:
+        """The task running for ``key``, made by ``start`` when none is; not waited for."""
         task = self._running.get(key)
         if task is None:
             task = asyncio.ensure_future(start())
             self._running[key] = task
             task.add_done_callback(lambda done: self._forget(key, done))
-        return await asyncio.shield(task)
+        return task
 
     def _forget(self, key: Hashable, done: asyncio.Task[V]) -> None:
         if self._running.get(key) is done:
@@ -62,42 +68,73 @@ class AsyncTTLCache(Generic[V]):
         self._data: TTLCache[Hashable, V] | None = (
             TTLCache(maxsize=settings.max_entries, ttl=settings.ttl_seconds) if on else None
         )
-        # The last good value of each key and when it was loaded, for stale-if-error.
+        # The last good value of each key and when it was loaded, served while it is no
+        # older than the time to live and `stale_seconds`.
         self._last: LRUCache[Hashable, tuple[V, float]] | None = (
             LRUCache(maxsize=settings.max_entries) if on and settings.stale_seconds > 0 else None
         )
         self._loading: SingleFlight[V] = SingleFlight()
+        self._purges = 0  # a load that began before a purge must not fill the cache after it
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
         if self._data is not None and key in self._data:
             _record(self.name, "hit")
             return self._data[key]
+        last = self._last.get(key) if self._last is not None else None
+        purges = self._purges
+        if last is not None and self._age(last) <= self._servable:
+            _record(self.name, "stale")
+            budget = deadline.current()
+            self._loading.start(key, lambda: self._refresh(key, load, purges, budget, last[1]))
+            return last[0]
         _record(self.name, "miss")
         # A task of its own, so one waiter's cancellation does not cancel the others' load.
-        return await self._loading.run(key, lambda: self._load(key, load))
+        return await self._loading.run(key, lambda: self._load(key, load, purges))
 
-    async def _load(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
-        try:
-            value = await load()
-        except Exception as exc:
-            last = self._last.get(key) if self._last is not None else None
-            age = time.monotonic() - last[1] if last else 0.0
-            if last and age <= self.settings.ttl_seconds + self.settings.stale_seconds:
-                _record(self.name, "stale")
-                logs.get().warning(
-                    "cache_stale",
-                    cache=self.name,
-                    age_seconds=round(age, 1),
-                    error=type(exc).__name__,
-                    detail=getattr(exc, "detail", None),
-                )
-                return last[0]
-            raise
-        if self._data is not None:
-            self._data[key] = value
-        if self._last is not None:
-            self._last[key] = (value, time.monotonic())
+    @property
+    def _servable(self) -> float:
+        """How old the last good value may be and still be served."""
+        return self.settings.ttl_seconds + self.settings.stale_seconds
+
+    @staticmethod
+    def _age(last: tuple[V, float]) -> float:
+        return time.monotonic() - last[1]
+
+    async def _load(self, key: Hashable, load: Callable[[], Awaitable[V]], purges: int) -> V:
+        """``purges``: the count when the load was asked for; a purge since voids it."""
+        value = await load()
+        if purges == self._purges:
+            if self._data is not None:
+                self._data[key] = value
+            if self._last is not None:
+                self._last[key] = (value, time.monotonic())
         return value
+
+    async def _refresh(
+        self,
+        key: Hashable,
+        load: Callable[[], Awaitable[V]],
+        purges: int,
+        asked: deadline.Deadline | None,
+        loaded_at: float,
+    ) -> V:
+        """The load behind a stale answer, in the background: with a budget as long as that
+        of the request that found the value stale (now its own, not what that request has
+        left); a failure keeps the last good value, and says so."""
+        try:
+            if asked is None:
+                return await self._load(key, load, purges)
+            with deadline.budget(asked.seconds, asked.margin):
+                return await self._load(key, load, purges)
+        except Exception as exc:
+            logs.get().warning(
+                "cache_stale",
+                cache=self.name,
+                age_seconds=round(time.monotonic() - loaded_at, 1),
+                error=type(exc).__name__,
+                detail=getattr(exc, "detail", None),
+            )
+            raise
 
     def peek(self, key: Hashable) -> V | None:
         """The value held for ``key``, if any; nothing is loaded, and it is not counted."""
@@ -109,6 +146,7 @@ class AsyncTTLCache(Generic[V]):
             self._data[key] = value
 
     def clear(self) -> None:
+        self._purges += 1
         if self._data is not None:
             self._data.clear()
         if self._last is not None:

@@ -12,6 +12,8 @@ from urllib.parse import quote_plus, urlparse
 
 import aiohttp
 
+from gateway.upstream.transport import client_timeout
+
 # The registration API's security scheme `sec0` (contracts/khoros-crm-registration.openapi.json)
 # is clientCredentials with this token URL: a placeholder, so a real one must be configured.
 SCHEME_TOKEN_URL = "https://example.com/oauth2/token"
@@ -66,7 +68,7 @@ async def fetch_token(
             data={"grant_type": "client_credentials"},
             auth=auth,
             headers={"Accept": "application/json"},
-            timeout=aiohttp.ClientTimeout(timeout),
+            timeout=client_timeout(timeout),
         ) as resp:
             status, text = resp.status, await resp.text()
     except (aiohttp.ClientError, TimeoutError) as exc:

@@ -80,6 +80,7 @@ class UpstreamSettings:
     attempt_timeout_seconds: float
     max_connections: int
     max_in_flight: int
+    max_answer_bytes: int
     retry: RetrySettings
     circuit_breaker: BreakerSettings
     oauth: OAuthSettings | None  # None unless a client id, a secret and a refresh token are set
@@ -296,6 +297,7 @@ def load_config(
             attempt_timeout_seconds=up["attempt_timeout_seconds"],
             max_connections=up["max_connections"],
             max_in_flight=up["max_in_flight"],
+            max_answer_bytes=up["max_answer_bytes"],
             retry=RetrySettings(**up["retry"]),
             circuit_breaker=BreakerSettings(**up["circuit_breaker"]),
             oauth=_oauth(up["oauth"], here),

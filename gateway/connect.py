@@ -38,6 +38,7 @@ def upstream(
             name=mapping.name,
             attempt_timeout=config.upstream.attempt_timeout_seconds,
             max_connections=config.upstream.max_connections,
+            max_answer_bytes=config.upstream.max_answer_bytes,
         )
         transport, send = http, http.exchange  # token grants leave no trace: secrets in body
     else:

@@ -140,11 +140,20 @@ class BadGateway(UpstreamError):
 
 class AttemptFailed(BadGateway):
     """One attempt got no usable answer (a reset, a refused connection, a 2xx body that is not
-    JSON); the budget may allow another. ``cause`` names it for logs and metrics."""
+    JSON, an answer over the size cap); the budget may allow another. ``cause`` names it for
+    logs and metrics; ``repeatable`` is False when another attempt would fare no better."""
 
-    def __init__(self, message: str | None = None, *, detail: str | None = None, cause: str):
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        detail: str | None = None,
+        cause: str,
+        repeatable: bool = True,
+    ):
         super().__init__(message, detail=detail)
         self.cause = cause
+        self.repeatable = repeatable
 
 
 class MappingFailed(BadGateway):

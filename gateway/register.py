@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import aiohttp
 
 from gateway import client_credentials
+from gateway.upstream.transport import client_timeout
 
 KHOROS_API = "https://api.spredfast.com/v2/crm"
 TIMEOUT = 30.0  # seconds, for each of the token and the registration calls
@@ -127,7 +128,7 @@ async def register(
                 url,
                 data=json.dumps(body),
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(TIMEOUT),
+                timeout=client_timeout(TIMEOUT),
             ) as resp:
                 text = await resp.text()
                 status = resp.status

@@ -344,6 +344,32 @@ def alias_bomb(levels: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.fixture
+def client_timeouts(monkeypatch: pytest.MonkeyPatch) -> list[aiohttp.ClientTimeout]:
+    """The ClientTimeout of every request any aiohttp session makes from here on."""
+    seen: list[aiohttp.ClientTimeout] = []
+    original = aiohttp.ClientSession._request
+
+    def spy(self: aiohttp.ClientSession, *args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["timeout"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "_request", spy)
+    return seen
+
+
+def never_rounded(timeout: aiohttp.ClientTimeout) -> bool:
+    """Does aiohttp set the deadline of this timeout to its `total`, to the millisecond? It
+    rounds a timeout over the ClientTimeout's `ceil_threshold` (5 s by default) up to a whole
+    second of the loop's clock."""
+    from aiohttp.helpers import ceil_timeout
+
+    assert timeout.total is not None
+    expected = asyncio.get_running_loop().time() + timeout.total
+    when = ceil_timeout(timeout.total, timeout.ceil_threshold).when()
+    return when is not None and abs(when - expected) < 0.001
+
+
 # -- real processes: `python -m gateway ...` on free local ports, stopped by the test's fixture --
 
 
@@ -743,6 +769,16 @@ class RedisServer:
         except OSError:
             return False
 
+    def pause(self) -> None:
+        """SIGSTOP: a stalled Redis (a long fork, a swapped-out host). Clients' connections
+        stay open and what they send waits in its socket, to be run on `resume`."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """SIGKILL, as a crash would: clients see their connections drop."""
         if self.proc is not None and self.proc.poll() is None:
@@ -756,7 +792,7 @@ def redis_server(redis_binary: str, tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(redis_binary, tmp_path / "redis")
     server.start()
     yield server
-    server.stop()
+    server.stop()  # SIGKILL ends a paused one too
 
 
 # -- a fleet of gateway processes in front of one in-process sandbox --------------------------

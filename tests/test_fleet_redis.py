@@ -5,6 +5,7 @@ costs a short timeout, a loud line and a metric, never an exception to the calle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio
 from conftest import RedisServer, events, free_port
 
 from gateway import deadline, metrics
@@ -193,3 +195,87 @@ async def test_a_sentinel_url_finds_the_master(
     finally:
         sentinel.kill()
         sentinel.wait()
+
+
+async def test_a_lease_asked_for_while_redis_stalls_is_not_left_behind(
+    redis_server: RedisServer, replicas: list[SharedRedis]
+) -> None:
+    """Redis stopped (SIGSTOP) runs what was sent meanwhile when it goes on: a lease the client
+    gave up on must not be set then, held by nobody for the whole lease."""
+    a, b, _ = replicas
+    await a.get("test:warm")  # a connection made before the stall, as in a running process
+    redis_server.pause()
+    try:
+        with pytest.raises(Unavailable):
+            await a.acquire("test:lock:stall", lease_seconds=8, wait_seconds=5)
+        assert not a.up
+    finally:
+        redis_server.resume()
+    async with redis.asyncio.Redis.from_url(redis_server.url) as raw:
+        await raw.ping()  # Redis has run what waited in its sockets
+        assert await raw.exists("test:lock:stall") == 0  # refused: it came too late
+    started = time.monotonic()
+    await b.release("test:lock:stall", await b.acquire("test:lock:stall", 8, wait_seconds=5))
+    assert time.monotonic() - started < 1.5
+
+
+class LateAnswers:
+    """A TCP proxy in front of Redis that can hold Redis's next answer back (a congested link,
+    a lost packet): what the client sends reaches Redis at once."""
+
+    def __init__(self, redis_port: int) -> None:
+        self.redis_port = redis_port
+        self.hold_next = 0.0  # seconds the next answer to come from Redis is held back
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.redis_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, late: bool) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    if late and self.hold_next:
+                        held, self.hold_next = self.hold_next, 0.0
+                        await asyncio.sleep(held)
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_a_lease_set_in_time_whose_answer_came_late_is_given_back(
+    redis_server: RedisServer,
+) -> None:
+    proxy = LateAnswers(redis_server.port)
+    await proxy.start()
+    a = shared(proxy.url, retry_seconds=5)
+    try:
+        await a.get("test:warm")  # connected before the trouble, as in a running process
+        proxy.hold_next = 1.0
+        with pytest.raises(Unavailable):
+            await a.acquire("test:lock:late", lease_seconds=8, wait_seconds=5)
+        async with redis.asyncio.Redis.from_url(redis_server.url) as raw:
+            end = time.monotonic() + 1.0  # the lease Redis set in time goes within a moment
+            while await raw.exists("test:lock:late"):
+                assert time.monotonic() < end, await raw.pttl("test:lock:late")
+                await asyncio.sleep(0.02)
+        end = time.monotonic() + 2.0
+        while a._giving_back:  # and nothing keeps asking once Redis said it is done
+            assert time.monotonic() < end
+            await asyncio.sleep(0.02)
+    finally:
+        await a.close()
+        await proxy.close()

@@ -10,9 +10,10 @@ import os
 import sys
 from typing import Any
 
+import aiohttp
 import pytest
 from aioresponses import aioresponses
-from conftest import ROOT, FakeKhoros, run_cli
+from conftest import ROOT, FakeKhoros, never_rounded, run_cli
 
 from gateway import register
 
@@ -140,6 +141,17 @@ async def test_register_obtains_its_token_with_the_client_credentials_grant(
     for shown in (out, err):
         for secret in (khoros.client_secret, khoros.issued, "gw-key-0ne"):
             assert secret not in shown
+
+
+async def test_the_grants_and_the_registrations_timeouts_are_not_rounded_up(
+    khoros: FakeKhoros, client_timeouts: list[aiohttp.ClientTimeout]
+) -> None:
+    out = io.StringIO()
+    env = grant_env(khoros)
+    code = await register.register("Z", "https://gw.acme.com/api/v1", update=None, out=out, env=env)
+    assert code == 0
+    assert [t.total for t in client_timeouts] == [register.TIMEOUT] * 2
+    assert all(never_rounded(t) for t in client_timeouts)
 
 
 async def test_register_with_a_refused_grant_registers_nothing(khoros: FakeKhoros) -> None:

@@ -395,6 +395,31 @@ async def test_a_purge_reaches_every_replica_and_redis_trouble_costs_no_request(
         assert seen[-1]["event"] == "shared_state_restored"
 
 
+async def test_a_redis_stall_leaves_no_write_lock_behind(
+    watched_sandbox: Any, redis_server: RedisServer, processes: list[Any], logs_dir: Path
+) -> None:
+    """Redis stopped (SIGSTOP) runs what was sent meanwhile when it goes on: the write lock a
+    replica asked for and gave up on must not be taken then, or the next write of that case
+    through another replica waits for a lock nobody holds, and times out."""
+    env = gateway_env(str(watched_sandbox.make_url("")).rstrip("/"), REDIS_URL=redis_server.url)
+    ports = await start_fleet(processes, process_config(logs_dir), env, logs_dir)
+    path = f"{API}/case/5001"
+    async with aiohttp.ClientSession() as http:
+        for n, port in enumerate(ports):  # every replica has its connections to Redis
+            body = {"interactions": [interaction(f"warm-{n}")]}
+            assert (await send(http, "PATCH", port, path, body))[0] == 200
+        redis_server.pause()
+        try:  # one replica writes through the stall: its own lock, since Redis does not answer
+            body = {"interactions": [interaction("stalled")]}
+            assert (await send(http, "PATCH", ports[0], path, body))[0] == 200
+        finally:
+            redis_server.resume()
+        started = time.monotonic()
+        body = {"interactions": [interaction("after")]}
+        assert (await send(http, "PATCH", ports[1], path, body))[0] == 200
+        assert time.monotonic() - started < 2.0  # no lease left to wait out (it lasts ~8 s)
+
+
 async def test_an_oauth_rotation_over_three_replicas_of_two_workers(
     watched_sandbox: Any, redis_server: RedisServer, processes: list[Any], logs_dir: Path
 ) -> None:

@@ -5,13 +5,16 @@ always recovers. Faults are injected into the sandbox; counts come from its call
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections import Counter
 from typing import Any
 
-from conftest import API, AUTH, EF_AUTH, FAST_BUDGET, budgets, interaction, tuned
+from conftest import API, AUTH, EF_AUTH, FAST_BUDGET, budgets, events, interaction, tuned
 
 from gateway.config import Config
 from gateway.sandbox.server import CALLS, Faults
+from gateway.sandbox.store import Store
 from gateway.upstream.settings import BreakerSettings
 
 FIND = f"{API}/customer/1001"
@@ -94,7 +97,52 @@ async def test_an_account_limit_holds_every_call(gw: Any, faults: Faults, sandbo
     assert len(sandbox.app[CALLS]) == seen
 
 
+async def test_an_answer_over_the_size_cap_is_502_once_and_not_cached(
+    make_client: Any, fast: Config, faults: Faults, sandbox: Any, capsys: Any
+) -> None:
+    """A CRM answering 2 MB of field definitions to a gateway that reads 1 MB at most: 502, the
+    CRM asked once (it would be as large again), nothing cached, an operator's line."""
+    client = await make_client(tuned(fast, upstream={"max_answer_bytes": 1_000_000}))
+    faults.status, faults.path_prefix = 200, "/api/v2/user_fields"
+    huge = [
+        {"key": f"f{n}", "title": "x" * 1000, "type": "text", "active": True} for n in range(2000)
+    ]
+    faults.body = json.dumps({"user_fields": huge})
+    meta = await client.get(f"{API}/meta/object/customer", headers=AUTH)
+    assert meta.status == 502 and (await meta.json())["error"] == "BadGateway"
+    assert calls(sandbox, "GET /api/v2/user_fields") == 1
+    lines = [e for e in events(capsys.readouterr().out) if e["event"] == "upstream_too_large"]
+    assert [(e["path"], e["limit_bytes"]) for e in lines] == [("/api/v2/user_fields", 1_000_000)]
+    faults.status = None
+    meta = await client.get(f"{API}/meta/object/customer", headers=AUTH)
+    assert meta.status == 200 and calls(sandbox, "GET /api/v2/user_fields") == 2
+
+
 # -- the breaker -----------------------------------------------------------------------------
+
+
+async def test_a_burst_past_the_account_limit_reaches_the_crm_no_further_than_its_slots(
+    make_client: Any, fast: Config, sandbox: Any, store: Store
+) -> None:
+    """100 reads at once against an account with 30 calls a minute left: once the CRM said
+    429, the calls queued for an in-flight slot are held too, rather than each asking for a
+    429 of its own. At most the calls in flight then (the slots) are refused by the CRM."""
+    slots = 10
+    client = await make_client(tuned(fast, upstream={"max_in_flight": slots}))
+    store.limits.account_per_minute = 30
+    left_before = quota_left(store)
+    sent_before = len(sandbox.app[CALLS])
+    answers = await asyncio.gather(*(client.get(FIND, headers=AUTH) for _ in range(100)))
+    statuses = Counter(r.status for r in answers)
+    assert set(statuses) == {200, 503} and statuses[200] >= 10, statuses
+    accepted = left_before - quota_left(store)
+    refused = len(sandbox.app[CALLS]) - sent_before - accepted  # the CRM's 429s
+    assert 1 <= refused <= slots, (refused, statuses)
+
+
+def quota_left(store: Store) -> int:
+    """What the sandbox's account has left this minute, as its answers' headers say."""
+    return int(store.limits.headers(store.clock())["X-Rate-Limit-Remaining"])
 
 
 async def test_one_request_retried_to_exhaustion_does_not_open_the_breaker(

@@ -5,6 +5,7 @@ not; and the cap on calls in flight."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from conftest import DEFAULT_RETRY, FakeClock, answer
@@ -147,3 +148,60 @@ async def test_no_slot_within_the_budget_is_a_timeout() -> None:
         with deadline.budget(0.15, 0.1), pytest.raises(DeadlineExceeded):
             await pass_through(g, PUT_2)
     await pass_through(g, PUT_2)  # the slot came back
+
+
+async def queued_behind_a_429(g: RateGate, retry_after: str) -> tuple[asyncio.Task[None], Any]:
+    """A call in flight, another queued for the one slot; the one in flight is answered 429
+    (account-wide) and lets its slot go. The queued call's task, and a probe of its slot."""
+    answered = asyncio.Event()
+
+    async def in_flight() -> None:
+        async with g.admit(GET_1):
+            await answered.wait()
+        await g.observe(GET_1, answer(429, Retry_After=retry_after, X_Rate_Limit_Remaining="0"))
+
+    first = asyncio.create_task(in_flight())
+    await asyncio.sleep(0)
+    queued = asyncio.create_task(pass_through(g, PUT_2))
+    await asyncio.sleep(0)
+    assert g._slots.locked()  # it waits for the slot, having seen no hold
+    answered.set()
+    await first
+    return queued, g._slots
+
+
+async def test_a_call_queued_for_a_slot_waits_out_the_hold_learned_meanwhile() -> None:
+    clock = FakeClock()
+    g = gate(clock, max_in_flight=1)
+    queued, _ = await queued_behind_a_429(g, "5")
+    await queued
+    assert clock.slept == [5]  # after the hold, not into it
+
+
+async def test_a_call_queued_for_a_slot_is_503_when_the_hold_learned_meanwhile_is_too_long() -> (
+    None
+):
+    clock = FakeClock()
+    g = gate(clock, max_in_flight=1)
+    with deadline.budget(7.2, 0.1):
+        queued, slots = await queued_behind_a_429(g, "30")
+        with pytest.raises(UpstreamUnavailable) as raised:
+            await queued
+    assert raised.value.headers == {"Retry-After": "30"} and clock.slept == []
+    assert not slots.locked()  # its slot went back
+
+
+async def test_a_hold_that_grows_while_waiting_is_waited_out_too() -> None:
+    clock = FakeClock()
+    g = gate(clock)
+    await g.observe(GET_1, answer(429, Retry_After="2"))
+    original = clock.sleep
+
+    async def sleep(seconds: float) -> None:  # a longer hold arrives during the first wait
+        clock.sleep = original  # type: ignore[method-assign]
+        await g.observe(GET_1, answer(429, Retry_After="5"))
+        await original(seconds)
+
+    clock.sleep = sleep  # type: ignore[method-assign]
+    await pass_through(g, PUT_2)
+    assert clock.slept == [2, 3]  # until the longer hold ends, not a call into it

@@ -5,12 +5,15 @@ and an entry in the request's stats."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
-from conftest import events
+from aiohttp import web
+from conftest import events, never_rounded
 
 from gateway import deadline, logs
 from gateway.errors import AttemptFailed, AttemptTimedOut, DeadlineExceeded
@@ -20,12 +23,15 @@ from gateway.upstream.transport import HttpTransport
 
 AUTH = {"Authorization": "Bearer sandbox-oauth-token"}
 FIND = Call("GET", "/api/v2/users/1001", "/api/v2/users/{{ id }}", headers=AUTH)
+CAP = 100_000  # the answers' size cap of these transports, in bytes
 
 
 @pytest.fixture
 async def transport(sandbox: Any) -> AsyncIterator[HttpTransport]:
     url = str(sandbox.make_url("")).rstrip("/")
-    t = HttpTransport(url, name="zendesk", attempt_timeout=0.5, max_connections=4)
+    t = HttpTransport(
+        url, name="zendesk", attempt_timeout=0.5, max_connections=4, max_answer_bytes=CAP
+    )
     await t.start()
     yield t
     await t.close()
@@ -65,7 +71,9 @@ async def test_a_refused_connection_is_a_failed_attempt() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}"
-    t = HttpTransport(closed, name="zendesk", attempt_timeout=0.5, max_connections=1)
+    t = HttpTransport(
+        closed, name="zendesk", attempt_timeout=0.5, max_connections=1, max_answer_bytes=CAP
+    )
     await t.start()
     try:
         with pytest.raises(AttemptFailed) as raised:
@@ -84,6 +92,25 @@ async def test_a_hang_is_an_attempt_timeout_then_the_budget(
     with deadline.budget(0.3, 0.1), pytest.raises(DeadlineExceeded) as raised:
         await transport.send(FIND)  # what the budget leaves: 0.2 s, and then nothing
     assert not isinstance(raised.value, AttemptTimedOut)
+
+
+async def test_an_attempts_timeout_is_never_rounded_up(
+    sandbox: Any, client_timeouts: list[aiohttp.ClientTimeout]
+) -> None:
+    """aiohttp rounds a timeout over its `ceil_threshold` (5 s by default) up to a whole second
+    of the loop's clock, so a 5.5 s cap ran up to 6.5 s: the deadline aiohttp sets from the
+    attempt's timeout is the cap, to the millisecond."""
+    url = str(sandbox.make_url("")).rstrip("/")
+    t = HttpTransport(
+        url, name="zendesk", attempt_timeout=5.5, max_connections=4, max_answer_bytes=CAP
+    )
+    await t.start()
+    try:
+        await t.send(FIND)
+    finally:
+        await t.close()
+    (timeout,) = client_timeouts
+    assert timeout.total == 5.5 and never_rounded(timeout)
 
 
 async def test_no_attempt_once_the_budget_is_spent(transport: HttpTransport, sandbox: Any) -> None:
@@ -144,3 +171,54 @@ def test_answers_are_read_as_json_whatever_the_crm_sends() -> None:
     assert _json('{"a": "x\\ud800y"}') == {"a": "x\ud800y"}  # repaired later by the engine
     assert _json('{"a": "x\ny"}') == {"a": "x\ny"}  # a raw control character in a string
     assert _json("") is None and _json("<html>") is None
+
+
+async def test_an_answer_over_the_size_cap_is_a_failed_attempt_not_worth_repeating(
+    transport: HttpTransport, faults: Faults, capsys: Any
+) -> None:
+    """Its Content-Length says so: nothing of it is read."""
+    faults.status, faults.body = 200, '{"user": {"notes": "' + "x" * CAP + '"}}'
+    with pytest.raises(AttemptFailed) as raised:
+        await transport.send(FIND)
+    assert raised.value.cause == "too_large" and not raised.value.repeatable
+    (line,) = [e for e in events(capsys.readouterr().out) if e["event"] == "upstream_too_large"]
+    assert line["path"] == FIND.route and line["limit_bytes"] == CAP
+    assert line["content_length"] == len(faults.body)
+    faults.status = None  # the connection it came on is not reused half read
+    assert (await transport.send(FIND)).ok
+
+
+async def test_a_streamed_answer_is_read_no_further_than_the_size_cap(
+    aiohttp_server: Any, capsys: Any
+) -> None:
+    """Without a Content-Length (chunked), the reading stops at the cap: a CRM that streams
+    hundreds of megabytes does not make the gateway hold them."""
+    sent = [0]
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        await resp.write(b'{"user_fields": [')
+        with contextlib.suppress(ConnectionError):
+            for _ in range(1000):  # 64 MB, unless the reader hangs up first
+                await resp.write(b'{"key": "' + b"a" * 65536 + b'"},')
+                sent[0] += 65536
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/api/v2/user_fields", endless)
+    server = await aiohttp_server(app)
+    url = str(server.make_url("")).rstrip("/")
+    t = HttpTransport(
+        url, name="zendesk", attempt_timeout=5, max_connections=1, max_answer_bytes=CAP
+    )
+    await t.start()
+    try:
+        with pytest.raises(AttemptFailed) as raised:
+            await t.send(Call("GET", "/api/v2/user_fields", "/api/v2/user_fields"))
+    finally:
+        await t.close()
+    assert raised.value.cause == "too_large"
+    assert sent[0] < 64 * 65536  # it hung up long before the end
+    (line,) = [e for e in events(capsys.readouterr().out) if e["event"] == "upstream_too_large"]
+    assert line["content_length"] is None and line["limit_bytes"] == CAP

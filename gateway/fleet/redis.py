@@ -4,8 +4,9 @@ callers fall back to per-process behaviour without paying a timeout each. Going 
 coming back are a loud log line and a metric; the connection is re-made by itself.
 
 The primitives the fleet is built from, each one atomic in Redis: a hold that only grows
-(rate limits), a lease lock (one holder at a time, for at most its lease), set-if-absent with a
-TTL (claims), plain values (tokens), and publish/subscribe (purges)."""
+(rate limits), a lease lock (one holder at a time, for at most its lease; never set by an ask
+its client gave up on), set-if-absent with a TTL (claims), plain values (tokens), and
+publish/subscribe (purges)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,23 @@ if tonumber(ARGV[1]) > current then
 end
 return 0
 """
+# Take the lease, unless Redis's clock is past ARGV[3] (ms): the moment its client stops waiting
+# for the answer. Redis runs what waited in its socket when it resumes from a stall; a lease set
+# then would be held by nobody. Answers {1 taken, 0 held by another, -1 too late}, Redis's time.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now > tonumber(ARGV[3]) then return {-1, now} end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, now} end
+return {0, now}
+"""
+# Delete the lease if it is ours, and answer Redis's time (ms): once that is past an acquire's
+# deadline, no acquire of ours can still set the lease.
+_GIVE_BACK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+local t = redis.call('TIME')
+return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
 # Delete the lease only if it is still ours (it may have expired and gone to someone else).
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -56,7 +74,12 @@ return {1, ARGV[1]}
 
 
 class Unavailable(Exception):
-    """Redis did not answer in time, or is down: fall back to per-process behaviour."""
+    """Redis did not answer in time, or is down: fall back to per-process behaviour.
+    ``sent``: the command went out (Redis may still run it), rather than failing at once."""
+
+    def __init__(self, operation: str, *, sent: bool = False) -> None:
+        super().__init__(operation)
+        self.sent = sent
 
 
 class LeaseTimeout(Exception):
@@ -122,6 +145,8 @@ class SharedRedis:
         self.subscriber = subscriber or redis  # the client subscriptions are made with
         self.retry_seconds, self.clock = retry_seconds, clock
         self._down_until: float | None = None  # monotonic; None: up
+        self._offset = 0.0  # Redis's clock minus ours (seconds), as its answers show it
+        self._giving_back: set[asyncio.Task[None]] = set()
         metrics.SHARED_STATE_UP.set(1)
 
     def key(self, *parts: str) -> str:
@@ -144,20 +169,24 @@ class SharedRedis:
         lease given back, what a write made)."""
         if self._down_until is not None and self.clock.monotonic() < self._down_until:
             raise Unavailable(operation)
-        timeout = self.timeout
-        left = None if past_budget else deadline.left()
-        budgeted = left is not None and left < timeout
-        if left is not None and budgeted:
-            timeout = max(left, 0.001)
+        timeout, budgeted = self._timeout(past_budget)
         try:
             async with asyncio.timeout(timeout):
                 result = await command(self.redis)
         except FAILURES as exc:
             if not (budgeted and isinstance(exc, TimeoutError)):  # our budget, not Redis
                 self.failed(operation, exc)
-            raise Unavailable(operation) from exc
+            raise Unavailable(operation, sent=True) from exc
         self.answered()
         return result
+
+    def _timeout(self, past_budget: bool) -> tuple[float, bool]:
+        """How long a call may take now, and whether the request's budget (not Redis's
+        timeout) set it."""
+        left = None if past_budget else deadline.left()
+        if left is not None and left < self.timeout:
+            return max(left, 0.001), True
+        return self.timeout, False
 
     def failed(self, operation: str, exc: BaseException) -> None:
         """Redis failed us: per-process behaviour until `retry_seconds` have passed."""
@@ -180,6 +209,8 @@ class SharedRedis:
             logs.get().warning("shared_state_restored", pid=os.getpid())
 
     async def close(self) -> None:
+        for task in list(self._giving_back):
+            task.cancel()
         await self.redis.aclose()
         if self.subscriber is not self.redis:
             await self.subscriber.aclose()
@@ -219,15 +250,56 @@ class SharedRedis:
 
     async def acquire(self, key: str, lease_seconds: float, wait_seconds: float) -> str:
         """Take the lease on ``key`` for at most ``lease_seconds``, waiting up to
-        ``wait_seconds`` for its holder. Answers the token to release it with."""
+        ``wait_seconds`` for its holder. Answers the token to release it with.
+
+        An attempt we stop waiting for must leave no lease behind: Redis refuses it past the
+        moment we stop (by its own clock, whose offset from ours its answers teach us), and
+        one that Redis ran in time but whose answer we did not see is given back when Redis
+        answers again (`_give_back`)."""
         token = os.urandom(12).hex()
         px = max(1, math.ceil(lease_seconds * 1000))
         end = self.clock.monotonic() + wait_seconds
-        while not await self.run("lease", lambda r: r.set(key, token, nx=True, px=px)):
+        recalibrated = False
+        while True:
+            sent = self.clock.time()
+            not_after = math.floor((sent + self._offset + self._timeout(False)[0]) * 1000)
+            try:
+                taken, now = await self.run("lease", _eval(_ACQUIRE, key, token, px, not_after))
+            except Unavailable as exc:
+                if exc.sent:
+                    self._give_back_later(key, token, not_after, lease_seconds)
+                raise
+            self._offset = int(now) / 1000 - (sent + self.clock.time()) / 2
+            if int(taken) == 1:
+                return token
+            if int(taken) == -1 and not recalibrated:  # our guess of Redis's clock was off
+                recalibrated = True
+                continue
             if self.clock.monotonic() >= end:
                 raise LeaseTimeout(key)
             await self.clock.sleep(POLL_SECONDS)
-        return token
+
+    def _give_back_later(self, key: str, token: str, not_after: int, lease: float) -> None:
+        task = asyncio.ensure_future(
+            self._give_back(key, token, not_after, self.clock.monotonic() + lease)
+        )
+        self._giving_back.add(task)
+        task.add_done_callback(self._giving_back.discard)
+
+    async def _give_back(self, key: str, token: str, not_after: int, until: float) -> None:
+        """Delete the lease an acquire we stopped waiting for may have set (Redis ran it in
+        time, its answer came late or not at all), asking until Redis's clock is past that
+        acquire's deadline (`not_after`, ms) or the lease would be over anyway. Outside the
+        request's budget and Redis's up/down state: this is cleaning up, not serving."""
+        while self.clock.monotonic() < until:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    now = await self.redis.eval(_GIVE_BACK, 1, key, token)
+                if int(now) > not_after:
+                    return
+            except FAILURES:
+                pass
+            await self.clock.sleep(self.timeout)
 
     async def release(self, key: str, token: str) -> None:
         """Give the lease back if it is still ours, also past the request's budget (a holder
@@ -250,6 +322,11 @@ class SharedRedis:
         """How many subscribers received it."""
         received: int = await self.run("publish", lambda r: r.publish(channel, message))
         return received
+
+
+def _eval(script: str, key: str, *args: str | int) -> Callable[[aioredis.Redis], Awaitable[Any]]:
+    """A command running ``script`` on ``key`` with ``args``."""
+    return lambda r: r.eval(script, 1, key, *args)
 
 
 def _text(value: str | bytes) -> str:

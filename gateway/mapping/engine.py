@@ -357,8 +357,7 @@ class Engine:
         self, resp: Response, req: Request, not_found: str | None, obj: ObjectSpec | None
     ) -> GatewayError:
         fields = obj.fields if obj is not None and resp.status in (400, 422) else ()
-        where = f"{req.method} {req.path.source}"
-        return translate(self.mapping.errors, resp, where, not_found, fields)
+        return translate(self.mapping.errors, resp, req.method, req.path.source, not_found, fields)
 
 
 def _listed(value: Any) -> list[Any]:

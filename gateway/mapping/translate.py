@@ -1,5 +1,9 @@
 """Error translation, in one place: an upstream error answer becomes the gateway error the
-caller sees (docs/behaviour.md §4), with validation details under the caller's field names."""
+caller sees (docs/behaviour.md §4), with validation details under the caller's field names.
+
+Only a write's 400/422 is about the caller's values (422, by field) and only a write's 409 a
+conflict; the same answer to a read is the CRM refusing the gateway's own request, a 502 whose
+detail goes to the log and whose CRM text is never shown to the agent."""
 
 from __future__ import annotations
 
@@ -21,16 +25,20 @@ from gateway.errors import (
 from gateway.exchange import Response
 from gateway.mapping.model import ErrorSpec, FieldSpec
 
+READS = frozenset({"GET", "HEAD"})  # requests that send no values of the caller's to write
+
 
 def translate(
     spec: ErrorSpec,
     resp: Response,
-    where: str,
+    method: str,
+    route: str,
     not_found: str | None,
     fields: Iterable[FieldSpec],
 ) -> GatewayError:
-    """``where`` is the method and path template of the request; ``not_found`` names what a
-    404 means on it; ``fields`` are the fields of the object the request was about."""
+    """``method`` and ``route`` (the path template) are the request's; ``not_found`` names
+    what a 404 means on it; ``fields`` are the fields of the object the request was about."""
+    where = f"{method} {route}"
     payload = resp.data if resp.data is not None else {}
     upstream_type = _text(spec.type(payload)) if spec.type else None
     detail = f"{where} -> {resp.status} {upstream_type or ''}".rstrip()
@@ -48,6 +56,10 @@ def translate(
     if resp.status == 429:
         retry = resp.headers.get("Retry-After")
         return UpstreamUnavailable(headers={"Retry-After": retry} if retry else {}, detail=detail)
+    if resp.status in (400, 409, 422) and method.upper() in READS:
+        message = _text(spec.message(payload)) if spec.message else None
+        said = f": {message[:200]}" if message else ""
+        return BadGateway("The CRM refused the gateway's request.", detail=detail + said)
     if resp.status == 409:
         return UpdateConflict(detail=detail)
     if spec.idempotency_mismatch and upstream_type == spec.idempotency_mismatch:

@@ -36,19 +36,27 @@ class RateGate:
 
     @asynccontextmanager
     async def admit(self, call: Call) -> AsyncIterator[None]:
-        """Wait out the holds on this call if they fit the budget, then hold a slot."""
-        wait = await self.holds.until(keys(call)) - self.clock.time()
-        if wait > 0:
+        """Wait out the holds on this call if they fit the budget, then hold a slot, and look
+        at the holds again: a call queued for a slot while the calls in flight learned a limit
+        must not go and ask for a 429 of its own (a burst would reach the CRM whole)."""
+        await self._wait_out_holds(call)
+        queued = await self._take_slot(deadline.left())
+        try:
+            if queued:  # holding the slot: after the hold, no more go than the slots
+                await self._wait_out_holds(call)
+            yield
+        finally:
+            self._slots.release()
+
+    async def _wait_out_holds(self, call: Call) -> None:
+        """Sleep until no hold covers the call (a hold may grow meanwhile), or raise 503 at
+        once when a hold does not fit the budget."""
+        while (wait := await self.holds.until(keys(call)) - self.clock.time()) > 0:
             if not self.settings.fits(deadline.left(), wait):
                 raise UpstreamUnavailable.rate_limited(
                     wait, detail=f"{call.method} {call.route}: rate limited for {wait:.1f}s more"
                 )
             await self.clock.sleep(wait)
-        await self._take_slot(deadline.left())
-        try:
-            yield
-        finally:
-            self._slots.release()
 
     async def observe(self, call: Call, resp: Response) -> None:
         """An answer that limits calls (a 429, a quota with none left) holds what it limits."""
@@ -61,12 +69,15 @@ class RateGate:
         if wait is not None and wait > 0:
             await self.holds.hold(self.limits.key(call, resp), now + wait)
 
-    async def _take_slot(self, left: float | None) -> None:
-        """A slot among the calls in flight, waiting at most what the budget allows."""
-        if left is None or not self._slots.locked():  # free: taken at once, no timer needed
+    async def _take_slot(self, left: float | None) -> bool:
+        """A slot among the calls in flight, waiting at most what the budget allows. True
+        when it had to wait for one (time passed: the holds may have changed)."""
+        queued = self._slots.locked()
+        if left is None or not queued:  # free: taken at once, no timer needed
             await self._slots.acquire()
-            return
+            return queued
         try:
             await asyncio.wait_for(self._slots.acquire(), max(left, 0))
         except TimeoutError:
             raise DeadlineExceeded(detail="no upstream slot free within the budget") from None
+        return True

@@ -50,7 +50,9 @@ class RetryPolicy:
         if isinstance(outcome, AttemptFailed | AttemptTimedOut):
             wait = self.backoff(call.attempt)
             why = "timeout" if isinstance(outcome, AttemptTimedOut) else "transport"
-            return Decision(call.retry_safe and more and self.settings.fits(left, wait), wait, why)
+            repeatable = not isinstance(outcome, AttemptFailed) or outcome.repeatable
+            again = call.retry_safe and more and repeatable
+            return Decision(again and self.settings.fits(left, wait), wait, why)
         if isinstance(outcome, GatewayError):
             return Decision(False, 0.0, "failed")
         if outcome.status == 429:

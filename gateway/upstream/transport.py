@@ -1,37 +1,55 @@
 """One attempt over HTTP (aiohttp): the call goes out with a timeout taken from the request's
 budget, and the answer comes back as a `Response`, or the failure as a gateway error: a timeout
-as AttemptTimedOut (DeadlineExceeded when the budget is spent), a reset, a refused connection
-or a 2xx body that is not JSON as AttemptFailed."""
+as AttemptTimedOut (DeadlineExceeded when the budget is spent), a reset, a refused connection,
+a 2xx body that is not JSON, or an answer over the size cap as AttemptFailed. An answer is
+read no further than its cap (`upstream.max_answer_bytes`), never held whole."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import orjson
 
-from gateway import deadline
+from gateway import deadline, logs
 from gateway.errors import AttemptFailed, AttemptTimedOut, DeadlineExceeded
 from gateway.exchange import Response
 from gateway.upstream import trace
 from gateway.upstream.call import Call
 
 
+def client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """A total timeout of exactly ``seconds``: aiohttp rounds one over its `ceil_threshold`
+    (5 s by default) up to a whole second of the loop's clock, which let a 5 s attempt run 6 s."""
+    return aiohttp.ClientTimeout(total=seconds, ceil_threshold=math.inf)
+
+
 class HttpTransport:
     def __init__(
-        self, base_url: str, *, name: str, attempt_timeout: float, max_connections: int
+        self,
+        base_url: str,
+        *,
+        name: str,
+        attempt_timeout: float,
+        max_connections: int,
+        max_answer_bytes: int,
     ) -> None:
         self.base_url = base_url
         self.name = name
         self.attempt_timeout = attempt_timeout
+        self.max_answer_bytes = max_answer_bytes
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._max_connections)
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            timeout_ceil_threshold=math.inf,  # see client_timeout
+        )
         self._session = aiohttp.ClientSession(connector=connector)
         # aiohttp silently repeats GET/PUT/DELETE once when a reused connection drops; that
         # would hide attempts from the retry policy and the budget, and repeat PUTs unasked.
@@ -82,9 +100,9 @@ class HttpTransport:
                 params=call.query or None,
                 headers=call.headers,
                 json=call.body,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=client_timeout(timeout),
             ) as resp:
-                text = await resp.text(errors="replace")
+                text = await self._read(resp, call)
                 data = _json(text)
                 if 200 <= resp.status < 300 and data is None and text.strip():
                     raise AttemptFailed(detail=f"{where}: the body is not JSON", cause="garbage")
@@ -96,6 +114,42 @@ class HttpTransport:
         except aiohttp.ClientError as exc:
             name = type(exc).__name__
             raise AttemptFailed(detail=f"{where}: {name}", cause=name) from None
+
+    async def _read(self, resp: aiohttp.ClientResponse, call: Call) -> str:
+        """The answer's text, read no further than the cap: past it (by its Content-Length, or
+        as it streams in) the connection is dropped and the attempt failed."""
+        declared = resp.content_length
+        if declared is not None and declared > self.max_answer_bytes:
+            raise self._too_large(resp, call, declared)
+        body = bytearray()
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > self.max_answer_bytes:
+                raise self._too_large(resp, call, declared)
+        try:
+            encoding = resp.get_encoding()
+        except RuntimeError:  # no charset it knows: aiohttp's own fallback, had it read the body
+            encoding = "utf-8"
+        return body.decode(encoding, errors="replace")
+
+    def _too_large(
+        self, resp: aiohttp.ClientResponse, call: Call, declared: int | None
+    ) -> AttemptFailed:
+        resp.close()  # the rest is not read, so the connection cannot be used again
+        logs.get().warning(
+            "upstream_too_large",
+            method=call.method,
+            path=call.route,
+            status=resp.status,
+            content_length=declared,
+            limit_bytes=self.max_answer_bytes,
+            action="raise upstream.max_answer_bytes if the CRM's answers are this large",
+        )
+        return AttemptFailed(
+            detail=f"{call.method} {call.route}: the answer is over {self.max_answer_bytes} bytes",
+            cause="too_large",
+            repeatable=False,  # it would be as large again
+        )
 
 
 def _json(text: str) -> Any:
