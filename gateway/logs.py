@@ -5,8 +5,9 @@ a stdout nobody reads costs dropped, counted lines, never a stalled request. Els
 integrator's commands, tests in one process) lines are written as they are made.
 
 Every line passes through redaction last: configured secrets (API keys, upstream credentials,
-tokens) are replaced wherever they appear, and customer PII (emails, phone numbers, and the
-values of keys such as `name` or `body`) is masked unless `LOG_PII=true`.
+tokens) and the credentials of any URL are replaced wherever they appear, and customer PII
+(emails, phone numbers, and the values of keys such as `name` or `body`) is masked unless
+`LOG_PII=true`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from gateway.logwriter import BackgroundWriter
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 # International numbers (+41 79..., 0041...) and long digit runs; not dates, not short ids.
 _PHONE = re.compile(r"(?<![\w.:-])(?:\+|00)\d[\d ()-]{6,}\d|(?<![\w.:-])\d{9,}(?![\w.:-])")
+# The credentials of a URL (`scheme://user:password@`): never a log line's, whatever the key.
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@]*@")
 PII_KEYS = frozenset({"email", "phone", "name", "body", "agent_email", "first_name", "last_name"})
 # Keys whose values are ours (ids, times, templates): secrets are still removed, PII patterns
 # are not applied.
@@ -55,6 +58,8 @@ class Redactor:
             self.secrets = sorted([*self.secrets, secret], key=len, reverse=True)
 
     def text(self, value: str, *, structural: bool = False) -> str:
+        if "@" in value and "://" in value:
+            value = _USERINFO.sub(r"\1[secret]@", value)
         for secret in self.secrets:
             if secret in value:
                 value = value.replace(secret, "[secret]")

@@ -335,6 +335,15 @@ def _unchunked(data: bytes) -> bytes:
     return out
 
 
+def alias_bomb(levels: int) -> str:
+    """YAML of a few lines that a loader expanding its aliases makes 10**levels values of (a
+    "billion laughs" at 9): each level a list of ten aliases of the one before."""
+    lines = ["lol0: &lol0 [lol]"]
+    for i in range(1, levels + 1):
+        lines.append(f"lol{i}: &lol{i} [" + ", ".join([f"*lol{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
 @pytest.fixture
 def client_timeouts(monkeypatch: pytest.MonkeyPatch) -> list[aiohttp.ClientTimeout]:
     """The ClientTimeout of every request any aiohttp session makes from here on."""

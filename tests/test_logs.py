@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 from typing import Any
 
-from conftest import API, AUTH, leaked, tuned
+from conftest import API, AUTH, ROOT, leaked, tuned
 
 from gateway import logs
 from gateway.config import Config
@@ -83,6 +85,25 @@ def test_secrets_never_appear(capsys: Any) -> None:
     assert "s3cr3t-token-value" not in out and out.count("[secret]") == 2
 
 
+def test_credentials_in_a_url_never_appear_whatever_the_key(capsys: Any) -> None:
+    """Config refuses a base URL with credentials; whatever URL still carries some (in an
+    error's text, a structural key such as `upstream`) is logged without them."""
+    logs.configure("info", "json", pii=True)
+    logs.get().info(
+        "started",
+        upstream="http://user:TOPSECRET@127.0.0.1:18082/api",
+        detail="GET https://:TOPSECRET@x.example/v2 and redis://TOPSECRET@r:6379/0 failed",
+        url="https://x.com/@janedoe",  # an @ in a path is no credential
+    )
+    line = lines(capsys)[0]
+    assert "TOPSECRET" not in json.dumps(line)
+    assert line["upstream"] == "http://[secret]@127.0.0.1:18082/api"
+    assert line["detail"] == (
+        "GET https://[secret]@x.example/v2 and redis://[secret]@r:6379/0 failed"
+    )
+    assert line["url"] == "https://x.com/@janedoe"
+
+
 def test_pii_masked_by_default_and_shown_when_asked(capsys: Any) -> None:
     event = {
         "email": "jane@example.com",
@@ -117,3 +138,34 @@ def test_the_leak_scan_can_fail() -> None:
         ("test-key-1", "Authorization: test-key-1")
     ]
     assert leaked(["ok"], {"test-key-1"}) == []
+
+
+# -- the README names every event ------------------------------------------------------------------
+
+_LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
+
+
+def logged_events() -> dict[str, str]:
+    """Every event name the code logs (`log.info("reloaded", ...)`, `.log(level, "python_log")`),
+    with where: read from the source of gateway/."""
+    found: dict[str, str] = {}
+    for file in sorted((ROOT / "gateway").rglob("*.py")):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            args, name = node.args, node.func.attr
+            event = args[0] if name in _LEVELS and args else None
+            if name == "log" and len(args) > 1:
+                event = args[1]
+            if isinstance(event, ast.Constant) and re.fullmatch(r"[a-z][a-z_]+", str(event.value)):
+                found.setdefault(str(event.value), f"{file.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_every_event_the_code_logs_is_in_the_readmes_list() -> None:
+    section = (ROOT / "README.md").read_text().split("**Logs**", 1)[1].split("**Health.**", 1)[0]
+    listed = set(re.findall(r"`([a-z][a-z_]+)`", section))
+    events = logged_events()
+    assert len(events) > 40 and {"request", "upstream", "started", "python_log"} <= set(events)
+    missing = {name: where for name, where in events.items() if name not in listed}
+    assert not missing, f"events logged but not in README.md (Operating, Logs): {missing}"
