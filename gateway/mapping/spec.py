@@ -17,6 +17,7 @@ from gateway.mapping.compiler import Compiler
 from gateway.mapping.expr import Path
 from gateway.mapping.field_types import FIELD_TYPES
 from gateway.mapping.model import (
+    SETTLE_SECONDS,
     AuthRule,
     CustomFields,
     ErrorSpec,
@@ -109,8 +110,13 @@ class _Compiler(Compiler):
             )
             for name, j in (raw.get("join") or {}).items()
         }
+        if kind != "customer" and "created_at" in raw:
+            raise self.doc.error((*path, "created_at"), "only a customer has it")
+        if kind not in ("customer", "case") and "settle_seconds" in raw:
+            raise self.doc.error((*path, "settle_seconds"), "only a customer and a case have it")
         custom = raw.get("custom_fields")
         cpath = (*path, "custom_fields")
+        created = raw.get("created_at")
         return ObjectSpec(
             kind=kind,
             id=self.jmespath(raw["id"], (*path, "id")),
@@ -126,6 +132,8 @@ class _Compiler(Compiler):
                 field=self._checked_field_template(custom["field"], (*cpath, "field")),
                 types=custom["types"],
             ),
+            created_at=None if created is None else self.jmespath(created, (*path, "created_at")),
+            settle_seconds=float(raw.get("settle_seconds", SETTLE_SECONDS)),
         )
 
     def _checked_field_template(self, raw: Mapping[str, Any], path: PathKey) -> Mapping[str, Any]:

@@ -55,7 +55,7 @@ class RateGate:
             if not self.settings.fits(deadline.left(), wait):
                 raise UpstreamUnavailable.rate_limited(
                     wait, detail=f"{call.method} {call.route}: rate limited for {wait:.1f}s more"
-                )
+                ).unapplied()
             await self.clock.sleep(wait)
 
     async def observe(self, call: Call, resp: Response) -> None:
@@ -79,5 +79,7 @@ class RateGate:
         try:
             await asyncio.wait_for(self._slots.acquire(), max(left, 0))
         except TimeoutError:
-            raise DeadlineExceeded(detail="no upstream slot free within the budget") from None
+            raise DeadlineExceeded(
+                detail="no upstream slot free within the budget"
+            ).unapplied() from None
         return True
