@@ -11,7 +11,7 @@ from typing import Any
 from gateway import yamlfile
 from gateway.api import OPERATIONS
 from gateway.mapping import interactions as im
-from gateway.mapping import recorded
+from gateway.mapping import recorded, routing_spec
 from gateway.mapping.codecs import CODECS, MATCHES
 from gateway.mapping.compiler import Compiler
 from gateway.mapping.expr import Path
@@ -24,15 +24,12 @@ from gateway.mapping.model import (
     FieldSpec,
     Interactions,
     Join,
-    LabelSource,
     ListWrite,
     MappingSpec,
     ObjectSpec,
     OperationSpec,
     Paging,
-    PriorityRoutingSpec,
     RateLimitSpec,
-    Request,
     Step,
     Strategy,
     WrittenInteractions,
@@ -216,52 +213,6 @@ class _Compiler(Compiler):
             out.append(Strategy(find, field, values, s.get("match"), int(s.get("score", 1))))
         return tuple(out)
 
-    def priority_routing(
-        self, raw: Mapping[str, Any], customer_fields: set[str]
-    ) -> PriorityRoutingSpec:
-        path: PathKey = ("expertflow",)
-        if raw["phone_field"] not in customer_fields:
-            problem = f"no customer field named '{raw['phone_field']}'"
-            raise self.doc.error((*path, "phone_field"), problem)
-        customer = raw.get("customer", {})
-        return PriorityRoutingSpec(
-            phone_field=raw["phone_field"],
-            updated=self.jmespath(raw.get("updated", "updated_at"), (*path, "updated")),
-            customer={
-                k: self.template(v, (*path, "customer", k))
-                for k, v in customer.items()
-                if k != "phones"
-            },
-            phones=self.template(customer["phones"], (*path, "customer", "phones"))
-            if "phones" in customer
-            else None,
-            labels=self.label_source(raw["labels"], (*path, "labels")),
-        )
-
-    def label_source(self, raw: Mapping[str, Any], path: PathKey) -> LabelSource:
-        if ("request" in raw) == ("declared" in raw):
-            raise self.doc.error(path, "give either `request` and `items`, or `declared`")
-        if "request" in raw and "items" not in raw:
-            raise self.doc.error((*path, "items"), "labels read from a request need `items`")
-
-        def request(key: str) -> Request | None:
-            return self.request(raw[key], (*path, key)) if key in raw else None
-
-        return LabelSource(
-            lookup=request("lookup"),
-            request=request("request"),
-            declared=tuple(
-                (str(d["key"]), str(d.get("name", d["key"]))) for d in raw.get("declared", [])
-            ),
-            items=self.jmespath(raw["items"], (*path, "items")) if "items" in raw else None,
-            key=self.jmespath(raw.get("key", "value"), (*path, "key")),
-            name=self.jmespath(raw.get("name", "name"), (*path, "name")),
-            of_customer=self.jmespath(raw["of_customer"], (*path, "of_customer")),
-            names=raw.get("names", {}),
-            colors=raw.get("colors", {}),
-            default_color=raw.get("default_color", "#a9a9a9"),
-        )
-
     def operation(
         self, name: str, raw: Mapping[str, Any], result: str, at: PathKey = ()
     ) -> OperationSpec:
@@ -373,7 +324,7 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
         interactions=c.interactions(inter),
         operations=operations,
         strategies=c.strategies(bestmatch, objects),
-        priority_routing=c.priority_routing(raw["expertflow"], customer_fields)
+        priority_routing=routing_spec.priority_routing(c, raw["expertflow"], customer_fields)
         if "expertflow" in raw
         else None,
         verify_writes=bool(raw.get("verify_writes", False)),
