@@ -149,7 +149,10 @@ async def test_head_is_answered_on_every_get_operation_like_get_without_a_body(
         get = await client.get(path, params=query, headers=headers)
         head = await client.head(path, params=query, headers=headers)
         assert (head.status, head.content_type) == (get.status, get.content_type), op.name
-        assert head.headers["Content-Length"] == get.headers["Content-Length"], op.name
+        if op.name == "metrics":  # the counters move between the two: only a length is said
+            assert int(head.headers["Content-Length"]) > 0
+        else:
+            assert head.headers["Content-Length"] == get.headers["Content-Length"], op.name
         assert await head.read() == b"" and await get.read() != b"", op.name
     # and without the key: the same 401 as GET, without its body
     head = await client.head(f"{API}/customer/1001")
