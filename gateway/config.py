@@ -319,7 +319,7 @@ def load_config(
             _default_region(doc, c["phones"]["default_region"], os.environ if env is None else env)
         ),
         settings=c["settings"],
-        shared_state=_shared_state(c["shared_state"]),
+        shared_state=_shared_state(doc, c["shared_state"]),
         listen=listen,
     )
 
@@ -348,9 +348,16 @@ def _base_url(doc: yamlfile.YamlDoc, given: str) -> str:
     return given.strip().rstrip("/")
 
 
-def _shared_state(raw: Mapping[str, Any]) -> SharedStateSettings:
-    """Redis is on when a URL is given (`${REDIS_URL:-}` in the example config)."""
+def _shared_state(doc: yamlfile.YamlDoc, raw: Mapping[str, Any]) -> SharedStateSettings:
+    """Redis is on when a URL is given (`${REDIS_URL:-}` in the example config). One that
+    does not parse (a port out of range, a bracket left open) is refused here, never shown (it
+    may hold a password), rather than stopping `serve` after `check` said it was fine."""
     url = str(raw["redis_url"] or "").strip()
+    try:
+        _ = urlsplit(url).port  # a port that is no number, or out of range, raises
+    except ValueError:
+        where = ("shared_state", "redis_url")
+        raise doc.error(where, "is not a URL: give redis://[:password@]host[:port][/db]") from None
     return SharedStateSettings(
         redis_url=url or None,
         timeout_seconds=raw["timeout_seconds"],

@@ -13,6 +13,7 @@ import copy
 import difflib
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,7 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> YamlDoc:
         text = read_text(Path(path))
     except _NotText as exc:
         raise ConfigError(file, exc.line, "", str(exc)) from None
-    except _TooLarge as exc:
+    except (_TooLarge, _NotAFile) as exc:
         raise ConfigError(file, None, "", f"the file {exc}") from None
     except OSError as exc:
         raise ConfigError(file, None, "", f"cannot read the file: {exc.strerror}") from None
@@ -80,7 +81,12 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> YamlDoc:
 
 def _parse(file: str, text: str, lines: dict[PathKey, int]) -> Any:
     """The file's values, parsed once; ``lines`` gets the line of every key."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks every character first
+    except yaml.reader.ReaderError as exc:
+        at = text.count("\n", 0, max(exc.position, 0)) + 1
+        problem = f"not valid YAML: a control character (#x{exc.character:x}) is not allowed"
+        raise ConfigError(file, at, "", problem) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -135,6 +141,11 @@ def _count(
     return total
 
 
+class _NotAFile(ValueError):
+    def __init__(self) -> None:
+        super().__init__("is not a regular file: not read")
+
+
 class _TooLarge(ValueError):
     def __init__(self) -> None:
         super().__init__(f"is over {MAX_FILE_BYTES // 1024} KB: not read")
@@ -150,6 +161,8 @@ def read_text(path: Path) -> str:
     """A file's text. A file that is not UTF-8 (one saved as Latin-1, say) is refused by the
     line of its first bad byte, never shown: it may hold secrets. One over `MAX_FILE_BYTES`
     is not read past that."""
+    if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or a device would block or never end
+        raise _NotAFile()
     with path.open("rb") as f:
         raw = f.read(MAX_FILE_BYTES + 1)
     if len(raw) > MAX_FILE_BYTES:
@@ -189,7 +202,7 @@ def _expand(
                 return read_text(Path(m.group(1).strip())).rstrip("\r\n")
             except _NotText:
                 raise doc.error(path, f"secret file {m.group(1)} is not UTF-8 text") from None
-            except _TooLarge as exc:
+            except (_TooLarge, _NotAFile) as exc:
                 raise doc.error(path, f"secret file {m.group(1)} {exc}") from None
             except OSError as exc:
                 raise doc.error(
@@ -246,12 +259,15 @@ _SECRET_KEY = re.compile(r"key|secret|token|password|credential", re.I)
 def _may_show(doc: YamlDoc, path: PathKey, value: Any) -> bool:
     """jsonschema's message quotes the value (`'PUTT' is not one of [...]`), and a reload logs
     it. A short value written in the file may be quoted; a value from the environment or a
-    secret file, under a key that holds secrets, or a whole section may not."""
+    secret file, under a key that holds secrets, a URL (its user part may hold a password), or
+    a whole section may not."""
     if any(p == path[: len(p)] for p in doc.expanded) or any(
         _SECRET_KEY.search(str(part)) for part in path
     ):
         return False
-    return isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 40)
+    if isinstance(value, str):
+        return len(value) <= 40 and "@" not in value and "://" not in value
+    return isinstance(value, bool | int | float)
 
 
 def _without_value(err: jsonschema.ValidationError) -> str:

@@ -265,6 +265,18 @@ def test_a_base_url_written_in_the_file_is_refused_unseen_too(tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     "url",
+    ["redis://:TOPSECRET@127.0.0.1:99999/0", "redis://:TOPSECRET@[::1", "redis://:TOPSECRET@h:x"],
+)
+def test_a_redis_url_that_does_not_parse_is_refused_unseen(url: str) -> None:
+    """`check` said such a URL was fine and `serve` stopped with a traceback."""
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "config.example.yaml", env={**gateway_env("http://x"), "REDIS_URL": url})
+    assert "shared_state.redis_url: is not a URL" in str(err.value)
+    assert "TOPSECRET" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "url",
     ["https://acme.zendesk.com", "http://127.0.0.1:8081/", "https://rt.example.com/REST/2.0",
      "http://[::1]:8081", "https://xn--bcher-kva.example"],
 )  # fmt: skip

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from conftest import (
     API,
-    API_KEY,
     AUTH,
     alias_bomb,
     events,
@@ -332,27 +331,26 @@ async def test_an_alias_bomb_is_refused_at_once_and_the_old_config_serves(
 
 
 async def test_a_reload_reads_its_files_off_the_event_loop(
-    make_client: Any, sandbox_env: None, editable_files: tuple[Path, Path], tmp_path: Path
+    make_client: Any,
+    sandbox_env: None,
+    editable_files: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A reload whose file takes its time (here a secret file that is a pipe, written only once
-    a request has been answered meanwhile) does not hold up the requests of the process."""
+    """A reload whose file takes its time (here the config file, read only once a request has
+    been answered meanwhile) does not hold up the requests of the process."""
     config_file, _ = editable_files
-    watch_every(config_file, 0)  # this reload alone reads the pipe
+    watch_every(config_file, 0)  # this reload alone waits
     client = await make_client(load_config(config_file))
     holder = client.server.app[HOLDER]
-    pipe = tmp_path / "keys"
-    os.mkfifo(pipe)
-    text = config_file.read_text()
-    config_file.write_text(text.replace("${GATEWAY_API_KEYS}", f"${{file:{pipe}}}", 1))
     answered = threading.Event()
+    read_text = yamlfile.read_text
 
-    def write_the_keys() -> None:
-        answered.wait(10)  # if the loop is blocked, nothing answers: write anyway, and fail
-        with pipe.open("w") as f:
-            f.write(API_KEY)
+    def slow_read(path: Path) -> str:
+        if path == config_file:
+            answered.wait(10)  # if the loop is blocked, nothing answers: read anyway, and fail
+        return read_text(path)
 
-    writer = threading.Thread(target=write_the_keys, daemon=True)
-    writer.start()
+    monkeypatch.setattr(yamlfile, "read_text", slow_read)
     reload = asyncio.create_task(holder.reload(config_file))
     await asyncio.sleep(0.01)
     resp = await client.get(f"{API}/customer/1001", headers=AUTH)
@@ -360,7 +358,6 @@ async def test_a_reload_reads_its_files_off_the_event_loop(
     answered.set()
     assert resp.status == 200 and reloading_still
     assert await reload is True
-    writer.join(10)
 
 
 def test_workers_refuse_an_alias_bomb_promptly_and_stay_small(

@@ -4,6 +4,7 @@ in (test_config.py shows all of it on the config file)."""
 
 from __future__ import annotations
 
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -145,3 +146,37 @@ def test_nesting_too_deep_for_the_parser_is_a_config_error(tmp_path: Path) -> No
     with pytest.raises(ConfigError) as err:
         yamlfile.load(path)
     assert str(err.value) == f"{path}: (top level): nested too deeply: not loaded"
+
+
+def test_a_control_character_is_refused_at_its_line_without_showing_it(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text('name: crm\nfree: {token: "s3cr\x01t"}\n')
+    with pytest.raises(ConfigError) as err:
+        yamlfile.load(path)
+    assert str(err.value) == (
+        f"{path}:2: (top level): not valid YAML: a control character (#x1) is not allowed"
+    )
+
+
+def test_a_fifo_or_a_device_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """Opening a FIFO for reading blocks until a writer comes: a reload would wait for ever."""
+    fifo = tmp_path / "mapping.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError) as err:
+        yamlfile.load(fifo)
+    assert str(err.value) == f"{fifo}: (top level): the file is not a regular file: not read"
+    path = tmp_path / "c.yaml"
+    path.write_text(f"name: ${{file:{fifo}}}\nfree: ${{file:/dev/zero}}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml:1: name: secret file .* not a regular file"):
+        yamlfile.load(path)
+
+
+def test_a_url_is_never_quoted_in_a_problem(tmp_path: Path) -> None:
+    """A URL may carry a password in its user part; a short one would otherwise be quoted."""
+    schema = {"type": "object", "properties": {"name": {"type": "string", "pattern": "^https://"}}}
+    path = tmp_path / "c.yaml"
+    for url in ("ftp://u:pw1@h", "u:pw1@crm example"):
+        path.write_text(f"name: '{url}'\n")
+        with pytest.raises(ConfigError) as err:
+            yamlfile.validate(yamlfile.load(path), schema)
+        assert "pw1" not in str(err.value) and "name: the value does not match" in str(err.value)
