@@ -128,6 +128,8 @@ async def read_object(request: web.Request, *, json_type: bool = True) -> dict[s
     """The request's JSON object, or None when the body is empty. ``json_type``: a body must
     come with a JSON content type (Khoros sends one; an admin's curl may not)."""
     coding = content_coding(request)  # before reading: a coding we cannot read is not read
+    if (request.content_length or 0) > MAX_BODY_BYTES:  # said before sent: not waited for
+        raise PayloadTooLarge(f"The request body is over {MAX_BODY_BYTES // 1024} KB.")
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:

@@ -4,8 +4,10 @@ show that no bytes make `parse` fail any other way."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import re
 import tracemalloc
 import zlib
 from typing import Any
@@ -322,3 +324,26 @@ async def test_raw_content_encodings_get_the_error_body(client: Any) -> None:
         )
         assert got == status and headers["content-type"].startswith("application/json"), coding
         assert json.loads(answer)["error"]
+
+
+async def test_a_body_said_to_be_over_the_limit_is_413_without_waiting_for_it(
+    client: Any, sandbox: Any
+) -> None:
+    """A Content-Length of 10 GB and no body was waited for until the budget ran out, and
+    answered 504 as if the CRM were slow."""
+    head = (
+        f"POST {API}/customer HTTP/1.1\r\nHost: x\r\nAuthorization: test-key-1\r\n"
+        "Content-Type: application/json\r\nContent-Length: 10000000000\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    try:
+        writer.write(head)
+        # The answer, not the connection's end: the server lingers to read what was announced.
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        length = int(re.search(rb"(?i)content-length: *(\d+)", answer)[1])  # type: ignore[index]
+        body = await asyncio.wait_for(reader.readexactly(length), 5)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 413 ") and json.loads(body)["error"] == "PayloadTooLarge"
+    assert not [c for c in sandbox.app[CALLS] if c.startswith("POST")]
