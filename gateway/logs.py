@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import jsonio
 from gateway.logwriter import BackgroundWriter
@@ -198,6 +199,13 @@ class _Forward(logging.Handler):
     """Python's logging records, as log lines of ours."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and record.name.startswith("aiohttp"):
+            # Bytes that are not HTTP, answered 400 by aiohttp's parser: the caller's mistake,
+            # not an error of ours; no traceback, nothing of what was sent (any client could
+            # otherwise fill the log with error lines).
+            get().warning("http_unreadable", problem=type(exc).__name__)
+            return
         # structlog knows the standard levels only: a custom one counts as the one below it.
         level = min(max(record.levelno // 10 * 10, logging.DEBUG), logging.CRITICAL)
         get().log(

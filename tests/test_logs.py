@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import re
 from typing import Any
 
-from conftest import API, AUTH, ROOT, leaked, tuned
+from conftest import API, AUTH, ROOT, leaked, raw_http, tuned
 
 from gateway import logs
 from gateway.config import Config
@@ -38,6 +39,24 @@ async def test_one_line_per_request_with_what_an_operator_needs(client: Any, cap
     assert 0 < line["budget_left_ms"] <= 7200
     assert (line["company_id"], line["initiative"]) == ("4242", "17")
     assert line["agent_email"] == "***"  # PII, masked
+
+
+async def test_bytes_that_are_not_http_are_a_warning_without_what_was_sent(
+    client: Any, capsys: Any
+) -> None:
+    """aiohttp's parser logged each at level error with its traceback (and the bytes)."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Odd: jane\x01doe\r\nConnection: close\r\n\r\n"
+    logging.getLogger().addHandler(logs._FORWARD)  # as a serving process has it
+    try:
+        status, _, _ = await raw_http(client.port, request)
+    finally:
+        logging.getLogger().removeHandler(logs._FORWARD)
+    assert status == 400
+    out = capsys.readouterr().out
+    found = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert [(x["event"], x["level"]) for x in found] == [("http_unreadable", "warning")]
+    assert found[0]["problem"] == "BadHttpMessage"
+    assert "jane" not in out and "Traceback" not in out
 
 
 async def test_a_second_request_is_served_by_the_cache(client: Any, capsys: Any) -> None:
