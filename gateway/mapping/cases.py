@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -80,6 +81,11 @@ class CaseWrites:
         self.locks, self.recall, self.grace_seconds = locks, recall, grace_seconds
         self.clock = clock
         self._inflight: SingleFlight[dict[str, Any]] = SingleFlight()
+
+    def in_flight(self) -> list[asyncio.Task[dict[str, Any]]]:
+        """The creates running now, some of them past their callers' deadlines for their
+        grace: a stopping process waits for them (`gateway.serving`)."""
+        return self._inflight.running()
 
     # -- updates ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -54,6 +55,11 @@ class CustomerWrites:
         self.locks, self.recall, self.grace_seconds = locks, recall, grace_seconds
         self.clock = clock
         self._inflight: SingleFlight[dict[str, Any]] = SingleFlight()
+
+    def in_flight(self) -> list[asyncio.Task[dict[str, Any]]]:
+        """The creates running now, some of them past their callers' deadlines for their
+        grace: a stopping process waits for them (`gateway.serving`)."""
+        return self._inflight.running()
 
     async def update(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         e = self.engine
