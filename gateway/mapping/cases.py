@@ -42,9 +42,9 @@ STRUCTURAL = ("customerId", "customId", "interactions")
 
 
 def keyed(engine: Engine, operation: str, given: Mapping[str, Any]) -> bool:
-    """Does every write of ``operation`` send an idempotency key (Zendesk's `Idempotency-Key`),
-    so that its repeat is answered with what the first made? A mapping whose headers cannot
-    be read without the steps' answers counts as not keyed (the safer side)."""
+    """Does every write of ``operation`` send an `Idempotency-Key` header, so that its repeat
+    is answered with what the first made? A mapping whose headers cannot be read without the
+    steps' answers counts as not keyed (the safer side)."""
     ctx = {**engine.base_ctx, **given}
     writes = [
         s.request
