@@ -55,6 +55,10 @@ class SingleFlight(Generic[V]):
         if not done.cancelled():
             done.exception()
 
+    def running(self) -> list[asyncio.Task[V]]:
+        """The tasks running now (a stopping process waits for the writes among them)."""
+        return list(self._running.values())
+
     def __len__(self) -> int:
         """Keys with a task running (for tests: nothing is left behind)."""
         return len(self._running)

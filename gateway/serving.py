@@ -103,6 +103,13 @@ async def serve(
         config, host=line, state_dir=Path(state_dir) if state_dir is not None else None
     )
     app = create_app(config, fleet=fleet)
+    limit = creates_seconds(config)
+
+    async def creates_done(app: web.Application) -> None:
+        await _creates_done(app[reloading.HOLDER], limit)
+
+    # Once the requests are done, before the upstream's connections close (the first cleanup).
+    app.on_cleanup.insert(0, creates_done)
     meta = config.deadlines.budget("meta")
     # aiohttp's own keep-alive default is an hour: a connection that sent one request could
     # then send its next head a line now and then for that long (docs/behaviour.md §6.3).
@@ -151,6 +158,24 @@ async def _drain(holder: reloading.Holder, delay: float, hurry: asyncio.Event) -
     if delay > 0:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(hurry.wait(), delay)
+
+
+def creates_seconds(config: Config) -> float:
+    """The longest a create may run: its request's budget, and past its caller's deadline the
+    grace of one attempt's time (docs/behaviour.md §1.4), and a second to write what it made."""
+    return config.deadlines.budget("default") + config.upstream.attempt_timeout_seconds + 1.0
+
+
+async def _creates_done(holder: reloading.Holder, limit: float) -> None:
+    """Creates still running when the requests are done (their callers' deadlines passed;
+    they run on for their grace) end before the process does, so that what they made is known
+    and remembered, rather than left as an unknown outcome: at most ``limit``."""
+    current = holder.current
+    running = [*current.customers.in_flight(), *current.cases.in_flight()]
+    if not running:
+        return
+    logs.get().info("draining_creates", pid=os.getpid(), creates=len(running))
+    await asyncio.wait(running, timeout=limit)
 
 
 async def _orphaned(stop: asyncio.Event) -> None:
@@ -238,7 +263,10 @@ def supervise(config: Config, workers: int, sock: socket.socket) -> int:
             if p.pid not in told and p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         pause = config.server.drain_delay_seconds  # the workers serve on, unready, this long
-        deadline = time.monotonic() + pause + config.deadlines.budget("meta") + 5
+        # A worker lets requests in flight finish (at most the meta budget), and creates run
+        # on past their callers' deadlines for their grace (`creates_seconds`).
+        slowest = max(config.deadlines.budget("meta"), creates_seconds(config))
+        deadline = time.monotonic() + pause + slowest + 5
         for p in procs:
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))

@@ -11,10 +11,12 @@ import time
 import uuid
 from typing import Any
 
+import aiohttp
+import pytest
 from conftest import API, AUTH, Upstream, budgets, events, interaction, ok, someone, tuned
 
 from gateway.reloading import HOLDER
-from gateway.sandbox.server import Faults
+from gateway.sandbox.server import CALLS, LOAD, STORE, Faults
 from gateway.sandbox.store import Store
 
 
@@ -363,3 +365,81 @@ async def test_a_lost_create_without_a_key_is_refused_while_the_crm_may_yet_show
     writes.clock = lambda: time.time() + 61  # past the time the CRM may take
     made = await ok(await client.post(f"{API}/case", json=body, headers=AUTH), 201)
     assert [str(t["id"]) for t in store.tickets.values() if t["subject"] == title] == [made["id"]]
+
+
+async def unkeyed_client(editable_files: Any, make_client: Any, sandbox: Any) -> Any:
+    """A gateway whose case mapping sends no idempotency key (as RT5's), on the sandbox with
+    its keys off."""
+    from conftest import gateway_env
+
+    from gateway.config import load_config
+
+    config_file, mapping = editable_files
+    text = mapping.read_text()
+    header = '          headers: {Idempotency-Key: "{{ idempotency_key }}"}\n'
+    assert header in text
+    mapping.write_text(text.replace(header, ""))
+    sandbox.app[STORE].idempotency_keys = False
+    url = str(sandbox.make_url("")).rstrip("/")
+    client = await make_client(load_config(config_file, env=gateway_env(url)))
+    await client.get(f"{API}/meta/object/case", headers=AUTH)
+    return client
+
+
+async def test_a_create_without_a_key_cut_off_mid_call_is_not_made_again(
+    editable_files: Any, make_client: Any, sandbox: Any, store: Store, faults: Faults
+) -> None:
+    """Its outcome is remembered as unknown before the call goes out: when the create is cut
+    off while the CRM is making the ticket (the process killed), the repeat is refused (503
+    CreatePending) until the ticket shows, then gets it."""
+    client = await unkeyed_client(editable_files, make_client, sandbox)
+    faults.method, faults.path_prefix, faults.times, faults.delay = (
+        "POST", "/api/v2/tickets", 1, 0.8
+    )  # fmt: skip
+    title = f"Cut {uuid.uuid4().hex[:8]}"
+    body = {"customerId": "1001", "title": title, "interactions": [interaction(title)]}
+    first = asyncio.ensure_future(client.post(f"{API}/case", json=body, headers=AUTH))
+    while "POST /api/v2/tickets" not in sandbox.app[CALLS]:
+        await asyncio.sleep(0.01)  # the create is in the CRM
+    for task in list(client.app[HOLDER].current.cases._inflight._running.values()):
+        task.cancel()  # as a process that dies mid-call: nothing after the call runs
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await first
+
+    def made() -> list[str]:
+        return [str(t["id"]) for t in store.tickets.values() if t["subject"] == title]
+
+    refused = 0
+    while not made() or sandbox.app[LOAD].now:
+        resp = await client.post(f"{API}/case", json=body, headers=AUTH)
+        assert resp.status == 503 and (await resp.json())["error"] == "CreatePending"
+        refused += 1
+        await asyncio.sleep(0.1)
+    assert refused
+    again = await ok(await client.post(f"{API}/case", json=body, headers=AUTH), 201)
+    assert made() == [again["id"]]
+
+
+async def test_a_keyed_create_is_not_held_up_by_one_cut_off(
+    make_client: Any, config: Any, sandbox: Any, store: Store, faults: Faults
+) -> None:
+    """With Zendesk's Idempotency-Key nothing is written ahead: the repeat of a create cut
+    off mid-call goes out at once, and the key makes it the same ticket."""
+    client = await make_client(config)
+    await client.get(f"{API}/meta/object/case", headers=AUTH)
+    faults.method, faults.path_prefix, faults.times, faults.delay = (
+        "POST", "/api/v2/tickets", 1, 0.8
+    )  # fmt: skip
+    title = f"Keyed {uuid.uuid4().hex[:8]}"
+    body = {"customerId": "1001", "title": title, "interactions": [interaction(title)]}
+    first = asyncio.ensure_future(client.post(f"{API}/case", json=body, headers=AUTH))
+    while "POST /api/v2/tickets" not in sandbox.app[CALLS]:
+        await asyncio.sleep(0.01)  # the create is in the CRM
+    for task in list(client.app[HOLDER].current.cases._inflight._running.values()):
+        task.cancel()
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await first
+    again = await ok(await client.post(f"{API}/case", json=body, headers=AUTH), 201)
+    while sandbox.app[LOAD].now:
+        await asyncio.sleep(0.02)  # the first create, applied late, is answered by the key
+    assert [str(t["id"]) for t in store.tickets.values() if t["subject"] == title] == [again["id"]]

@@ -11,10 +11,12 @@ import time
 import uuid
 from typing import Any
 
+import aiohttp
 import pytest
 from conftest import API, AUTH, Upstream, budgets, events, ok, someone, tuned
 
 from gateway.config import Config
+from gateway.mapping.interactions import digest
 from gateway.reloading import HOLDER
 from gateway.sandbox.server import CALLS, LOAD, Faults
 from gateway.sandbox.store import Store
@@ -291,3 +293,52 @@ async def test_a_lost_create_is_not_taken_for_an_older_or_a_wider_namesake(
     made = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
     assert made["id"] not in (str(older["id"]), str(wider["id"]))
     assert sorted(holding(store, person)) == sorted([str(older["id"]), made["id"]])
+
+
+def cut_off(writes: Any) -> None:
+    """Stop every create the gateway has in flight where it is, as a process that dies
+    mid-call would (nothing after the call runs)."""
+    for task in list(writes._inflight._running.values()):
+        task.cancel()
+
+
+async def test_a_create_cut_off_while_its_call_is_out_is_not_made_again(
+    make_client: Any, config: Config, faults: Faults, store: Store, sandbox: Any
+) -> None:
+    """The outcome is remembered as unknown before the call goes out: when the create is cut
+    off mid-call (the process killed), the repeat finds that, is refused (503 CreatePending)
+    while the CRM has not shown the customer, and then gets the one it made."""
+    client = await short_client(make_client, config, budget=3.0, attempt=1.0)
+    writes = client.app[HOLDER].current.customers
+    # The CRM applies the create 0.8 s after it came, whether its caller is still there or not.
+    faults.method, faults.path_prefix, faults.times, faults.delay = (
+        "POST", "/api/v2/users", 1, 0.8
+    )  # fmt: skip
+    person = nameless()
+    first = asyncio.ensure_future(client.post(f"{API}/customer", json=person, headers=AUTH))
+    while "POST /api/v2/users" not in sandbox.app[CALLS]:
+        await asyncio.sleep(0.01)  # the create is in the CRM
+    cut_off(writes)
+    with pytest.raises(aiohttp.ServerDisconnectedError):  # its caller gets no answer
+        await first
+    seen = []
+    while not holding(store, person) or sandbox.app[LOAD].now:
+        resp = await client.post(f"{API}/customer", json=person, headers=AUTH)
+        seen.append(resp.status)
+        assert resp.status == 503 and (await resp.json())["error"] == "CreatePending"
+        await asyncio.sleep(0.1)
+    assert seen  # refused while the CRM was still making it
+    again = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    assert holding(store, person) == [again["id"]]
+
+
+async def test_an_ordinary_create_answers_at_once_and_leaves_what_it_made(
+    make_client: Any, config: Config, store: Store
+) -> None:
+    client = await short_client(make_client, config, budget=3.0, attempt=1.0)
+    person = nameless()
+    made = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    writes = client.app[HOLDER].current.customers
+    assert await writes.recall.get(f"customer:{digest(person)}") == {"id": made["id"]}
+    again = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    assert again["id"] == made["id"] and holding(store, person) == [made["id"]]

@@ -7,12 +7,16 @@ and Redis stopped mid-run costs no request, reads or writes. Without Redis, the 
 supervisor (`serve --workers 3`) do the same through their host: racing creates and updates
 spread over them land once, on a CRM without idempotency keys too. Through either, a create
 whose answer is late or lost is made once, and one whose outcome cannot be known yet is
-refused by every process rather than made again."""
+refused by every process rather than made again: also when the process that sent it was
+killed while the CRM was making it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import os
+import signal
 import time
 import uuid
 from collections import Counter
@@ -418,6 +422,59 @@ async def test_a_create_whose_answer_is_late_or_lost_is_made_once_through_every_
         for lost in ("late", "reset", "500"):
             await made_once(http, short_processes, watched_sandbox, store, lost)
         await refused_while_unseen(http, short_processes, watched_sandbox, store)
+
+
+def serving_pids(shared: str, processes: list[Any], logs: Path) -> list[int]:
+    """The processes that serve: the three replicas, or the supervisor's workers now."""
+    if shared == "redis":
+        return [p.pid for p in processes]
+    started = [e["pid"] for e in read_log(logs / "workers.log") if e["event"] == "started"]
+    return started[-3:]
+
+
+@pytest.mark.parametrize("shared", ["redis", "host"])
+async def test_a_process_killed_while_its_create_is_in_the_crm_leaves_no_second_record(
+    shared: str,
+    watched_sandbox: Any,
+    store: Store,
+    short_processes: list[int],
+    processes: list[Any],
+    logs_dir: Path,
+) -> None:
+    """A create of a customer with no unique value is in the CRM (which makes it 6 s after it
+    came) when its gateway process is SIGKILLed: one replica of three sharing a Redis, or
+    every worker of a host (the supervisor starts new ones). Its outcome was remembered before
+    the call went out, so the repeats through the others look for it: each waits for the dead
+    process's lock (504) or is refused (503 CreatePending) until the customer shows, and then
+    gets it. Nothing makes a second one."""
+    faults = watched_sandbox.app[FAULTS]
+    faults.method, faults.path_prefix, faults.times, faults.delay = "POST", "/api/v2/users", 1, 6.0
+    body = {"name": f"Fleet Crash {uuid.uuid4().hex[:6]}", "phone": "+41791110000"}
+    ports = short_processes
+    async with each_request_its_connection() as http:
+        first = asyncio.ensure_future(send(http, "POST", ports[0], f"{API}/customer", body))
+        while "POST /api/v2/users" not in posted(watched_sandbox):
+            await asyncio.sleep(0.01)  # the create is in the CRM
+        victims = serving_pids(shared, processes, logs_dir)
+        killed = victims[:1] if shared == "redis" else victims
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(aiohttp.ClientError):
+            await first  # its caller gets no answer
+        others = ports[1:] if shared == "redis" else ports[:1]
+        seen: list[int] = []
+        while not holding(store, body) or watched_sandbox.app[LOAD].now:
+            for port in others:
+                code, answer = await send(http, "POST", port, f"{API}/customer", body)
+                seen.append(code)
+                assert code in (503, 504), (seen, answer)
+                assert code == 504 or answer["error"] == "CreatePending", answer
+            await asyncio.sleep(0.2)
+        assert 503 in seen, seen  # refused once the dead process's lock was gone
+        again = [await send(http, "POST", port, f"{API}/customer", body) for port in others]
+    assert len(holding(store, body)) == 1, holding(store, body)
+    assert {(code, answer["id"]) for code, answer in again} == {(201, str(holding(store, body)[0]))}
+    assert posted(watched_sandbox).count("POST /api/v2/users") == 1
 
 
 async def test_a_purge_reaches_every_replica_and_redis_trouble_costs_no_request(

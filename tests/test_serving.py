@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 from conftest import (
+    API,
     API_KEY,
     AUTH,
     EF_AUTH,
@@ -351,3 +352,60 @@ def test_a_sighup_during_start_up_reloads_once_it_serves(processes: Any, tmp_pat
             break
         time.sleep(0.05)
     assert proc.poll() is None and "reloaded" in [e["event"] for e in read_log(log)]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_sigterm_during_a_slow_create_waits_for_it_and_its_repeat_finds_it(
+    watched_sandbox: Any, store: Any, redis_server: Any, processes: Any, tmp_path: Path,
+    workers: str,
+) -> None:  # fmt: skip
+    """A create whose answer comes after its caller's deadline (504) runs on for its grace; a
+    SIGTERM then does not cut it off: the process waits for it (`draining_creates`), so what
+    it made is remembered (in Redis) and the repeat through a gateway started afterwards gets
+    that customer at once, not a 503 while the CRM's search lags, nor a second one."""
+    store.index_lag = 600.0  # Zendesk's search may not show the new user for minutes
+    faults = watched_sandbox.app[FAULTS]
+    faults.method, faults.path_prefix, faults.times = "POST", "/api/v2/users", 1
+    faults.delay_after = 1.2  # applied at once; answered past the 1 s budget, in the grace
+    env = {**gateway_env(str(watched_sandbox.make_url("")).rstrip("/")),
+           "REDIS_URL": redis_server.url}  # fmt: skip
+    config = process_config(
+        tmp_path,
+        deadlines={"default_seconds": 1.0, "share": 1.0},
+        upstream={"attempt_timeout_seconds": 0.8},  # the grace: 1.8 s from the request
+    )
+    port, log = free_port(), tmp_path / "first.log"
+    args = ("serve", "--config", str(config), "--port", str(port), "--workers", workers)
+    proc = gateway(*args, env=env, log=log)
+    processes.append(proc)
+    await until_up(port)
+    body = {"name": "Slow Stop", "notes": "Only a name and notes."}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}{API}/meta/object/customer",
+                            headers=AUTH) as resp:  # fmt: skip
+            assert resp.status == 200  # the field definitions cached: the create goes out first
+        base = f"http://127.0.0.1:{port}{API}/customer"
+        async with http.post(base, json=body, headers=AUTH) as resp:
+            assert resp.status == 504  # the caller's deadline; the create runs on
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+        processes.remove(proc)
+        lines = read_log(log)
+        waited = [e["pid"] for e in lines if e["event"] == "draining_creates"]
+        assert len(waited) == 1  # the process whose create ran on
+        answered = [i for i, e in enumerate(lines) if e.get("path") == "/api/v2/users"
+                    and e["event"] == "upstream" and e.get("status") == 201]  # fmt: skip
+        stopped = [i for i, e in enumerate(lines) if e["event"] == "stopped"
+                   and e["pid"] == waited[0]]  # fmt: skip
+        assert len(answered) == 1 and answered[0] < stopped[0]  # its answer came, then it stopped
+        again_port = free_port()
+        args = ("serve", "--config", str(config), "--port", str(again_port))
+        processes.append(gateway(*args, env=env, log=tmp_path / "second.log"))
+        await until_up(again_port)
+        address = f"http://127.0.0.1:{again_port}{API}/customer"
+        async with http.post(address, json=body, headers=AUTH) as resp:
+            assert resp.status == 201, await resp.text()
+            made = await resp.json()
+    users = [str(u["id"]) for u in store.users.values() if u["name"] == body["name"]]
+    assert users == [made["id"]]
+    assert watched_sandbox.app[CALLS].count("POST /api/v2/users") == 1

@@ -6,18 +6,28 @@
   interactions; without interactions, every value) run one at a time, through any process,
   each running on past its caller's deadline for its grace; a repeat finds the case the first
   made (remembered, or the upstream's idempotency key), and a repeat with other values applies
-  them to it; a case closed since is not changed or reopened by a repeat (409);
+  them to it; a case closed since is not changed or reopened by a repeat (409); a create
+  without an idempotency key is remembered as of unknown outcome before its call goes out,
+  so that a process that dies mid-create leaves that behind for the repeat;
 - interactions past what one write may record are added by further writes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.cache import SingleFlight
-from gateway.errors import CaseClosed, FieldError, IdempotencyMismatch, NotFound, ValidationFailed
+from gateway.errors import (
+    CaseClosed,
+    FieldError,
+    IdempotencyMismatch,
+    MappingFailed,
+    NotFound,
+    ValidationFailed,
+)
 from gateway.locks import KeyedLocks
 from gateway.mapping import fields as fm
 from gateway.mapping import interactions as im
@@ -29,6 +39,23 @@ from gateway.recall import Recall
 # As long as the shipped upstreams keep an idempotency key (docs/behaviour.md §1.7).
 REMEMBER_SECONDS = 2 * 3600.0
 STRUCTURAL = ("customerId", "customId", "interactions")
+
+
+def keyed(engine: Engine, operation: str, given: Mapping[str, Any]) -> bool:
+    """Does every write of ``operation`` send an `Idempotency-Key` header, so that its repeat
+    is answered with what the first made? A mapping whose headers cannot be read without the
+    steps' answers counts as not keyed (the safer side)."""
+    ctx = {**engine.base_ctx, **given}
+    writes = [
+        s.request
+        for s in engine.mapping.operations[operation].steps
+        if s.request.method != "GET" and not s.request.idempotent
+    ]
+    try:
+        sent = [{k.lower(): v for k, v in w.headers(ctx).items()} for w in writes]
+    except MappingFailed:
+        return False
+    return bool(sent) and all(h.get("idempotency-key") for h in sent)
 
 
 def custom(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,6 +81,11 @@ class CaseWrites:
         self.locks, self.recall, self.grace_seconds = locks, recall, grace_seconds
         self.clock = clock
         self._inflight: SingleFlight[dict[str, Any]] = SingleFlight()
+
+    def in_flight(self) -> list[asyncio.Task[dict[str, Any]]]:
+        """The creates running now, some of them past their callers' deadlines for their
+        grace: a stopping process waits for them (`gateway.serving`)."""
+        return self._inflight.running()
 
     # -- updates ---------------------------------------------------------------------------
 
@@ -160,8 +192,19 @@ class CaseWrites:
             **im.context(spec, writes[0]),
         }
         started = self.clock()
+
+        async def sent() -> dict[str, Any]:
+            return await e.run_one("create_case", obj, given)
+
         try:
-            made = e.verified(obj, custom(body), await e.run_one("create_case", obj, given))
+            if keyed(e, "create_case", given):
+                raw = await sent()  # its repeat's key is answered with what it made
+            else:  # written ahead: a process killed mid-call leaves it (as for a customer)
+                ahead = lost.entry(started, started + lease() + obj.settle_seconds)
+                raw = await lost.written_ahead(
+                    self.recall, f"case:{key}", ahead, REMEMBER_SECONDS, sent
+                )
+            made = e.verified(obj, custom(body), raw)
         except lost.UNKNOWN as failed:
             if isinstance(failed, IdempotencyMismatch):
                 return await self._mismatch(body, writes[0])

@@ -7,16 +7,18 @@
   past the caller's deadline for its grace, its call to the CRM waiting for the answer rather
   than give up at one attempt's cap. What it made is remembered under the body's digest, so
   the repeat finds it;
-- when its outcome stays unknown (the answer lost), that is remembered, and the create and its
-  repeats look for what it may have made: by its unique fields, else by every value sent among
-  the records made since it began. While the CRM may yet show it, a repeat that finds nothing
-  is refused (503) rather than make it twice;
+- its outcome is remembered as unknown before the call goes out, so that a process that dies
+  mid-create leaves that behind too; when it stays unknown (the answer lost, the process
+  gone), the create and its repeats look for what it may have made: by its unique fields,
+  else by every value sent among the records made since it began. While the CRM may yet
+  show it, a repeat that finds nothing is refused (503) rather than make it twice;
 - a create identical to a customer that exists (every value sent, a unique one among them) is
   that customer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -53,6 +55,11 @@ class CustomerWrites:
         self.locks, self.recall, self.grace_seconds = locks, recall, grace_seconds
         self.clock = clock
         self._inflight: SingleFlight[dict[str, Any]] = SingleFlight()
+
+    def in_flight(self) -> list[asyncio.Task[dict[str, Any]]]:
+        """The creates running now, some of them past their callers' deadlines for their
+        grace: a stopping process waits for them (`gateway.serving`)."""
+        return self._inflight.running()
 
     async def update(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         e = self.engine
@@ -101,8 +108,17 @@ class CustomerWrites:
         self, obj: ObjectSpec, body: Mapping[str, Any], changes: dict[str, Any], name: str
     ) -> dict[str, Any]:
         e, started = self.engine, self.clock()
+        # Written ahead (a process killed mid-call leaves it): until the hold on this body may
+        # last, and the CRM may not show what was made for its `settle_seconds` more.
+        ahead = lost.entry(started, started + lease() + obj.settle_seconds)
         try:
-            return await e.run_one("create_customer", obj, {"changes": changes})
+            return await lost.written_ahead(
+                self.recall,
+                name,
+                ahead,
+                REMEMBER_SECONDS,
+                lambda: e.run_one("create_customer", obj, {"changes": changes}),
+            )
         except lost.UNKNOWN as exc:
             if not lost.unknown(exc):
                 raise

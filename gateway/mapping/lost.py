@@ -1,15 +1,27 @@
 """A create whose answer was lost (docs/behaviour.md §1.4, §1.7): a dropped connection, a 5xx,
-no answer within the budget and its grace. The CRM may have made the record or not; the
-gateway remembers that it does not know, and when it began, so that the create and its
-repeats look for what it may have made before anyone makes it again."""
+no answer within the budget and its grace, or a process that died while the call was out. The
+CRM may have made the record or not; the gateway remembers that it does not know, and when it
+began, so that the create and its repeats look for what it may have made before anyone makes
+it again. That is written before the call goes out (`written_ahead`): a process killed
+mid-call leaves it behind, where a record written after the failure would never be."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from gateway.errors import BadGateway, CreatePending, DeadlineExceeded, IdempotencyMismatch
+from gateway.errors import (
+    BadGateway,
+    ClientError,
+    CreatePending,
+    DeadlineExceeded,
+    IdempotencyMismatch,
+    UpstreamError,
+)
+from gateway.recall import Recall
+
+T = TypeVar("T")
 
 # The failures of a write after which what it did may not be known (`unknown`).
 UNKNOWN = (DeadlineExceeded, BadGateway)
@@ -28,6 +40,36 @@ def unknown(error: Exception) -> bool:
         and not isinstance(error, IdempotencyMismatch)
         and not error.not_applied
     )
+
+
+def not_made(error: BaseException) -> bool:
+    """Does ``error`` say for sure that the create that raised it made nothing: the CRM refused
+    it (a 4xx), or it never went out? A cancelled call, or one that failed in an unforeseen way,
+    may have been applied."""
+    if isinstance(error, ClientError):
+        return True
+    return isinstance(error, UpstreamError) and not unknown(error)
+
+
+async def written_ahead(
+    recall: Recall,
+    name: str,
+    remembered: Mapping[str, Any],
+    ttl_seconds: float,
+    create: Callable[[], Awaitable[T]],
+) -> T:
+    """Run the non-repeatable ``create`` with ``remembered`` (an `entry`: its outcome unknown)
+    under ``name`` while it is out, so that a process that dies mid-call (killed, out of
+    memory) leaves it behind for the repeat. On success the caller replaces it with what was
+    made; a create that made nothing for sure (`not_made`) takes it away; any other failure
+    leaves it, for the caller (or the repeat) to look for what the create may have made."""
+    await recall.put(name, dict(remembered), ttl_seconds)
+    try:
+        return await create()
+    except BaseException as exc:
+        if not_made(exc):
+            await recall.forget(name)
+        raise
 
 
 def entry(started: float, settles: float) -> dict[str, Any]:

@@ -43,10 +43,24 @@ async def _zendesk(request: web.Request, handler: Handler) -> web.StreamResponse
     load = app[LOAD]
     load.now += 1
     load.peak = max(load.peak, load.now)
-    try:
-        return await _handle(request, handler)
-    finally:
+    if request.method in ("GET", "HEAD"):
+        try:
+            return await _handle(request, handler)
+        finally:
+            load.now -= 1
+    # A write the CRM received is carried out whether its caller still waits for the answer or
+    # not, as Zendesk's would be; the test server cancels the handler of a caller that went
+    # away (a gateway killed mid-call), which would be kinder: the handling runs on.
+    await request.read()
+    handling = asyncio.ensure_future(_handle(request, handler))
+
+    def done(task: asyncio.Task[web.StreamResponse]) -> None:
         load.now -= 1
+        if not task.cancelled():
+            task.exception()  # seen, also when no caller is left to get it
+
+    handling.add_done_callback(done)
+    return await asyncio.shield(handling)
 
 
 def _record(request: web.Request) -> tuple[str, int] | None:
