@@ -467,6 +467,9 @@ async def test_a_process_killed_while_its_create_is_in_the_crm_leaves_no_second_
             for port in others:
                 code, answer = await send(http, "POST", port, f"{API}/customer", body)
                 seen.append(code)
+                if code == 201:  # the CRM made it while this repeat looked: it is that one
+                    assert [str(u) for u in holding(store, body)] == [answer["id"]], answer
+                    continue
                 assert code in (503, 504), (seen, answer)
                 assert code == 504 or answer["error"] == "CreatePending", answer
             await asyncio.sleep(0.2)
