@@ -11,7 +11,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import structlog
 from aiohttp import web
 
 from gateway import access, api, body, deadline, jsonio, logs, metrics, reloading, runtime
@@ -44,7 +43,7 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
     # What logs, metrics and traces name: the operations of callers (not the probes of the ops
     # realm, nor unknown paths).
     operation = op.name if op is not None and op.realm != "ops" else None
-    structlog.contextvars.bind_contextvars(request_id=request_id)
+    logs.bind(request_id=request_id)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else None
     traced = None
@@ -53,7 +52,7 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
             request.headers, request.method, route or "", operation, request_id
         )
     if traced is not None:
-        structlog.contextvars.bind_contextvars(trace_id=traced.trace_id)
+        logs.bind(trace_id=traced.trace_id)
     stats = logs.start_request()
     started = time.perf_counter()
     try:
@@ -61,7 +60,7 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
     except BaseException:  # cancelled: no answer to log, but the trace must not stay current
         if traced is not None:
             traced.end(None, {})
-            structlog.contextvars.unbind_contextvars("trace_id")
+            logs.unbind("trace_id")
         raise
     response.headers["X-Request-Id"] = request_id
     if live.lifecycle.draining:
@@ -98,7 +97,7 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
         agent_email=header(request, "x-sf-user-email") or header(request, "x-sf-email"),
         **ids,
     )
-    structlog.contextvars.unbind_contextvars("request_id", "trace_id")
+    logs.unbind("request_id", "trace_id")
     return response
 
 
