@@ -17,10 +17,9 @@ import jinja2
 import jmespath
 import jmespath.exceptions
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jmespath.visitor import Options, TreeInterpreter
 
 from gateway.errors import MappingFailed
-from gateway.mapping import codecs
+from gateway.mapping import codecs, jmes
 
 
 class ExprError(ValueError):
@@ -162,7 +161,7 @@ class Path:
     """A compiled JMESPath expression. Plain field paths are read directly (they are most of a
     mapping's reads, and the interpreter costs more than the rest of a request)."""
 
-    __slots__ = ("_expr", "_interpreter", "_keys", "source")
+    __slots__ = ("_expr", "_keys", "_read", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -176,7 +175,7 @@ class Path:
                 m.group(1) if m.group(1) is not None else m.group(0)
                 for m in _SEGMENT.finditer(source)
             )
-        self._interpreter = TreeInterpreter(Options())
+        self._read = jmes.compile_node(self._expr.parsed)
 
     def __call__(self, data: Any) -> Any:
         if self._keys is not None:
@@ -186,7 +185,7 @@ class Path:
                 data = data.get(key)
             return data
         try:
-            return self._interpreter.visit(self._expr.parsed, data)
+            return self._read(data)
         except jmespath.exceptions.JMESPathError:
             # A type error on unexpected upstream data reads as "no value", never as a crash.
             return None
