@@ -101,29 +101,121 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class Template:
-    """A compiled string: constant, template, or single expression keeping its type."""
+class _Unsure(Exception):
+    """A read the fast path leaves to Jinja (an attribute of an object, a key that is also a
+    method of dict)."""
 
-    __slots__ = ("_fn", "source")
+
+_MISSING = object()  # what Jinja reads as undefined
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+Getter = Callable[[Mapping[str, Any]], Any]
+
+
+def _getter(node: jinja2.nodes.Node) -> Getter | None:
+    """For `name`, `a.b` and `a["b"]` over plain dicts: a function of the context giving what
+    the sandbox gives (`_MISSING` for undefined, which chains), or raising _Unsure where only
+    Jinja knows. None: another kind of expression."""
+    steps: list[tuple[bool, str]] = []  # (an attribute, not an item; its name)
+    while not isinstance(node, jinja2.nodes.Name):
+        if isinstance(node, jinja2.nodes.Getattr):
+            steps.append((True, node.attr))
+        elif (
+            isinstance(node, jinja2.nodes.Getitem)
+            and isinstance(node.arg, jinja2.nodes.Const)
+            and isinstance(node.arg.value, str)
+        ):
+            steps.append((False, node.arg.value))
+        else:
+            return None
+        node = node.node
+    name = node.name
+    if name in _env.globals:
+        return None
+    steps.reverse()
+
+    def get(ctx: Mapping[str, Any]) -> Any:
+        value = ctx.get(name, _MISSING)
+        for attribute, key in steps:
+            if value is _MISSING:
+                return value
+            if type(value) is not dict:
+                raise _Unsure
+            # The sandbox tries an attribute before a key for `a.b`, a key first for `a["b"]`.
+            if key in value and not (attribute and key in _DICT_ATTRIBUTES):
+                value = value[key]
+            elif key in _DICT_ATTRIBUTES:
+                raise _Unsure
+            else:
+                value = _MISSING
+        return value
+
+    return get
+
+
+def _fast(source: str, whole: bool) -> Getter | None:
+    """A template of text and plain reads (``/users/{{ id }}``, ``{{ record.id }}``) as a
+    function that does what Jinja would, without a Jinja context a call; None for any other."""
+    output = _env.parse(source).body
+    if len(output) != 1 or not isinstance(output[0], jinja2.nodes.Output):
+        return None
+    parts: list[str | Getter] = []
+    for node in output[0].nodes:
+        if isinstance(node, jinja2.nodes.TemplateData):
+            parts.append(node.data)
+        elif (read := _getter(node)) is not None:
+            parts.append(read)
+        else:
+            return None
+    if whole:
+        if len(parts) != 1 or isinstance(parts[0], str):
+            return None
+        read = parts[0]
+        return lambda ctx: None if (value := read(ctx)) is _MISSING else _plain(value)
+
+    def render(ctx: Mapping[str, Any]) -> str:
+        out = []
+        for part in parts:
+            if isinstance(part, str):
+                out.append(part)
+            elif (value := part(ctx)) is not _MISSING:
+                out.append(str(value))
+        return "".join(out)
+
+    return render
+
+
+class Template:
+    """A compiled string: constant, template, or single expression keeping its type. Plain
+    reads are done without Jinja (`_fast`), which then only answers what they leave to it."""
+
+    __slots__ = ("_fast", "_fn", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         self._fn: Callable[[Mapping[str, Any]], Any]
+        self._fast: Getter | None = None
         _refuse_unsafe(source)
         try:
             whole = _WHOLE.match(source)
             if whole and "{{" not in whole.group(1) and "{%" not in source:
                 expr = _env.compile_expression(whole.group(1), undefined_to_none=True)
                 self._fn = lambda ctx: _plain(expr(**ctx))
+                self._fast = _fast("{{" + whole.group(1) + "}}", whole=True)
             elif "{{" in source or "{%" in source:
                 tmpl = _env.from_string(source)
                 self._fn = lambda ctx: tmpl.render(**ctx)
+                self._fast = _fast(source, whole=False)
             else:
                 self._fn = lambda ctx: source
         except jinja2.TemplateSyntaxError as exc:
             raise ExprError(f"template does not compile: {exc.message}") from None
 
     def __call__(self, ctx: Mapping[str, Any]) -> Any:
+        if self._fast is not None:
+            try:
+                return self._fast(ctx)
+            except _Unsure:
+                pass
         try:
             return self._fn(ctx)
         except jinja2.TemplateError as exc:
