@@ -70,10 +70,10 @@ async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
         response.headers["X-Debug-Trace"] = _trace(stats)
     elapsed = time.perf_counter() - started
     if operation is not None:
-        metrics.REQUESTS.labels(operation, str(response.status)).inc()
-        metrics.LATENCY.labels(operation).observe(elapsed)
+        metrics.child(metrics.REQUESTS, operation, str(response.status)).inc()
+        metrics.child(metrics.LATENCY, operation).observe(elapsed)
         if response.status == 504:
-            metrics.BUDGET_EXHAUSTED.labels(operation).inc()
+            metrics.child(metrics.BUDGET_EXHAUSTED, operation).inc()
     budget_left_ms = None if budget_left is None else max(0, round(budget_left * 1000))
     ids: dict[str, str] = {}
     if traced is not None:

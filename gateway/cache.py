@@ -174,7 +174,7 @@ class Caches:
 
 
 def _record(cache: str, outcome: str) -> None:
-    metrics.CACHE.labels(cache, outcome).inc()
+    metrics.child(metrics.CACHE, cache, outcome).inc()
     stats = logs.stats()
     if stats is not None:
         stats.cache.append(outcome)

@@ -38,8 +38,8 @@ def attempt(upstream: str, call: Call) -> Iterator[Attempt]:
         reason = call.retry_reason
         duration_ms = round(took * 1000, 1)
         entry.update(status=outcome.status, retry_reason=reason, duration_ms=duration_ms)
-        metrics.UPSTREAM.labels(upstream, str(outcome.status), reason or "").inc()
-        metrics.UPSTREAM_LATENCY.labels(upstream).observe(took)
+        metrics.child(metrics.UPSTREAM, upstream, str(outcome.status), reason or "").inc()
+        metrics.child(metrics.UPSTREAM_LATENCY, upstream).observe(took)
         ids: dict[str, str] = {}
         if span is not None:
             span.end(outcome.status)
