@@ -67,6 +67,8 @@ class Engine:
         self.upstream_url = upstream_url
         self.base_ctx = {"settings": dict(settings), "upstream_url": upstream_url}
         self.log = logs.get()
+        # Each object with its discovered fields, made once for each load of them.
+        self._with_fields: dict[str, tuple[tuple[FieldSpec, ...], ObjectSpec]] = {}
 
     # -- objects and meta ------------------------------------------------------------------
 
@@ -76,7 +78,10 @@ class Engine:
         if obj.custom_fields is None:
             return obj
         extra = await self.caches["field_definitions"].get(kind, lambda: self._discover(obj))
-        return with_fields(obj, extra)
+        made = self._with_fields.get(kind)
+        if made is None or made[0] is not extra:
+            made = self._with_fields[kind] = (extra, with_fields(obj, extra))
+        return made[1]
 
     async def _discover(self, obj: ObjectSpec) -> tuple[FieldSpec, ...]:
         spec = obj.custom_fields
