@@ -121,11 +121,16 @@ class HttpTransport:
         declared = resp.content_length
         if declared is not None and declared > self.max_answer_bytes:
             raise self._too_large(resp, call, declared)
-        body = bytearray()
-        async for chunk in resp.content.iter_chunked(64 * 1024):
-            body += chunk
-            if len(body) > self.max_answer_bytes:
-                raise self._too_large(resp, call, declared)
+        body: bytes | bytearray
+        if declared is not None and not resp.headers.get("Content-Encoding"):
+            # Its length is known and within the cap (the parser reads no further): whole.
+            body = await resp.read()
+        else:
+            body = bytearray()
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > self.max_answer_bytes:
+                    raise self._too_large(resp, call, declared)
         try:
             encoding = resp.get_encoding()
         except RuntimeError:  # no charset it knows: aiohttp's own fallback, had it read the body
