@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import logs, reloading, shipped
+from gateway import collector, logs, reloading, shipped
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.fleet import state as fleet_state
@@ -73,6 +73,7 @@ async def serve(
     meta = config.deadlines.budget("meta")
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=meta)
     await runner.setup()
+    collector.settle()
     await web.SockSite(runner, sock).start()
     logs.get().info(
         "started",
