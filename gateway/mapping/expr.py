@@ -249,38 +249,59 @@ _PLAIN = re.compile(
 _SEGMENT = re.compile(r'[A-Za-z_][A-Za-z0-9_]*|"([^"\\]*)"')
 
 
+def _plain_reader(keys: tuple[str, ...]) -> Callable[[Any], Any]:
+    """A plain path's read: each key of a dict in turn; anything else reads as nothing."""
+    if len(keys) == 1:
+        (key,) = keys
+        return lambda data: data.get(key) if isinstance(data, dict) else None
+
+    def read(data: Any) -> Any:
+        for key in keys:
+            if not isinstance(data, dict):
+                return None
+            data = data.get(key)
+        return data
+
+    return read
+
+
+def _guarded(read: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def guarded(data: Any) -> Any:
+        try:
+            return read(data)
+        except jmespath.exceptions.JMESPathError:
+            # A type error on unexpected upstream data reads as "no value", never as a crash.
+            return None
+
+    return guarded
+
+
 class Path:
     """A compiled JMESPath expression. Plain field paths are read directly (they are most of a
-    mapping's reads, and the interpreter costs more than the rest of a request)."""
+    mapping's reads, and the interpreter costs more than the rest of a request); the others
+    through closures (gateway.mapping.jmes). ``get`` is the read itself, for callers that
+    read many."""
 
-    __slots__ = ("_expr", "_keys", "_read", "source")
+    __slots__ = ("get", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         try:
-            self._expr = jmespath.compile(source)
+            expr = jmespath.compile(source)
         except jmespath.exceptions.JMESPathError as exc:
             raise ExprError(f"JMESPath does not compile: {exc}") from None
-        self._keys: tuple[str, ...] | None = None
+        self.get: Callable[[Any], Any]
         if _PLAIN.match(source.strip()):
-            self._keys = tuple(
+            keys = tuple(
                 m.group(1) if m.group(1) is not None else m.group(0)
                 for m in _SEGMENT.finditer(source)
             )
-        self._read = jmes.compile_node(self._expr.parsed)
+            self.get = _plain_reader(keys)
+        else:
+            self.get = _guarded(jmes.compile_node(expr.parsed))
 
     def __call__(self, data: Any) -> Any:
-        if self._keys is not None:
-            for key in self._keys:
-                if not isinstance(data, dict):
-                    return None
-                data = data.get(key)
-            return data
-        try:
-            return self._read(data)
-        except jmespath.exceptions.JMESPathError:
-            # A type error on unexpected upstream data reads as "no value", never as a crash.
-            return None
+        return self.get(data)
 
 
 def compile_tree(value: Any) -> Callable[[Mapping[str, Any]], Any]:
