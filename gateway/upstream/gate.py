@@ -68,7 +68,9 @@ class RateGate:
             await self._slots.acquire()
             return queued
         try:
-            await asyncio.wait_for(self._slots.acquire(), max(left, 0))
+            # asyncio.timeout, not wait_for: wait_for runs the wait as a task of its own.
+            async with asyncio.timeout(max(left, 0)):
+                await self._slots.acquire()
         except TimeoutError:
             raise DeadlineExceeded(detail="no upstream slot free within the budget") from None
         return True
