@@ -77,10 +77,23 @@ def baseline(upstream: str, ref: str, root: Path, workers: int) -> Iterator[tupl
 ROUTES = {"find": FIND, "search": SEARCH, "best": BEST, "meta": META, "label": LABEL}
 
 
+def _split(pids: list[int]) -> tuple[int, int]:
+    """User and system ticks of the processes."""
+    user = system = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        user, system = user + int(fields[11]), system + int(fields[12])
+    return user, system
+
+
 def measure(url: str, pids: list[int], route: Route, seconds: float, c: int) -> tuple[float, float]:
-    before = cpu_seconds(pids)
+    before, split = cpu_seconds(pids), _split(pids)
     result = wrk(url, (route,), seconds=seconds, connections=c)
     used = cpu_seconds(pids) - before
+    user, system = (a - b for a, b in zip(_split(pids), split, strict=True))
+    if os.environ.get("QUICK_SPLIT"):
+        n = max(result["requests"], 1) / 1e6 * os.sysconf("SC_CLK_TCK")
+        print(f"    user {user / n:.0f} µs, system {system / n:.0f} µs a request", flush=True)
     if result["non2xx"] or result["errors"]:
         print(f"  ! {result['non2xx']} non-2xx, {result['errors']} errors", file=sys.stderr)
     return used * 1e6 / max(result["requests"], 1), result["rps"]
@@ -158,7 +171,9 @@ def main() -> None:
                     for route in routes:
                         out = root / f"{route.name.split()[0].strip('/')}.txt"
                         pid = str(worker_pids(proc)[0])
-                        cmd = [spy, "record", "--gil", "--function", "--format", "raw", "-r", "300"]
+                        # Every thread (--gil draws the loop's socket writes far larger than
+                        # their CPU time); the log writer's thread shows apart, mostly asleep.
+                        cmd = [spy, "record", "--function", "--format", "raw", "-r", "300"]
                         cmd += ["-o", str(out), "-p", pid, "-d", "8"]
                         with started(*cmd) as spy_proc:
                             time.sleep(1)
