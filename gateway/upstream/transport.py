@@ -43,6 +43,7 @@ class HttpTransport:
         self.attempt_timeout = attempt_timeout
         self.max_answer_bytes = max_answer_bytes
         self._max_connections = max_connections
+        self._full_timeout = client_timeout(attempt_timeout)  # most attempts have the cap
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -100,7 +101,11 @@ class HttpTransport:
                 params=call.query or None,
                 headers=call.headers,
                 json=call.body,
-                timeout=client_timeout(timeout),
+                timeout=(
+                    self._full_timeout
+                    if timeout == self.attempt_timeout
+                    else client_timeout(timeout)
+                ),
             ) as resp:
                 text = await self._read(resp, call)
                 data = _json(text)
