@@ -96,6 +96,8 @@ def measure(url: str, pids: list[int], route: Route, seconds: float, c: int) -> 
         print(f"    user {user / n:.0f} µs, system {system / n:.0f} µs a request", flush=True)
     if result["non2xx"] or result["errors"]:
         print(f"  ! {result['non2xx']} non-2xx, {result['errors']} errors", file=sys.stderr)
+    if os.environ.get("QUICK_P50"):
+        print(f"    p50 {result['p50']:.3f} ms, p99 {result['p99']:.3f} ms", flush=True)
     return used * 1e6 / max(result["requests"], 1), result["rps"]
 
 
