@@ -95,6 +95,10 @@ FAST_SOURCES = [
     "p{{ t }}",
     "{{ s.x }}",
     "{{- id }} z\n",
+    "name:{{ a.b | quote }}",
+    "phone:{{ s | digits | quote }}",
+    "{{ n | quote }}",
+    "{{ id | digits }}",
 ]
 CONTEXTS: list[dict[str, Any]] = [
     {},

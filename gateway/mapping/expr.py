@@ -152,6 +152,31 @@ def _getter(node: jinja2.nodes.Node) -> Getter | None:
     return get
 
 
+# The mapping's own filters, each a plain function of one value (Jinja's own, with their
+# arguments and their handling of undefined values, are left to Jinja).
+_OWN_FILTERS = ("quote", "digits")
+
+
+def _filtered(node: jinja2.nodes.Node) -> Getter | None:
+    """`_getter`, or a read passed through the mapping's own filters (``value | quote``): an
+    undefined value is left to Jinja."""
+    if not isinstance(node, jinja2.nodes.Filter):
+        return _getter(node)
+    plain = not (node.args or node.kwargs or node.dyn_args or node.dyn_kwargs)
+    inner = _filtered(node.node) if plain and node.node is not None else None
+    if inner is None or node.name not in _OWN_FILTERS:
+        return None
+    apply = _env.filters[node.name]
+
+    def get(ctx: Mapping[str, Any]) -> Any:
+        value = inner(ctx)
+        if value is _MISSING:
+            raise _Unsure
+        return apply(value)
+
+    return get
+
+
 def _fast(source: str, whole: bool) -> Getter | None:
     """A template of text and plain reads (``/users/{{ id }}``, ``{{ record.id }}``) as a
     function that does what Jinja would, without a Jinja context a call; None for any other."""
@@ -162,7 +187,7 @@ def _fast(source: str, whole: bool) -> Getter | None:
     for node in output[0].nodes:
         if isinstance(node, jinja2.nodes.TemplateData):
             parts.append(node.data)
-        elif (read := _getter(node)) is not None:
+        elif (read := _filtered(node)) is not None:
             parts.append(read)
         else:
             return None
