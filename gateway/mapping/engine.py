@@ -141,7 +141,8 @@ class Engine:
         def found(data: dict[str, Any]) -> list[dict[str, Any]]:
             listed = op.result(data)
             records = listed if isinstance(listed, list) else []
-            joined = (fm.join(obj, r, data) for r in records if isinstance(r, Mapping))
+            join = fm.joiner(obj, data)
+            joined = (join(r) for r in records if isinstance(r, Mapping))
             return [r for r in joined if fm.matches(r, pairs, match, codecs=self.codecs)]
 
         unique = any(f.unique for f, _ in pairs)
@@ -158,8 +159,9 @@ class Engine:
         op = self.mapping.operations["find_cases"]
         records, data, ctx = await self._records(op, {"id": customer_id}, obj)
         cases = {}
+        join = fm.joiner(obj, data)
         for r in records:  # a record listed on two pages is one case
-            case = fm.to_object(obj, fm.join(obj, r, data), ctx)
+            case = fm.to_object(obj, join(r), ctx)
             cases[case["id"]] = case
         return sorted(cases.values(), key=_newest, reverse=True)
 

@@ -10,7 +10,7 @@ from typing import Any
 from gateway.errors import BadRequest, FieldError, ValidationFailed
 from gateway.mapping.codecs import CODECS, Codecs, Malformed
 from gateway.mapping.field_types import FIELD_TYPES
-from gateway.mapping.model import FieldSpec, ListWrite, ObjectSpec
+from gateway.mapping.model import FieldSpec, Join, ListWrite, ObjectSpec
 
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
 # A record id that may go into an upstream path: anything else could address another resource.
@@ -44,13 +44,29 @@ def meta_of(obj: ObjectSpec) -> dict[str, Any]:
 
 def join(obj: ObjectSpec, record: Mapping[str, Any], data: Any) -> dict[str, Any]:
     """The record with each declared join attached under its name."""
-    out = dict(record)
-    for name, j in obj.joins.items():
-        key = j.equals(record)
-        source = j.source(data) or []
-        found = [x for x in source if isinstance(x, Mapping) and x.get(j.where) == key]
-        out[name] = (found[0] if found else None) if j.one else found
-    return out
+    return joiner(obj, data)(record)
+
+
+def joiner(obj: ObjectSpec, data: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """`join` for the records of one answer: each join's source is read once (at the first
+    record), not once a record."""
+    sources: list[tuple[str, Join, list[Mapping[str, Any]]]] | None = None
+
+    def joined(record: Mapping[str, Any]) -> dict[str, Any]:
+        nonlocal sources
+        if sources is None:
+            sources = [
+                (name, j, [x for x in j.source(data) or [] if isinstance(x, Mapping)])
+                for name, j in obj.joins.items()
+            ]
+        out = dict(record)
+        for name, j, candidates in sources:
+            key = j.equals(record)
+            found = [x for x in candidates if x.get(j.where) == key]
+            out[name] = (found[0] if found else None) if j.one else found
+        return out
+
+    return joined
 
 
 def read_value(f: FieldSpec, record: Mapping[str, Any]) -> Any:
