@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.example.yaml
+# make test runs the suite in a process per core (pytest-xdist); TEST_PROCESSES=0: in one.
+TEST_PROCESSES ?= auto
 
 .PHONY: run test test-rt5 bench fuzz lint format sandbox clean
 
@@ -30,7 +32,7 @@ lint: $(BIN)/crm-gateway
 	$(BIN)/mypy gateway
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_PROCESSES)
 
 # The scenario suite against a real Request Tracker 5 on 127.0.0.1 (Debian packages, installed
 # when missing; needs root), and three gateway processes on one Redis in front of it. Started,

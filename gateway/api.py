@@ -244,7 +244,7 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "create_case", "POST", "/case", khoros.create_case, "khoros",
-        response=CASE, status=201, errors=(400, 404, 422),
+        response=CASE, status=201, errors=(400, 404, 409, 422),
         body=Body(CASE_CREATE, aliases=CASE_ALIASES), mapped="record",
         summary="create a case with the interactions that led to it, once",
     ),

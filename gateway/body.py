@@ -2,11 +2,17 @@
 else sees them. A body that is too large, not JSON, nested too deep, or holds text that is not
 valid Unicode (a lone surrogate, bytes that are not UTF-8) is a 4xx naming the field, before
 any upstream call (docs/behaviour.md §1.8); so is one its operation's JSON schema refuses
-(`Body`, validated with jsonschema): a 400 naming each path, as `interactions[0].serviceId`."""
+(`Body`, validated with jsonschema): a 400 naming each path, as `interactions[0].serviceId`.
+
+A body may come compressed (`Content-Encoding: gzip` or `deflate`): it is decompressed here, up
+to the size limit and no further, so a small bomb costs no more than the limit. aiohttp's own
+decompression is off (`app.create_app`): it inflated up to 32 MB before refusing, raised on a
+body that does not decompress (a 500), and answered a coding it lacks (`br`) in plain text."""
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,6 +31,9 @@ MAX_DEPTH = 16
 MAX_TEXT = 100_000
 MAX_ITEMS = 1000
 _SHOWN_PROBLEMS = 20
+# The content codings a body may come in (RFC 9110 §8.4.1), as zlib's window bits: gzip's
+# header and trailer, or zlib's (deflate; raw deflate, which some clients send, is tried too).
+_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 Schema = Mapping[str, Any]
 
 
@@ -118,10 +127,15 @@ def _name(path: Any) -> str:
 async def read_object(request: web.Request, *, json_type: bool = True) -> dict[str, Any] | None:
     """The request's JSON object, or None when the body is empty. ``json_type``: a body must
     come with a JSON content type (Khoros sends one; an admin's curl may not)."""
+    coding = content_coding(request)  # before reading: a coding we cannot read is not read
+    if (request.content_length or 0) > MAX_BODY_BYTES:  # said before sent: not waited for
+        raise PayloadTooLarge(f"The request body is over {MAX_BODY_BYTES // 1024} KB.")
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"The request body is over {MAX_BODY_BYTES // 1024} KB.") from None
+    if coding is not None:
+        raw = decompressed(raw, coding)
     if not raw.strip():
         return None
     if json_type and not _is_json(request.content_type):
@@ -130,6 +144,53 @@ async def read_object(request: web.Request, *, json_type: bool = True) -> dict[s
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
     return body
+
+
+def content_coding(request: web.Request) -> str | None:
+    """The coding the request's body comes in (None: as it is); 415 for one not read here, and
+    for more than one (each would multiply the work a small body makes)."""
+    given = ",".join(request.headers.getall("Content-Encoding", ())).lower().split(",")
+    codings = [c.strip() for c in given if c.strip() not in ("", "identity")]
+    if not codings:
+        return None
+    if len(codings) > 1 or codings[0] not in _CODINGS:
+        raise UnsupportedMediaType(
+            "The request body must come as it is, or compressed with gzip or deflate "
+            "(Content-Encoding), once."
+        )
+    return codings[0]
+
+
+def decompressed(raw: bytes, coding: str, limit: int = MAX_BODY_BYTES) -> bytes:
+    """``raw`` decompressed, never past ``limit`` bytes: over it is a 413, a body that does not
+    decompress (not that coding, cut short, followed by garbage) a 400. gzip members may follow
+    each other (RFC 1952 §2.2); deflate is one stream."""
+    wbits = _CODINGS[coding]
+    parts: list[bytes] = []
+    size = 0
+    while raw:
+        inflate = zlib.decompressobj(wbits)
+        try:
+            part = inflate.decompress(raw, limit + 1 - size)  # one byte over says "too large"
+        except zlib.error:
+            if coding == "deflate" and wbits > 0:  # no zlib header: try it as raw deflate
+                wbits = -zlib.MAX_WBITS
+                continue
+            raise _not(coding) from None
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body is over {limit // 1024} KB once decompressed.")
+        if not inflate.eof:
+            raise _not(coding)
+        parts.append(part)
+        raw = inflate.unused_data
+        if raw and coding == "deflate":
+            raise _not(coding)
+    return b"".join(parts)
+
+
+def _not(coding: str) -> BadRequest:
+    return BadRequest(f"The request body does not decompress as {coding} (Content-Encoding).")
 
 
 def parse(raw: bytes) -> Any:

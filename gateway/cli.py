@@ -14,11 +14,11 @@ import os
 import socket
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from gateway import check, explain, logs, register, serving, shipped
-from gateway.config import Config, load_config
+from gateway import check, explain, logs, register, serving, shipped, signals
+from gateway.config import Listen, load_config
 from gateway.errors import ConfigError
 from gateway.explain import EXPLAINED
 from gateway.sandbox import demo
@@ -60,13 +60,6 @@ def _start_writer(env: Environment) -> None:
         logs.start_writer()
     else:
         logs.start_writer(capacity=env.log_queue_lines)
-
-
-def _load(path: str, host: str | None, port: int | None) -> Config:
-    config = load_config(path)
-    server = config.server
-    listen = replace(server, host=host or server.host, port=server.port if port is None else port)
-    return replace(config, server=listen)
 
 
 def _tool(args: argparse.Namespace) -> int:
@@ -145,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     register.add_argument("--update", metavar="CRM_ID", help="change this registration")
     demo.sandbox_arguments(sub.add_parser("sandbox", help="run only the sandbox CRM, seeded"))
     args = parser.parse_args(argv)
+    if args.command not in ("serve", "demo"):
+        signals.release()  # only a serving process acts on the signals it caught itself
     if "config" in args and not args.config:
         args.config = os.environ.get("GATEWAY_CONFIG", "").strip()
         if not args.config:
@@ -159,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         env = from_environment(os.environ)
         port = env.port if args.port is None else args.port
-        config = _load(args.config, args.host or env.host, port)
+        config = load_config(args.config, listen=Listen(args.host or env.host, port))
     except ConfigError as exc:
         print(f"crm-gateway: invalid configuration\n{exc}", file=sys.stderr)
         return 1

@@ -53,6 +53,8 @@ class ServerSettings:
     base_path: str  # no trailing slash
     watch_seconds: float  # 0: the files are not watched
     drain_delay_seconds: float  # after SIGTERM, served on (unready) before it stops listening
+    header_timeout_seconds: float  # a new connection's first request head must be whole by then
+    keepalive_timeout_seconds: float  # and each next one, this long after the answer before
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,15 @@ class PhoneSettings:
 
 
 @dataclass(frozen=True)
+class Listen:
+    """Where to listen, as given on the command line (`--host`, `--port`) or by the environment
+    (GATEWAY_HOST, GATEWAY_PORT): it beats the file, at start and at every reload."""
+
+    host: str | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """The config file, a section a field, each as the README's configuration reference
     describes it."""
@@ -140,6 +151,7 @@ class Config:
     phones: PhoneSettings
     settings: Mapping[str, Any]
     shared_state: SharedStateSettings
+    listen: Listen = Listen()  # what beat `server.host` and `server.port` (a reload keeps it)
 
 
 def defaults(*section: str) -> dict[str, Any]:
@@ -244,7 +256,12 @@ def _default_region(doc: yamlfile.YamlDoc, given: str | None, env: Mapping[str, 
     return region
 
 
-def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | Path, *, env: Mapping[str, str] | None = None, listen: Listen | None = None
+) -> Config:
+    """The config file, validated and filled with the schema's defaults; ``listen`` (what the
+    command line and the environment said) beats its `server.host` and `server.port`."""
+    listen = listen or Listen()
     doc = yamlfile.load(path, env=env)
     if not isinstance(doc.data, dict):
         raise ConfigError(doc.file, 1, "", "the config must be a mapping of keys")
@@ -267,14 +284,15 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         server=ServerSettings(
             **{
                 **c["server"],
-                "port": port,
+                "host": listen.host or c["server"]["host"],
+                "port": port if listen.port is None else listen.port,
                 "drain_delay_seconds": float(c["server"]["drain_delay_seconds"]),
             }
         ),
         auth=AuthSettings(api_keys, int(c["auth"]["max_failures_per_minute"])),
         upstream=UpstreamSettings(
             mapping=_mapping_file(doc, up["mapping"], here),
-            base_url=up["base_url"].rstrip("/"),
+            base_url=_base_url(doc, up["base_url"]),
             credentials={k: Secret(v or "") for k, v in up["credentials"].items()},
             attempt_timeout_seconds=up["attempt_timeout_seconds"],
             max_connections=up["max_connections"],
@@ -301,13 +319,45 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
             _default_region(doc, c["phones"]["default_region"], os.environ if env is None else env)
         ),
         settings=c["settings"],
-        shared_state=_shared_state(c["shared_state"]),
+        shared_state=_shared_state(doc, c["shared_state"]),
+        listen=listen,
     )
 
 
-def _shared_state(raw: Mapping[str, Any]) -> SharedStateSettings:
-    """Redis is on when a URL is given (`${REDIS_URL:-}` in the example config)."""
+def _base_url(doc: yamlfile.YamlDoc, given: str) -> str:
+    """`upstream.base_url`, without its trailing slash, when every request can be built on it.
+    Credentials in it are refused: they would be logged with the URL, and aiohttp refuses them
+    beside the mapping's `Authorization` (every request a 500). The value is never shown: it
+    may hold a password (or come from the environment)."""
+    where = ("upstream", "base_url")
+    try:
+        parts = urlsplit(given.strip())
+        _ = parts.port  # a port that is no number, or out of range, raises
+    except ValueError:
+        raise doc.error(where, "is not a URL: give http(s)://host[:port][/path]") from None
+    if "@" in parts.netloc:
+        raise doc.error(
+            where,
+            "holds credentials (user:password@): put them in upstream.credentials, "
+            "which the mapping's auth rules send",
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise doc.error(where, "is not a URL: give http(s)://host[:port][/path]")
+    if parts.query or parts.fragment or given.rstrip().endswith(("?", "#")):
+        raise doc.error(where, "takes no query or fragment: the mapping's paths are added to it")
+    return given.strip().rstrip("/")
+
+
+def _shared_state(doc: yamlfile.YamlDoc, raw: Mapping[str, Any]) -> SharedStateSettings:
+    """Redis is on when a URL is given (`${REDIS_URL:-}` in the example config). One that
+    does not parse (a port out of range, a bracket left open) is refused here, never shown (it
+    may hold a password), rather than stopping `serve` after `check` said it was fine."""
     url = str(raw["redis_url"] or "").strip()
+    try:
+        _ = urlsplit(url).port  # a port that is no number, or out of range, raises
+    except ValueError:
+        where = ("shared_state", "redis_url")
+        raise doc.error(where, "is not a URL: give redis://[:password@]host[:port][/db]") from None
     return SharedStateSettings(
         redis_url=url or None,
         timeout_seconds=raw["timeout_seconds"],

@@ -9,6 +9,7 @@
     │   ├── TooManyFailures           429  too many failed authentications from one address
     │   ├── PayloadTooLarge           413  a body over the limit
     │   ├── UnsupportedMediaType      415  a body that is not JSON
+    │   ├── CaseClosed                409  a repeated create whose case is closed since
     │   └── ValidationFailed          422  the upstream refused a value
     └── UpstreamError                 the upstream CRM could not give an answer (5xx)
         ├── BadGateway                502  5xx, reset, refused, garbage, our credentials refused
@@ -17,6 +18,7 @@
         │   ├── UpdateConflict        502  the record changed under a guarded write (409)
         │   └── IdempotencyMismatch   502  same idempotency key, different request
         ├── UpstreamUnavailable       503  rate limited past the budget, circuit open
+        ├── CreatePending             503  an earlier create of these values may still show up
         └── DeadlineExceeded          504  the request's budget ran out
             └── AttemptTimedOut       504  one attempt got no answer in time (retried if safe)
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,15 @@ class UnsupportedMediaType(ClientError):
     default_message = "The request body must be JSON (Content-Type: application/json)."
 
 
+class CaseClosed(ClientError):
+    """A repeat of a create whose case has been closed since: it is not changed or reopened
+    (docs/behaviour.md §1.7)."""
+
+    status = 409
+    error = "CaseClosed"
+    default_message = "The case this create made is closed; it is not changed or reopened."
+
+
 class ValidationFailed(ClientError):
     status = 422
     error = "ValidationError"
@@ -127,9 +138,20 @@ class ValidationFailed(ClientError):
 
 
 class UpstreamError(GatewayError):
+    """``not_applied``: the CRM cannot have applied the call, which never went out (no slot,
+    no token, no connection, no budget left) or was refused with a 4xx; so a write that failed
+    so is known not to have been made (docs/behaviour.md §1.4). Unmarked, a failed write may
+    have been applied."""
+
     status = 502
     error = "UpstreamError"
     default_message = "The CRM could not be reached. Please try again."
+    not_applied = False
+
+    def unapplied(self) -> Self:
+        """This error, marked: the call it ended was not applied."""
+        self.not_applied = True
+        return self
 
 
 class BadGateway(UpstreamError):
@@ -188,6 +210,21 @@ class UpstreamUnavailable(UpstreamError):
             headers={"Retry-After": retry_after(wait)},
             detail=detail,
         )
+
+
+class CreatePending(UpstreamError):
+    """An earlier create of the same values lost its answer, and the CRM may yet show what it
+    made (its search lags): making it again could make it twice (docs/behaviour.md §1.4)."""
+
+    status = 503
+    error = "CreatePending"
+    default_message = (
+        "A create with these values may still be under way in the CRM. Please try again shortly."
+    )
+
+    @classmethod
+    def until(cls, wait: float, *, detail: str) -> CreatePending:
+        return cls(headers={"Retry-After": retry_after(wait)}, detail=detail)
 
 
 class DeadlineExceeded(UpstreamError):

@@ -5,8 +5,9 @@ a stdout nobody reads costs dropped, counted lines, never a stalled request. Els
 integrator's commands, tests in one process) lines are written as they are made.
 
 Every line passes through redaction last: configured secrets (API keys, upstream credentials,
-tokens) are replaced wherever they appear, and customer PII (emails, phone numbers, and the
-values of keys such as `name` or `body`) is masked unless `LOG_PII=true`.
+tokens) and the credentials of any URL are replaced wherever they appear, and customer PII
+(emails, phone numbers, and the values of keys such as `name` or `body`) is masked unless
+`LOG_PII=true`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 from structlog.processors import format_exc_info
 
 from gateway import jsonio
@@ -33,6 +35,8 @@ _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za
 # International numbers (+41 79..., 0041...) and long digit runs; not dates, not short ids.
 _PHONE = re.compile(r"(?<![\w.:-])(?:\+|00)\d[\d ()-]{6,}\d|(?<![\w.:-])\d{9,}(?![\w.:-])")
 _DIGIT = re.compile(r"\d")
+# The credentials of a URL (`scheme://user:password@`): never a log line's, whatever the key.
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@]*@")
 PII_KEYS = frozenset({"email", "phone", "name", "body", "agent_email", "first_name", "last_name"})
 # Keys whose values are ours (ids, times, templates): secrets are still removed, PII patterns
 # are not applied.
@@ -72,6 +76,8 @@ class Redactor:
             self._seen = {}
 
     def text(self, value: str, *, structural: bool = False) -> str:
+        if "@" in value and "://" in value:
+            value = _USERINFO.sub(r"\1[secret]@", value)
         for secret in self.secrets:
             if secret in value:
                 value = value.replace(secret, "[secret]")
@@ -105,6 +111,8 @@ class Redactor:
                     v = done
                 else:
                     given = v
+                    if "@" in v and "://" in v:
+                        v = _USERINFO.sub(r"\1[secret]@", v)
                     for secret in secrets:
                         if secret in v:
                             v = v.replace(secret, "[secret]")
@@ -328,6 +336,13 @@ class _Forward(logging.Handler):
     """Python's logging records, as log lines of ours."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and record.name.startswith("aiohttp"):
+            # Bytes that are not HTTP, answered 400 by aiohttp's parser: the caller's mistake,
+            # not an error of ours; no traceback, nothing of what was sent (any client could
+            # otherwise fill the log with error lines).
+            get().warning("http_unreadable", problem=type(exc).__name__)
+            return
         # structlog knows the standard levels only: a custom one counts as the one below it.
         level = min(max(record.levelno // 10 * 10, logging.DEBUG), logging.CRITICAL)
         get().log(

@@ -49,6 +49,11 @@ SHARED_STATE_ERRORS = Counter(
     "Redis calls that failed or timed out, by operation (each fell back to per-process state)",
     ["operation"],
 )
+HEADER_TIMEOUTS = Counter(
+    "crm_gateway_header_timeouts_total",
+    "Connections closed because they had not sent a whole request head in time "
+    "(server.header_timeout_seconds)",
+)
 
 LOG_LINES_DROPPED = Counter(
     "crm_gateway_log_lines_dropped_total",

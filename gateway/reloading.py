@@ -10,10 +10,11 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway import collector, logs, runtime
-from gateway.config import Config, load_config, secrets_of
+from gateway.config import Config, Listen, load_config, secrets_of
 from gateway.errors import ConfigError
 from gateway.fleet.state import Fleet
 from gateway.lifecycle import Lifecycle
+from gateway.mapping.model import MappingSpec
 from gateway.mapping.spec import load_mapping
 from gateway.runtime import Runtime
 
@@ -22,9 +23,16 @@ def load(
     config_file: str | Path, fleet: Fleet | None = None, lifecycle: Lifecycle | None = None
 ) -> Runtime:
     """The Runtime the files make as they are now; raises ConfigError."""
-    config = load_config(config_file)
-    mapping = load_mapping(config.upstream.mapping)
+    config, mapping = load_files(config_file)
     return runtime.build(config, mapping, fleet=fleet, lifecycle=lifecycle)
+
+
+def load_files(config_file: str | Path, listen: Listen | None = None) -> tuple[Config, MappingSpec]:
+    """The config and its mapping as the files are now, read and validated, ``listen`` beating
+    the file; raises ConfigError. Touches nothing of the running process, so it may run in a
+    thread."""
+    config = load_config(config_file, listen=listen)
+    return config, load_mapping(config.upstream.mapping)
 
 
 def warn_about_access(config: Config) -> None:
@@ -44,7 +52,8 @@ def warn_about_access(config: Config) -> None:
 
 
 # What a restart is needed for: the routes and the listening socket are made once.
-RESTART_ONLY = ("server.host", "server.port", "server.base_path", "server.drain_delay_seconds",
+RESTART_ONLY = ("server.host", "server.port", "server.base_path", "server.watch_seconds",
+                "server.drain_delay_seconds", "server.keepalive_timeout_seconds",
                 "expertflow.path_prefix", "shared_state")  # fmt: skip
 
 
@@ -64,7 +73,11 @@ class Holder:
         async with self._lock:
             old = self.current
             try:
-                new = load(config_file, self.fleet, old.lifecycle)
+                # In a thread: reading, parsing and validating a large file must not stall
+                # the requests this process serves meanwhile.
+                given = old.config.listen  # where the process was told to listen, kept
+                config, mapping = await asyncio.to_thread(load_files, config_file, given)
+                new = runtime.build(config, mapping, fleet=self.fleet, lifecycle=old.lifecycle)
             except ConfigError as exc:
                 # Each problem names file, line and key, never the file's content.
                 log.error("reload_refused", config=str(config_file), problems=str(exc).splitlines())
@@ -74,7 +87,6 @@ class Holder:
                 problem = f"{type(exc).__name__} while loading"
                 log.error("reload_refused", config=str(config_file), problems=[problem])
                 return False
-            config = new.config
             for name in RESTART_ONLY:
                 kept = _setting(old.config, name)
                 if _setting(config, name) != kept:

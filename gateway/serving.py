@@ -3,7 +3,8 @@ worker processes. The supervisor binds the port once and hands the listening soc
 workers, so a second instance on the same port fails to start rather than sharing it. It also
 shares their metrics through a Prometheus multiprocess directory, relays cache purges between
 them, gives them a private directory for what they share (the OAuth tokens, a write lock per
-case, what creates made), passes SIGTERM on and restarts a worker that dies."""
+case, what creates made), passes SIGTERM on and restarts a worker that dies. Every process that
+serves closes connections that do not send a request head in time (`gateway.connections`)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import collector, logs, reloading, shipped
+from gateway import collector, logs, reloading, shipped, signals
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.connections import HeadDeadline
 from gateway.fleet import state as fleet_state
 from gateway.fleet.relay import Relay
 
@@ -66,15 +68,53 @@ async def serve(
 ) -> None:
     """Serve on ``sock`` until SIGTERM or SIGINT, then drain: see `_drain`. A worker has a
     ``line`` to its supervisor and the supervisor's ``state_dir``."""
+    # The signals first, before anything slow: one that comes during the set-up stops (or
+    # reloads) the process once it is set up, and one caught before (`signals`) too.
+    stop, hurry = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    holder: reloading.Holder | None = None
+    reloads: set[asyncio.Task[bool]] = set()
+    reload_asked = False
+
+    def signalled(sig: signal.Signals) -> None:
+        if sig == signal.SIGINT or stop.is_set():
+            hurry.set()  # Ctrl-C, or a second signal: no pause
+        stop.set()
+
+    def reload() -> None:
+        nonlocal reload_asked
+        if holder is None:  # the files may have changed since they were read: once set up
+            reload_asked = True
+            return
+        task = asyncio.create_task(holder.reload(config.file))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, signalled, sig)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    for sig in signals.caught():
+        if sig == signal.SIGHUP:
+            reload()
+        else:  # asked to stop before it could serve: no pause for load balancers
+            hurry.set()
+            stop.set()
     fleet = fleet_state.build(
         config, host=line, state_dir=Path(state_dir) if state_dir is not None else None
     )
     app = create_app(config, fleet=fleet)
     meta = config.deadlines.budget("meta")
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=meta)
+    # aiohttp's own keep-alive default is an hour: a connection that sent one request could
+    # then send its next head a line now and then for that long (docs/behaviour.md §6.3).
+    keepalive = config.server.keepalive_timeout_seconds
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=meta, keepalive_timeout=keepalive)
     await runner.setup()
+    assert runner.server is not None  # made by setup()
+    live = app[reloading.HOLDER]  # a reload's header timeout applies at once
+    heads = HeadDeadline(runner.server, lambda: live.current.config.server.header_timeout_seconds)
     collector.settle()
     await web.SockSite(runner, sock).start()
+    sweeping = asyncio.create_task(heads.run())
     logs.get().info(
         "started",
         version=shipped.version(),
@@ -86,30 +126,15 @@ async def serve(
         loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
     )
     reloading.warn_about_access(config)
-    stop, hurry = asyncio.Event(), asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def signalled(sig: signal.Signals) -> None:
-        if sig == signal.SIGINT or stop.is_set():
-            hurry.set()  # Ctrl-C, or a second signal: no pause
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, signalled, sig)
     holder = app[reloading.HOLDER]
-    reloads: set[asyncio.Task[bool]] = set()
-
-    def reload() -> None:
-        task = asyncio.create_task(holder.reload(config.file))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, reload)
+    if reload_asked:
+        reload()
     watch = asyncio.create_task(_orphaned(stop)) if worker else None
     try:
         await stop.wait()
         await _drain(holder, config.server.drain_delay_seconds, hurry)
     finally:
+        sweeping.cancel()
         if watch is not None:
             watch.cancel()
         await runner.cleanup()
@@ -141,26 +166,8 @@ async def _orphaned(stop: asyncio.Event) -> None:
 def supervise(config: Config, workers: int, sock: socket.socket) -> int:
     """Run `workers` processes of `crm-gateway serve --worker` on ``sock`` and watch them."""
     log = logs.get()
-    metrics_dir = tempfile.mkdtemp(prefix="crm-gateway-metrics-")
-    state_dir = tempfile.mkdtemp(prefix="crm-gateway-state-")  # 0700: gateway.fleet.host_files
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
-    relay = Relay()
-
-    def start() -> subprocess.Popen[bytes]:
-        line = relay.line()
-        command = [
-            sys.executable, "-m", "gateway", "serve", "--worker", "--config", config.file,
-            "--host", config.server.host, "--port", str(config.server.port),
-            "--listen-fd", str(sock.fileno()),
-            "--line-fd", str(line.fileno()), "--state-dir", state_dir,
-        ]  # fmt: skip
-        try:
-            return subprocess.Popen(command, env=env, pass_fds=(sock.fileno(), line.fileno()))
-        finally:
-            line.close()  # the worker has its own copy
-
-    procs = [start() for _ in range(workers)]
-    deaths: list[float] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    told: set[int] = set()  # the workers sent SIGTERM
     stopping = False
 
     def hup(signum: int, frame: Any) -> None:
@@ -174,11 +181,45 @@ def supervise(config: Config, workers: int, sock: socket.socket) -> int:
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
+                told.add(p.pid)
 
+    # The signals first: a stop that came before (`signals`) starts no worker at all.
     signal.signal(signal.SIGHUP, hup)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("supervisor_started", workers=workers, pids=[p.pid for p in procs])
+    if any(s != signal.SIGHUP for s in signals.caught()):
+        stopping = True
+    metrics_dir = tempfile.mkdtemp(prefix="crm-gateway-metrics-")
+    state_dir = tempfile.mkdtemp(prefix="crm-gateway-state-")  # 0700: gateway.fleet.host_files
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    relay = Relay()
+
+    def start() -> subprocess.Popen[bytes]:
+        line = relay.line()
+        command = [
+            sys.executable, "-m", "gateway", "serve", "--worker", "--config", config.file,
+            "--listen-fd", str(sock.fileno()),
+            "--line-fd", str(line.fileno()), "--state-dir", state_dir,
+        ]  # fmt: skip
+        # What beat the file here beats it in the worker (at its reloads too), and only that.
+        if config.listen.host:
+            command += ["--host", config.listen.host]
+        if config.listen.port is not None:
+            command += ["--port", str(config.listen.port)]
+        try:
+            # Started with the signals held back: it gets them once it catches them itself.
+            with signals.blocked():
+                return subprocess.Popen(command, env=env, pass_fds=(sock.fileno(), line.fileno()))
+        finally:
+            line.close()  # the worker has its own copy
+
+    for _ in range(workers):
+        if stopping:
+            break
+        procs.append(start())
+    if procs:
+        log.info("supervisor_started", workers=workers, pids=[p.pid for p in procs])
+    deaths: list[float] = []
     code = 0
     try:
         while not stopping:
@@ -194,6 +235,9 @@ def supervise(config: Config, workers: int, sock: socket.socket) -> int:
                     break
                 procs[i] = start()
             relay.poll(0.2)
+        for p in procs:  # started as the stop came, and so not told yet
+            if p.pid not in told and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
         pause = config.server.drain_delay_seconds  # the workers serve on, unready, this long
         deadline = time.monotonic() + pause + config.deadlines.budget("meta") + 5
         for p in procs:

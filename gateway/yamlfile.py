@@ -1,5 +1,11 @@
 """Load YAML with the line of every key, expand ``${VAR}`` from the environment, and validate
-against a JSON schema, so every problem can be reported as ``file:line: key: what is wrong``."""
+against a JSON schema, so every problem can be reported as ``file:line: key: what is wrong``.
+
+A file is parsed once, and refused before its values are made when it could cost more than a
+config may: over 1 MB, nested deeper than the parser goes, or holding more than `MAX_VALUES`
+values once its aliases are expanded (a "billion laughs" of a few lines is 10**9 of them). The
+count is taken on the composed nodes, each node once, so it is linear in the file, bomb or not;
+the values are then constructed from those nodes."""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import copy
 import difflib
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +28,10 @@ PathKey = tuple[str | int, ...]
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _FILE = re.compile(r"\$\{file:([^}]+)\}")  # a secret file (Docker / Kubernetes secrets)
 _QUOTED = re.compile(r"'[^']{3,}'|\"[^\"]{3,}\"")  # more than a character ('\t') in quotes
+# Far above any config or mapping (the shipped mappings: 19 KB, about 1,100 values), far below
+# harm: walking, validating and expanding the values of a file is linear in their number.
+MAX_FILE_BYTES = 1024 * 1024
+MAX_VALUES = 100_000
 
 
 @dataclass(frozen=True)
@@ -56,11 +67,33 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> YamlDoc:
         text = read_text(Path(path))
     except _NotText as exc:
         raise ConfigError(file, exc.line, "", str(exc)) from None
+    except (_TooLarge, _NotAFile) as exc:
+        raise ConfigError(file, None, "", f"the file {exc}") from None
     except OSError as exc:
         raise ConfigError(file, None, "", f"cannot read the file: {exc.strerror}") from None
+    lines: dict[PathKey, int] = {}
+    data = _parse(file, text, lines)
+    doc = YamlDoc(file, data, lines)
+    expanded: set[PathKey] = set()
+    data = _expand(doc, data, (), os.environ if env is None else env, expanded)
+    return YamlDoc(file, data, lines, frozenset(expanded))
+
+
+def _parse(file: str, text: str, lines: dict[PathKey, int]) -> Any:
+    """The file's values, parsed once; ``lines`` gets the line of every key."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)  # checks every character first
+    except yaml.reader.ReaderError as exc:
+        at = text.count("\n", 0, max(exc.position, 0)) + 1
+        problem = f"not valid YAML: a control character (#x{exc.character:x}) is not allowed"
+        raise ConfigError(file, at, "", problem) from None
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _count(file, node, (), {}, set())
+        _record_lines(node, (), lines)  # before constructing: a merge (`<<`) rewrites nodes
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -68,13 +101,54 @@ def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> YamlDoc:
         # and a name it quotes (an alias, a tag) may be one too.
         problem = _QUOTED.sub("'…'", getattr(exc, "problem", None) or "the file cannot be parsed")
         raise ConfigError(file, line, "", f"not valid YAML: {problem}") from None
-    lines: dict[PathKey, int] = {}
-    if node is not None:
-        _record_lines(node, (), lines)
-    doc = YamlDoc(file, data, lines)
-    expanded: set[PathKey] = set()
-    data = _expand(doc, data, (), os.environ if env is None else env, expanded)
-    return YamlDoc(file, data, lines, frozenset(expanded))
+    except RecursionError:
+        raise ConfigError(file, None, "", "nested too deeply: not loaded") from None
+    finally:
+        loader.dispose()
+
+
+def _count(
+    file: str, node: yaml.Node, path: PathKey, counted: dict[int, int], open_: set[int]
+) -> int:
+    """The values under ``node`` with every alias expanded, each node counted once (an alias
+    is the node it names); refused past `MAX_VALUES`, at the first (so smallest) node past it,
+    and when a node holds itself."""
+    if id(node) in counted:
+        return counted[id(node)]
+    if id(node) in open_:
+        raise ConfigError(
+            file, node.start_mark.line + 1, dotted(path), "contains itself through an alias: "
+            "not loaded"
+        )  # fmt: skip
+    open_.add(id(node))
+    total = 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            total += _count(file, key_node, path, counted, open_)
+            total += _count(file, value_node, (*path, str(key_node.value)), counted, open_)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            total += _count(file, item, (*path, i), counted, open_)
+    open_.discard(id(node))
+    counted[id(node)] = total
+    if total > MAX_VALUES:
+        raise ConfigError(
+            file,
+            node.start_mark.line + 1,
+            dotted(path),
+            f"holds more than {MAX_VALUES:,} values once its aliases are expanded: not loaded",
+        )
+    return total
+
+
+class _NotAFile(ValueError):
+    def __init__(self) -> None:
+        super().__init__("is not a regular file: not read")
+
+
+class _TooLarge(ValueError):
+    def __init__(self) -> None:
+        super().__init__(f"is over {MAX_FILE_BYTES // 1024} KB: not read")
 
 
 class _NotText(ValueError):
@@ -85,8 +159,14 @@ class _NotText(ValueError):
 
 def read_text(path: Path) -> str:
     """A file's text. A file that is not UTF-8 (one saved as Latin-1, say) is refused by the
-    line of its first bad byte, never shown: it may hold secrets."""
-    raw = path.read_bytes()
+    line of its first bad byte, never shown: it may hold secrets. One over `MAX_FILE_BYTES`
+    is not read past that."""
+    if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or a device would block or never end
+        raise _NotAFile()
+    with path.open("rb") as f:
+        raw = f.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise _TooLarge()
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -122,6 +202,8 @@ def _expand(
                 return read_text(Path(m.group(1).strip())).rstrip("\r\n")
             except _NotText:
                 raise doc.error(path, f"secret file {m.group(1)} is not UTF-8 text") from None
+            except (_TooLarge, _NotAFile) as exc:
+                raise doc.error(path, f"secret file {m.group(1)} {exc}") from None
             except OSError as exc:
                 raise doc.error(
                     path, f"cannot read secret file {m.group(1)}: {exc.strerror}"
@@ -177,12 +259,15 @@ _SECRET_KEY = re.compile(r"key|secret|token|password|credential", re.I)
 def _may_show(doc: YamlDoc, path: PathKey, value: Any) -> bool:
     """jsonschema's message quotes the value (`'PUTT' is not one of [...]`), and a reload logs
     it. A short value written in the file may be quoted; a value from the environment or a
-    secret file, under a key that holds secrets, or a whole section may not."""
+    secret file, under a key that holds secrets, a URL (its user part may hold a password), or
+    a whole section may not."""
     if any(p == path[: len(p)] for p in doc.expanded) or any(
         _SECRET_KEY.search(str(part)) for part in path
     ):
         return False
-    return isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 40)
+    if isinstance(value, str):
+        return len(value) <= 40 and "@" not in value and "://" not in value
+    return isinstance(value, bool | int | float)
 
 
 def _without_value(err: jsonschema.ValidationError) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -62,7 +63,7 @@ def gateway_env(upstream_url: str, **more: str) -> dict[str, str]:
 
 
 # Everything the suite's gateways wrote: log lines and response bodies. At the end of the run
-# none of the configured secrets may appear in it (see pytest_sessionfinish).
+# none of the configured secrets may appear in it (see no_secret_in_any_output).
 OUTPUT: list[str] = []
 SECRETS = {
     API_KEY,
@@ -87,15 +88,37 @@ def leaked(output: list[str], secrets: set[str]) -> list[tuple[str, str]]:
     return [(s, line[:200]) for line in output for s in secrets if s and s in line]
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_output(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The scan, once the process's last test has run. A fixture rather than a session hook:
+    under pytest-xdist each worker is its own process with its own OUTPUT, and only an error
+    raised in a worker fails the run."""
+    yield
     found = leaked(OUTPUT, SECRETS)
     if found:
-        print(f"\nSECRETS LEAKED into logs or responses ({len(found)}):")
-        for secret, line in found[:10]:
-            print(f"  {secret[:3]}...: {line}")
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    elif OUTPUT:
-        print(f"\nsecret scan: {len(OUTPUT)} log lines and bodies, no secret in any")
+        shown = "\n".join(f"  {secret[:3]}...: {line}" for secret, line in found[:10])
+        pytest.fail(f"SECRETS LEAKED into logs or responses ({len(found)}):\n{shown}")
+    workeroutput = getattr(request.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its count goes to the controller
+        workeroutput["scanned"] = len(OUTPUT)
+    else:
+        SCANNED.append(len(OUTPUT))
+
+
+SCANNED: list[int] = []  # lines scanned, per process that ran tests
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """An xdist worker ended: keep its count for the summary."""
+    SCANNED.append(node.workeroutput.get("scanned", 0))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if sum(SCANNED):
+        terminalreporter.write_line(
+            f"secret scan: {sum(SCANNED)} log lines and bodies in {len(SCANNED)} process(es),"
+            " no secret in any"
+        )
 
 
 async def _record_body(request: web.Request, response: web.StreamResponse) -> None:
@@ -335,6 +358,15 @@ def _unchunked(data: bytes) -> bytes:
     return out
 
 
+def alias_bomb(levels: int) -> str:
+    """YAML of a few lines that a loader expanding its aliases makes 10**levels values of (a
+    "billion laughs" at 9): each level a list of ten aliases of the one before."""
+    lines = ["lol0: &lol0 [lol]"]
+    for i in range(1, levels + 1):
+        lines.append(f"lol{i}: &lol{i} [" + ", ".join([f"*lol{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
 @pytest.fixture
 def client_timeouts(monkeypatch: pytest.MonkeyPatch) -> list[aiohttp.ClientTimeout]:
     """The ClientTimeout of every request any aiohttp session makes from here on."""
@@ -364,7 +396,24 @@ def never_rounded(timeout: aiohttp.ClientTimeout) -> bool:
 # -- real processes: `python -m gateway ...` on free local ports, stopped by the test's fixture --
 
 
+# Under pytest-xdist each worker takes its ports from its own range, below the kernel's
+# ephemeral ones (where port 0 binds land): two workers never pick the same free port in the
+# moment before a process they start binds it.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_PORTS = iter(range(0))
+if _WORKER.startswith("gw") and _WORKER[2:].isdigit():
+    _first = 10_000 + 1_500 * (int(_WORKER[2:]) % 15)
+    _PORTS = itertools.cycle(range(_first, _first + 1_500))
+
+
 def free_port() -> int:
+    for port in itertools.islice(_PORTS, 1_500):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

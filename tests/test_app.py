@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API, AUTH, ROOT, events, gateway_env, raw_http, tuned
+from conftest import API, AUTH, EF_AUTH, ROOT, events, gateway_env, raw_http, tuned
 
 from gateway.config import Config, Secret, load_config
 from gateway.errors import ConfigError
@@ -128,6 +128,39 @@ async def test_a_method_a_path_does_not_serve_is_405_with_allow(
         assert status == 405 and error_of(status, headers, body) == "MethodNotAllowed"
         assert set(headers["allow"].split(",")) >= allowed
         assert sandbox.app[CALLS] == before
+
+
+async def test_head_is_answered_on_every_get_operation_like_get_without_a_body(
+    client: Any,
+) -> None:
+    """HEAD on Khoros's GET routes was 405 while /healthz and /label took it."""
+    from gateway.api import OPERATIONS
+
+    paths = {"khoros": API, "hybrid_chat": "", "admin": "", "ops": ""}
+    ids = {"{type}": "customer", "{id}": "1001"}
+    served = [op for op in OPERATIONS if op.method == "GET"]
+    assert {op.realm for op in served} >= {"khoros", "hybrid_chat", "ops"}
+    for op in served:
+        path = paths[op.realm] + op.path
+        for name, value in ids.items():
+            path = path.replace(name, value)
+        query = {"query": "phone:+41791234567"} if op.name == "customer_by_phone" else {}
+        headers = {**AUTH, **EF_AUTH}
+        get = await client.get(path, params=query, headers=headers)
+        head = await client.head(path, params=query, headers=headers)
+        assert (head.status, head.content_type) == (get.status, get.content_type), op.name
+        if op.name == "metrics":  # the counters move between the two: only a length is said
+            assert int(head.headers["Content-Length"]) > 0
+        else:
+            assert head.headers["Content-Length"] == get.headers["Content-Length"], op.name
+        assert await head.read() == b"" and await get.read() != b"", op.name
+    # and without the key: the same 401 as GET, without its body
+    head = await client.head(f"{API}/customer/1001")
+    assert head.status == 401 and await head.read() == b""
+    status, headers, _ = await raw_http(
+        client.port, raw_get(f"{API}/case", b"Authorization: test-key-1", method=b"HEAD")
+    )
+    assert status == 405 and headers["allow"] == "POST"
 
 
 async def test_unknown_paths_are_404_with_the_error_body(client: Any) -> None:

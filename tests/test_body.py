@@ -4,7 +4,12 @@ show that no bytes make `parse` fail any other way."""
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
+import re
+import tracemalloc
+import zlib
 from typing import Any
 
 import pytest
@@ -12,7 +17,7 @@ from conftest import API, AUTH, interaction, raw_http
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.body import MAX_DEPTH, parse
+from gateway.body import MAX_BODY_BYTES, MAX_DEPTH, parse
 from gateway.errors import BadRequest
 from gateway.sandbox.server import CALLS
 from gateway.text import shown
@@ -184,3 +189,161 @@ def _strings(value: Any, name: str, depth: int) -> Any:
             yield path, value, key, depth
         elif isinstance(item, dict | list):
             yield from _strings(item, path, depth + 1)
+
+
+# -- Content-Encoding: gzip and deflate are read, within the limit; anything else is a 415 --------
+
+
+def _gzip_bomb(size: int) -> bytes:
+    """Zeros that decompress to ``size`` bytes, compressed a MB at a time (never held whole)."""
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b"0" * (1024 * 1024)
+    parts = [squeeze.compress(block) for _ in range(size // len(block))]
+    return b"".join([*parts, squeeze.flush()])
+
+
+def _deflate(data: bytes, wbits: int) -> bytes:
+    squeeze = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return squeeze.compress(data) + squeeze.flush()
+
+
+SEARCH = json.dumps({"email": "jane@example.com"}).encode()
+
+
+@pytest.mark.parametrize(
+    ("coding", "raw"),
+    [
+        ("gzip", gzip.compress(SEARCH)),
+        ("x-gzip", gzip.compress(SEARCH)),
+        ("GZip", gzip.compress(SEARCH)),
+        ("deflate", _deflate(SEARCH, zlib.MAX_WBITS)),  # zlib-wrapped, as RFC 9110 says
+        ("deflate", _deflate(SEARCH, -zlib.MAX_WBITS)),  # raw, as some clients send it
+        ("identity", SEARCH),
+        ("gzip", gzip.compress(SEARCH[:10]) + gzip.compress(SEARCH[10:])),  # two members
+    ],
+    ids=["gzip", "x-gzip", "GZip", "zlib", "raw-deflate", "identity", "two-members"],
+)
+async def test_a_compressed_body_is_read(client: Any, coding: str, raw: bytes) -> None:
+    resp = await client.post(
+        f"{API}/customers",
+        data=raw,
+        headers={**AUTH, "Content-Type": "application/json", "Content-Encoding": coding},
+    )
+    assert resp.status == 200, await resp.text()
+    assert [c["email"] for c in await resp.json()] == ["jane@example.com"]
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd", "compress", "gzip, gzip", "chunked", "b\u00e4d"])
+async def test_another_content_encoding_is_415_before_the_body_is_read(
+    client: Any, sandbox: Any, coding: str
+) -> None:
+    before = list(sandbox.app[CALLS])
+    resp = await client.post(
+        f"{API}/customers",
+        data=gzip.compress(SEARCH),
+        headers={**AUTH, "Content-Type": "application/json", "Content-Encoding": coding},
+    )
+    assert resp.status == 415, await resp.text()
+    answer = await resp.json()
+    assert answer["error"] == "UnsupportedMediaType" and "gzip" in answer["message"]
+    assert sandbox.app[CALLS] == before
+
+
+@pytest.mark.parametrize(
+    ("coding", "raw"),
+    [
+        ("gzip", b"this is not gzip at all"),
+        ("gzip", gzip.compress(SEARCH)[:-12]),  # truncated: no end
+        ("gzip", gzip.compress(SEARCH) + b"garbage after the member"),
+        ("deflate", b"\x78\x9c not deflate"),
+    ],
+    ids=["not-gzip", "truncated", "trailing-garbage", "not-deflate"],
+)
+async def test_a_body_that_does_not_decompress_is_400(
+    client: Any, sandbox: Any, coding: str, raw: bytes
+) -> None:
+    before = list(sandbox.app[CALLS])
+    resp = await client.post(
+        f"{API}/customers",
+        data=raw,
+        headers={**AUTH, "Content-Type": "application/json", "Content-Encoding": coding},
+    )
+    assert resp.status == 400, await resp.text()
+    answer = await resp.json()
+    assert answer["error"] == "BadRequest" and coding in answer["message"]
+    assert sandbox.app[CALLS] == before
+
+
+async def test_a_gzip_bomb_is_413_without_being_decompressed(client: Any, sandbox: Any) -> None:
+    """40 MB of zeros in 40 KB: decompressed only up to the 1 MB limit (aiohttp's own limit is
+    32 MB, past which it raised)."""
+    bomb = _gzip_bomb(40 * 1024 * 1024)
+    assert len(bomb) < 100_000
+    before = list(sandbox.app[CALLS])
+    tracemalloc.start()
+    try:
+        resp = await client.post(
+            f"{API}/customers",
+            data=bomb,
+            headers={**AUTH, "Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+        answer = await resp.json()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert resp.status == 413 and answer["error"] == "PayloadTooLarge", answer
+    assert "decompressed" in answer["message"]
+    assert peak < 8 * 1024 * 1024, peak  # the limit and some, never the bomb
+    assert sandbox.app[CALLS] == before
+
+
+async def test_a_body_just_over_the_limit_once_decompressed_is_413(client: Any) -> None:
+    padded = b'{"email": "jane@example.com", "x": "' + b" " * MAX_BODY_BYTES + b'"}'
+    resp = await client.post(
+        f"{API}/customers",
+        data=gzip.compress(padded),
+        headers={**AUTH, "Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert resp.status == 413 and (await resp.json())["error"] == "PayloadTooLarge"
+
+
+async def test_raw_content_encodings_get_the_error_body(client: Any) -> None:
+    """From a socket, as the tester sent them: no plain-text 400 from the HTTP parser."""
+    for coding, payload, status in [
+        (b"br", b"\x8b\x02\x80{}\x03", 415),
+        (b"gzip", b"not gzip", 400),
+        (b"deflate", b"not deflate", 400),
+    ]:
+        got, headers, answer = await raw_http(
+            client.port,
+            b"POST /api/v1/customers HTTP/1.1\r\nHost: x\r\nAuthorization: test-key-1\r\n"
+            b"Content-Type: application/json\r\nConnection: close\r\nContent-Encoding: "
+            + coding
+            + b"\r\nContent-Length: %d\r\n\r\n" % len(payload)
+            + payload,
+        )
+        assert got == status and headers["content-type"].startswith("application/json"), coding
+        assert json.loads(answer)["error"]
+
+
+async def test_a_body_said_to_be_over_the_limit_is_413_without_waiting_for_it(
+    client: Any, sandbox: Any
+) -> None:
+    """A Content-Length of 10 GB and no body was waited for until the budget ran out, and
+    answered 504 as if the CRM were slow."""
+    head = (
+        f"POST {API}/customer HTTP/1.1\r\nHost: x\r\nAuthorization: test-key-1\r\n"
+        "Content-Type: application/json\r\nContent-Length: 10000000000\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    try:
+        writer.write(head)
+        # The answer, not the connection's end: the server lingers to read what was announced.
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        length = int(re.search(rb"(?i)content-length: *(\d+)", answer)[1])  # type: ignore[index]
+        body = await asyncio.wait_for(reader.readexactly(length), 5)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 413 ") and json.loads(body)["error"] == "PayloadTooLarge"
+    assert not [c for c in sandbox.app[CALLS] if c.startswith("POST")]

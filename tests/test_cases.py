@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import uuid
 from typing import Any
 
 from conftest import API, AUTH, Upstream, budgets, events, interaction, ok, someone, tuned
 
+from gateway.reloading import HOLDER
 from gateway.sandbox.server import Faults
 from gateway.sandbox.store import Store
 
@@ -147,6 +150,49 @@ async def test_customer_id_on_an_update_moves_the_case(upstream: Upstream) -> No
         assert resp.status == 404, nobody
 
 
+async def test_a_case_without_interactions_is_the_same_case_only_when_repeated_whole(
+    upstream: Upstream,
+) -> None:
+    c = upstream.client
+    body = {"customerId": await customer(upstream), "title": f"Call back {uuid.uuid4().hex[:6]}",
+            "orderNumber": "A-1"}  # fmt: skip
+    first = await ok(await c.post(f"{API}/case", json=body, headers=AUTH), 201)
+    same = await ok(await c.post(f"{API}/case", json=body, headers=AUTH), 201)
+    assert same["id"] == first["id"]
+    # A customer and a title name no one case: other values are another case.
+    other = await ok(
+        await c.post(f"{API}/case", json={**body, "orderNumber": "A-2"}, headers=AUTH), 201
+    )
+    assert other["id"] != first["id"] and other["orderNumber"] == "A-2"
+    kept = await ok(await c.get(f"{API}/case/{first['id']}", headers=AUTH))
+    assert kept["orderNumber"] == "A-1"
+
+
+async def test_a_closed_case_is_neither_changed_nor_reopened_by_a_repeat(
+    upstream: Upstream,
+) -> None:
+    c, who = upstream.client, await customer(upstream)
+    with_them = {
+        "customerId": who,
+        "title": f"Closed {uuid.uuid4().hex[:6]}",
+        "orderNumber": "B-1",
+        "interactions": [interaction(uuid.uuid4().hex[:8])],
+    }
+    without = {"customerId": who, "title": f"Closed {uuid.uuid4().hex[:6]}", "orderNumber": "B-1"}
+    for body in (with_them, without):  # fmt: skip
+        case = await ok(await c.post(f"{API}/case", json=body, headers=AUTH), 201)
+        path = f"{API}/case/{case['id']}"
+        await ok(await c.patch(path, json={"status": "closed"}, headers=AUTH))
+        repeats = [body, {**body, "orderNumber": "B-2"}] if "interactions" in body else [body]
+        for repeat in repeats:
+            resp = await c.post(f"{API}/case", json=repeat, headers=AUTH)
+            assert resp.status == 409, await resp.text()
+            refused = await resp.json()
+            assert refused["error"] == "CaseClosed" and case["id"] in refused["message"]
+        now = await ok(await c.get(path, headers=AUTH))
+        assert (now["status"], now["orderNumber"]) == ("closed", "B-1")
+
+
 # -- the sandbox's levers ----------------------------------------------------------------------
 
 
@@ -263,3 +309,57 @@ async def test_a_create_that_never_got_its_answer_finds_the_case_it_made(
     tickets = [t for t in store.tickets.values() if t["subject"] == "Never answered"]
     assert [str(t["id"]) for t in tickets] == [made["id"]]
     assert "case_create_found" in [e["event"] for e in events(capsys.readouterr().out)]
+
+
+async def test_a_repeat_without_interactions_with_other_values_makes_a_new_case(
+    make_client: Any, config: Any, store: Store, capsys: Any
+) -> None:
+    one, two = await make_client(config), await make_client(config)
+    body = {"customerId": "1001", "title": "Same title", "priority": "low"}
+    first = await ok(await one.post(f"{API}/case", json=body, headers=AUTH), 201)
+    await ok(await one.patch(f"{API}/case/{first['id']}", json={"status": "closed"}, headers=AUTH))
+    urgent = {**body, "priority": "urgent"}
+    for client in (one, two):  # with its memory, and on a replica without it (Zendesk's key)
+        made = await ok(await client.post(f"{API}/case", json=urgent, headers=AUTH), 201)
+        assert made["id"] != first["id"] and made["priority"] == "urgent"
+    earlier = store.tickets[int(first["id"])]
+    assert (earlier["status"], earlier["priority"]) == ("solved", "low")
+    assert sum(t["subject"] == "Same title" for t in store.tickets.values()) == 2
+    assert "idempotency_mismatch" not in [e["event"] for e in events(capsys.readouterr().out)]
+
+
+async def test_a_lost_create_without_a_key_is_refused_while_the_crm_may_yet_show_it(
+    editable_files: Any, make_client: Any, sandbox: Any, store: Store, faults: Faults
+) -> None:
+    """On a CRM without idempotency keys (the sandbox with its keys off; the case's
+    `settle_seconds` as RT5's), a create that lost its answer (a 500) and whose case is not
+    among the customer's: the repeat is refused (503 CreatePending) while the CRM may still be
+    finishing the write, and makes the case once past that time."""
+    from conftest import gateway_env
+
+    from gateway.config import load_config
+
+    config_file, mapping = editable_files
+    mapping.write_text(
+        mapping.read_text().replace("    settle_seconds: 0\n", "    settle_seconds: 60\n")
+    )
+    store.idempotency_keys = False
+    url = str(sandbox.make_url("")).rstrip("/")
+    client = await make_client(load_config(config_file, env=gateway_env(url)))
+    await client.get(f"{API}/meta/object/case", headers=AUTH)
+    # The create and its retries (its key lets it retry; the CRM ignores it, as RT5 would).
+    faults.method, faults.path_prefix, faults.times, faults.status = (
+        "POST", "/api/v2/tickets", 3, 500
+    )  # fmt: skip
+    title = f"Lost {uuid.uuid4().hex[:8]}"
+    body = {"customerId": "1001", "title": title, "interactions": [interaction(title)]}
+    assert (await client.post(f"{API}/case", json=body, headers=AUTH)).status == 502
+    for _ in range(2):
+        resp = await client.post(f"{API}/case", json=body, headers=AUTH)
+        assert resp.status == 503, await resp.text()
+        assert (await resp.json())["error"] == "CreatePending"
+        assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    writes = client.app[HOLDER].current.cases
+    writes.clock = lambda: time.time() + 61  # past the time the CRM may take
+    made = await ok(await client.post(f"{API}/case", json=body, headers=AUTH), 201)
+    assert [str(t["id"]) for t in store.tickets.values() if t["subject"] == title] == [made["id"]]

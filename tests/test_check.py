@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from conftest import gateway_env, run_cli
+from conftest import ROOT, gateway_env, run_cli
 
 from gateway import check
 from gateway.config import Config, load_config
@@ -61,3 +61,21 @@ async def test_check_online_clean(config: Config) -> None:
         out.getvalue().strip()
         == "online: 0 mapped field(s) missing upstream, 0 upstream field(s) not mapped"
     )
+
+
+def test_check_refuses_a_base_url_that_start_up_refuses() -> None:
+    """Credentials in ZENDESK_URL, or a URL that does not parse, passed `check` and then
+    failed every request (500, 502) with the password in the `started` line."""
+    line = next(
+        i
+        for i, t in enumerate((ROOT / "config.example.yaml").read_text().splitlines(), 1)
+        if "base_url:" in t
+    )
+    for url in ("http://user:TOPSECRET@127.0.0.1:18082", "http://user:TOPSECRET@[bad"):
+        env = {**gateway_env(url), "PATH": "/usr/bin:/bin"}
+        checked = run_cli("check", "--config", "config.example.yaml", env=env)
+        served = run_cli("serve", "--config", "config.example.yaml", "--port", "9", env=env)
+        assert checked.returncode == served.returncode == 1
+        said = f"config.example.yaml:{line}: upstream.base_url: "
+        assert checked.stdout.startswith(said) and said in served.stderr
+        assert "TOPSECRET" not in checked.stdout + checked.stderr + served.stdout + served.stderr

@@ -217,6 +217,74 @@ def test_schema_errors_do_not_show_values_from_the_environment(tmp_path: Path) -
     ]
 
 
+BASE_URL_LINE = next(
+    i
+    for i, t in enumerate((ROOT / "config.example.yaml").read_text().splitlines(), 1)
+    if "base_url:" in t
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://user:TOPSECRET@127.0.0.1:18082", "put them in upstream.credentials"),
+        ("https://TOPSECRET@acme.zendesk.com", "put them in upstream.credentials"),
+        ("https://:TOPSECRET@acme.zendesk.com/", "put them in upstream.credentials"),
+        ("http://user:TOPSECRET@[bad", "is not a URL"),
+        ("http://[TOPSECRET", "is not a URL"),
+        ("http://acme.zendesk.com:TOPSECRET", "is not a URL"),
+        ("http://acme.zendesk.com:99999", "is not a URL"),
+        ("https://acme.zendesk.com/?token=TOPSECRET", "no query or fragment"),
+        ("https://acme.zendesk.com/#TOPSECRET", "no query or fragment"),
+    ],
+)
+def test_a_base_url_with_credentials_or_that_is_no_url_is_refused_unseen(
+    url: str, problem: str
+) -> None:
+    """A password in the URL would be logged with it, and aiohttp refuses it next to the
+    mapping's Authorization (every request a 500); a URL that does not parse fails every
+    request. Both stop start-up at the line, never quoting the value."""
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "config.example.yaml", env=gateway_env(url))
+    text = str(err.value)
+    assert text.startswith(f"{ROOT / 'config.example.yaml'}:{BASE_URL_LINE}: upstream.base_url: ")
+    assert problem in text and "TOPSECRET" not in text
+
+
+def test_a_base_url_written_in_the_file_is_refused_unseen_too(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "auth: {api_keys: k}\nupstream:\n  mapping: zendesk\n"
+        "  base_url: https://me:TOPSECRET@acme.zendesk.com\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}:4: upstream.base_url: holds credentials")
+    assert "TOPSECRET" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://:TOPSECRET@127.0.0.1:99999/0", "redis://:TOPSECRET@[::1", "redis://:TOPSECRET@h:x"],
+)
+def test_a_redis_url_that_does_not_parse_is_refused_unseen(url: str) -> None:
+    """`check` said such a URL was fine and `serve` stopped with a traceback."""
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "config.example.yaml", env={**gateway_env("http://x"), "REDIS_URL": url})
+    assert "shared_state.redis_url: is not a URL" in str(err.value)
+    assert "TOPSECRET" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://acme.zendesk.com", "http://127.0.0.1:8081/", "https://rt.example.com/REST/2.0",
+     "http://[::1]:8081", "https://xn--bcher-kva.example"],
+)  # fmt: skip
+def test_a_plain_base_url_is_kept(url: str) -> None:
+    config = load_config(ROOT / "config.example.yaml", env=gateway_env(url))
+    assert config.upstream.base_url == url.rstrip("/")
+
+
 # -- defaults: written once, in the schema ---------------------------------------------------------
 
 

@@ -6,11 +6,16 @@ every upstream (`upstream` fixture, conftest), then with the sandbox's faults.""
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
+import uuid
 from typing import Any
 
+import pytest
 from conftest import API, AUTH, Upstream, budgets, events, ok, someone, tuned
 
 from gateway.config import Config
+from gateway.reloading import HOLDER
 from gateway.sandbox.server import CALLS, LOAD, Faults
 from gateway.sandbox.store import Store
 
@@ -124,15 +129,165 @@ async def test_a_create_identical_to_a_customer_logs_that_it_found_it(
     assert [e["customer"] for e in found] == ["1001"]
 
 
-async def test_a_create_that_never_got_its_answer_finds_the_customer_it_made(
+async def test_a_create_whose_answer_was_lost_finds_the_customer_by_its_email(
     make_client: Any, config: Config, faults: Faults, store: Store, capsys: Any
 ) -> None:
-    short = tuned(budgets(config, default=3.0), upstream={"attempt_timeout_seconds": 0.3})
-    client = await make_client(short)
+    client = await make_client(config)
     await client.get(f"{API}/meta/object/customer", headers=AUTH)
-    faults.method, faults.path_prefix, faults.delay_after = "POST", "/api/v2/users", 0.5
+    faults.method, faults.path_prefix, faults.reset_after = "POST", "/api/v2/users", True
     person = {"name": "Never Answered", "email": "never@example.com"}
     made = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
     users = [u for u in store.users.values() if u["email"] == person["email"]]
     assert [str(u["id"]) for u in users] == [made["id"]]
     assert "customer_create_found" in [e["event"] for e in events(capsys.readouterr().out)]
+
+
+# -- creates of customers with no unique field: only the gateway can tell a repeat -----------
+
+
+def nameless() -> dict[str, str]:
+    """A customer with no unique value (no email, external id or handle): the CRM would take
+    the same values twice."""
+    return {"name": f"Plain {uuid.uuid4().hex[:8]}", "notes": "Only a name and notes."}
+
+
+def holding(store: Store, person: dict[str, str]) -> list[str]:
+    return [str(u["id"]) for u in store.users.values() if u["name"] == person["name"]]
+
+
+async def short_client(make_client: Any, config: Config, budget: float, attempt: float) -> Any:
+    """A gateway whose budget is ``budget`` and each attempt's cap ``attempt`` (also the grace
+    a create runs on past its caller's deadline), the field definitions cached."""
+    short = tuned(budgets(config, default=budget), upstream={"attempt_timeout_seconds": attempt})
+    client = await make_client(short)
+    await client.get(f"{API}/meta/object/customer", headers=AUTH)
+    return client
+
+
+async def test_a_create_answered_inside_the_budget_but_past_one_attempts_cap_is_answered(
+    make_client: Any, config: Config, faults: Faults, store: Store
+) -> None:
+    client = await short_client(make_client, config, budget=1.5, attempt=0.4)
+    # Applied at once, answered after 0.8 s: past one attempt's cap, inside the budget. A write
+    # that cannot be repeated waits for its answer rather than give up at the cap.
+    faults.method, faults.path_prefix, faults.times, faults.delay_after = (
+        "POST", "/api/v2/users", 1, 0.8
+    )  # fmt: skip
+    person = nameless()
+    made = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    again = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    assert again["id"] == made["id"] and holding(store, person) == [made["id"]]
+
+
+@pytest.mark.parametrize("lost", ["reset_after", "status_after"])
+async def test_a_create_applied_whose_answer_was_lost_is_found_not_made_again(
+    lost: str, make_client: Any, config: Config, faults: Faults, store: Store, capsys: Any
+) -> None:
+    client = await short_client(make_client, config, budget=3.0, attempt=1.0)
+    faults.method, faults.path_prefix, faults.times = "POST", "/api/v2/users", 1
+    setattr(faults, lost, True if lost == "reset_after" else 500)  # applied, then lost
+    person = nameless()
+    made = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    again = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    assert again["id"] == made["id"] and holding(store, person) == [made["id"]]
+    assert "customer_create_found" in [e["event"] for e in events(capsys.readouterr().out)]
+
+
+async def test_a_create_unanswered_past_its_budget_and_grace_is_found_by_the_repeat(
+    make_client: Any, config: Config, faults: Faults, store: Store, sandbox: Any
+) -> None:
+    client = await short_client(make_client, config, budget=0.6, attempt=0.3)
+    # Applied at once, answered after 1.5 s: past the budget and the grace (0.9 s together).
+    faults.method, faults.path_prefix, faults.times, faults.delay_after = (
+        "POST", "/api/v2/users", 1, 1.5
+    )  # fmt: skip
+    person = nameless()
+    assert (await client.post(f"{API}/customer", json=person, headers=AUTH)).status == 504
+    while sandbox.app[LOAD].now:
+        await asyncio.sleep(0.02)  # the gateway stopped waiting; the CRM is done too
+    again = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    assert holding(store, person) == [again["id"]]
+
+
+async def test_a_lost_create_the_search_cannot_see_yet_is_refused_not_made_again(
+    make_client: Any, config: Config, faults: Faults, store: Store
+) -> None:
+    client = await short_client(make_client, config, budget=3.0, attempt=1.0)
+    store.index_lag = 600  # Zendesk's search sees new users after seconds to minutes
+    faults.method, faults.path_prefix, faults.times = "POST", "/api/v2/users", 1
+    faults.reset_after = True
+    person = nameless()
+    assert (await client.post(f"{API}/customer", json=person, headers=AUTH)).status == 502
+    # The repeat cannot rule out that the first made it: it says so, and makes nothing.
+    for _ in range(2):
+        resp = await client.post(f"{API}/customer", json=person, headers=AUTH)
+        assert resp.status == 503, await resp.text()
+        assert (await resp.json())["error"] == "CreatePending"
+        assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    assert len(holding(store, person)) == 1
+    later = time.monotonic() + 700
+    store.clock = lambda: later  # the search sees it now: the repeat gets it
+    again = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    assert holding(store, person) == [again["id"]]
+
+
+async def test_a_lost_create_that_made_nothing_is_made_once_the_search_must_show_it(
+    make_client: Any, config: Config, faults: Faults, store: Store
+) -> None:
+    client = await short_client(make_client, config, budget=3.0, attempt=1.0)
+    faults.method, faults.path_prefix, faults.times, faults.status = (
+        "POST", "/api/v2/users", 1, 500
+    )  # fmt: skip
+    person = nameless()
+    assert (await client.post(f"{API}/customer", json=person, headers=AUTH)).status == 502
+    assert (await client.post(f"{API}/customer", json=person, headers=AUTH)).status == 503
+    writes = client.app[HOLDER].current.customers
+    settle = writes.engine.mapping.objects["customer"].settle_seconds
+    writes.clock = lambda: time.time() + settle + 1  # past the time the search may lag
+    made = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    assert holding(store, person) == [made["id"]]
+
+
+@pytest.mark.parametrize("failure", ["refused", "unreachable"])
+async def test_a_create_that_made_nothing_for_sure_is_made_by_the_repeat_at_once(
+    failure: str, make_client: Any, config: Config, faults: Faults, store: Store
+) -> None:
+    """A create the CRM refused (a 403) or that could not connect to it made nothing, and the
+    gateway knows it: the repeat makes the customer at once, never 503 `CreatePending`."""
+    client = await short_client(make_client, config, budget=3.0, attempt=1.0)
+    transport = client.app[HOLDER].current.customers.engine.upstream.transport
+    crm = transport.base_url
+    if failure == "refused":
+        faults.method, faults.path_prefix, faults.times, faults.status = (
+            "POST", "/api/v2/users", 1, 403
+        )  # fmt: skip
+    else:
+        with socket.socket() as s:  # a port nobody listens on: the CRM is being restarted
+            s.bind(("127.0.0.1", 0))
+            transport.base_url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    person = nameless()
+    assert (await client.post(f"{API}/customer", json=person, headers=AUTH)).status == 502
+    transport.base_url = crm
+    made = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    assert holding(store, person) == [made["id"]]
+
+
+async def test_a_lost_create_is_not_taken_for_an_older_or_a_wider_namesake(
+    make_client: Any, config: Config, faults: Faults, store: Store
+) -> None:
+    client = await short_client(make_client, config, budget=3.0, attempt=1.0)
+    person = nameless()
+    older = store.create_user(dict(person))
+    older["created_at"] = "2020-01-01T00:00:00Z"  # the same values, made long before
+    wider = store.create_user({**person, "name": f"{person['name']} Smith"})  # made just now
+    faults.method, faults.path_prefix, faults.times, faults.status = (
+        "POST", "/api/v2/users", 1, 500
+    )  # fmt: skip
+    assert (await client.post(f"{API}/customer", json=person, headers=AUTH)).status == 502
+    assert (await client.post(f"{API}/customer", json=person, headers=AUTH)).status == 503
+    writes = client.app[HOLDER].current.customers
+    settle = writes.engine.mapping.objects["customer"].settle_seconds
+    writes.clock = lambda: time.time() + settle + 1
+    made = await ok(await client.post(f"{API}/customer", json=person, headers=AUTH), 201)
+    assert made["id"] not in (str(older["id"]), str(wider["id"]))
+    assert sorted(holding(store, person)) == sorted([str(older["id"]), made["id"]])

@@ -47,6 +47,14 @@ async def test_attempt_timeout_is_capped_by_what_is_left() -> None:
         spent.attempt_timeout(5.0)
 
 
+async def test_a_call_that_cannot_be_repeated_may_take_all_of_a_budget_seen_through() -> None:
+    seen_through = Deadline(3.0, margin=0.1, seen_through=True)
+    assert seen_through.attempt_timeout(0.5) == 0.5  # a read, a keyed write: the cap
+    assert seen_through.attempt_timeout(0.5, repeatable=False) == pytest.approx(2.9, abs=0.05)
+    # Only in a create's budget seen through: elsewhere the cap holds for every call.
+    assert Deadline(3.0, margin=0.1).attempt_timeout(0.5, repeatable=False) == 0.5
+
+
 async def test_budget_is_per_task() -> None:
     async def inner() -> float:
         d = current()

@@ -1,6 +1,7 @@
 """Write locks across the fleet, against a real redis-server: holders of one key through three
 clients (as three processes have) run one at a time; one process asks Redis once per key at a
-time; a lease lasts no longer than its holder's budget and ends by itself when its holder dies;
+time; a lease lasts what its holder asked for (its budget and a create's grace) and ends by
+itself when its holder dies;
 a wait that runs out is a timeout, never a write without the lock; Redis stopped is this
 process's lock alone, said loudly (the host's, for the workers of a supervisor)."""
 
@@ -24,6 +25,8 @@ from gateway.fleet.host_files import HostFiles
 from gateway.fleet.host_locks import HostLocks
 from gateway.fleet.locks import RedisLocks
 from gateway.fleet.redis import SharedRedis, connect
+from gateway.locks import LocalLocks
+from gateway.mapping.once import lease
 
 
 @pytest.fixture
@@ -96,18 +99,33 @@ async def test_one_process_asks_redis_with_one_task_per_key(
     assert await raw.exists("test:lock:case:2") == 0
 
 
-async def test_a_lease_lasts_no_longer_than_the_budget_and_is_given_back_past_it(
+async def test_a_lease_lasts_what_its_holder_asked_and_is_given_back_past_it(
     clients: list[SharedRedis], raw: Any
 ) -> None:
     locks = RedisLocks(clients[0])
     with deadline.budget(0.5, 0.1):
-        async with locks.hold("case:3", 30):  # asked for 30 s: the budget bounds it
+        # A create's hold: its budget, the grace it runs on past it (2 s), a second to give back.
+        async with locks.hold("case:3", lease(grace=2.0)):
             ttl = await raw.pttl("test:lock:case:3")
-            assert 0 < ttl <= 1500  # what is left of the budget, and a second to give it back
+            assert 2_500 < ttl <= 3_500
             await asyncio.sleep(0.6)  # the holder overruns its budget
         assert await raw.exists("test:lock:case:3") == 0  # given back all the same
     async with locks.hold("case:3", 30):  # no budget: the lease asked for
         assert 29_000 < await raw.pttl("test:lock:case:3") <= 30_000
+    # The time spent waiting for this process's lock is taken off the lease asked for.
+    local = LocalLocks()
+    waiting = RedisLocks(clients[0], local)
+    leases: list[int] = []
+
+    async def later() -> None:
+        async with waiting.hold("case:5", 3.0):
+            leases.append(await raw.pttl("test:lock:case:5"))
+
+    async with local.hold("case:5", 30):
+        waiter = asyncio.create_task(later())
+        await asyncio.sleep(1.0)
+    await waiter
+    assert 0 < leases[0] <= 2_050
 
 
 async def test_a_wait_that_outlasts_the_budget_is_a_timeout_and_no_write(

@@ -3,6 +3,7 @@ writes split where the upstream records too little, and what is on the record le
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -76,3 +77,20 @@ def test_digest_and_idempotency_key() -> None:
     assert im.digest(body) == im.digest(json.loads(json.dumps(body)))
     assert im.digest(body) != im.digest({**body, "priority": "high"})
     assert im.idempotency_key(body) == im.idempotency_key({**body, "priority": "high"})
+    # The key made before (a repeat within Zendesk's two hours still matches it).
+    assert (
+        im.idempotency_key(body)
+        == "crm-gateway-"
+        + hashlib.sha256(json.dumps(["1", "T", ["twitter:1"]]).encode()).hexdigest()[:40]
+    )
+
+
+def test_without_interactions_every_value_is_the_identity_of_a_case() -> None:
+    body = {"customerId": "1", "title": "Call back", "priority": "low"}
+    assert im.idempotency_key(body) == im.idempotency_key(dict(reversed(body.items())))
+    assert im.idempotency_key(body) == im.idempotency_key({**body, "interactions": []})
+    assert im.idempotency_key(body) == im.idempotency_key(
+        {"customId": "1", "title": "Call back", "priority": "low", "customerId": "1"}
+    )
+    others = [{**body, "priority": "urgent"}, {**body, "type": "task"}, {**body, "title": "X"}]
+    assert len({im.idempotency_key(b) for b in [body, *others]}) == 4

@@ -161,6 +161,34 @@ async def test_search_bad_bodies_are_400_with_fields(client: Any) -> None:
         assert (await resp.json())["fields"] == []
 
 
+async def test_search_values_follow_the_field_types_as_writes_do(client: Any) -> None:
+    """`{"email": 5}` was searched as "5" (204), a checkbox searchable in meta refused `true`
+    ("Must be text") and took `"yes"`: a search value is checked as a write's is."""
+    for body, problem in [
+        ({"email": 5}, "Must be text."),
+        ({"name": True}, "Must be text."),
+        ({"vip_level": 1.5}, "Must be text."),
+        ({"newsletter": "yes"}, "Must be true or false."),
+        ({"newsletter": 1}, "Must be true or false."),
+        ({"newsletter": None}, "Must be true or false."),
+    ]:
+        (key,) = body
+        writes = [("PATCH", "/customer/1003")] if body[key] is not None else []  # null clears
+        for method, path in [("POST", "/customers"), *writes]:
+            resp = await client.request(method, API + path, json=body, headers=AUTH)
+            assert resp.status == 400, (method, body)
+            fields = (await resp.json())["fields"]
+            assert fields == [{"name": key, "errorMessage": problem}], (method, body)
+    meta = await (await client.get(f"{API}/meta/object/customer", headers=AUTH)).json()
+    (newsletter,) = [f for f in meta["fields"] if f["name"] == "newsletter"]
+    assert newsletter["type"] == "checkbox" and newsletter["searchable"] is True
+    for value in (True, "true", "TRUE"):
+        resp = await client.post(f"{API}/customers", json={"newsletter": value}, headers=AUTH)
+        assert resp.status == 200, value
+        found = await resp.json()
+        assert [c["id"] for c in found] == ["1001"] and found[0]["newsletter"] is True
+
+
 async def test_bestmatch_orders_by_strategy_and_dedupes(client: Any) -> None:
     body = {
         "displayName": "John Smith",

@@ -1,5 +1,6 @@
 """One writer per key: holders of one key run one at a time, in the order they came; other
-keys are not held up; nothing is left behind, also when a holder fails or is cancelled."""
+keys are not held up; a waiter waits at most its budget; nothing is left behind, also when a
+holder fails or is cancelled."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 
 import pytest
 
+from gateway import deadline
+from gateway.errors import DeadlineExceeded
 from gateway.locks import LocalLocks
 
 
@@ -56,4 +59,23 @@ async def test_a_failing_or_cancelled_holder_releases() -> None:
         await task
     async with locks.hold("k", 5):
         pass
+    assert len(locks) == 0
+
+
+async def test_a_waiter_waits_at_most_its_budget_and_then_writes_nothing() -> None:
+    locks, entered = LocalLocks(), []
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with locks.hold("create:1", 5):
+            await release.wait()
+
+    held = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    with deadline.budget(0.2, 0.1), pytest.raises(DeadlineExceeded):
+        async with locks.hold("create:1", 5):
+            entered.append(1)
+    assert entered == []
+    release.set()
+    await held
     assert len(locks) == 0

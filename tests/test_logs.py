@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import logging
+import re
 from typing import Any
 
-from conftest import API, AUTH, leaked, tuned
+from conftest import API, AUTH, ROOT, leaked, raw_http, tuned
 
 from gateway import logs
 from gateway.config import Config
@@ -36,6 +39,24 @@ async def test_one_line_per_request_with_what_an_operator_needs(client: Any, cap
     assert 0 < line["budget_left_ms"] <= 7200
     assert (line["company_id"], line["initiative"]) == ("4242", "17")
     assert line["agent_email"] == "***"  # PII, masked
+
+
+async def test_bytes_that_are_not_http_are_a_warning_without_what_was_sent(
+    client: Any, capsys: Any
+) -> None:
+    """aiohttp's parser logged each at level error with its traceback (and the bytes)."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Odd: jane\x01doe\r\nConnection: close\r\n\r\n"
+    logging.getLogger().addHandler(logs._FORWARD)  # as a serving process has it
+    try:
+        status, _, _ = await raw_http(client.port, request)
+    finally:
+        logging.getLogger().removeHandler(logs._FORWARD)
+    assert status == 400
+    out = capsys.readouterr().out
+    found = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert [(x["event"], x["level"]) for x in found] == [("http_unreadable", "warning")]
+    assert found[0]["problem"] == "BadHttpMessage"
+    assert "jane" not in out and "Traceback" not in out
 
 
 async def test_a_second_request_is_served_by_the_cache(client: Any, capsys: Any) -> None:
@@ -81,6 +102,25 @@ def test_secrets_never_appear(capsys: Any) -> None:
     )
     out = capsys.readouterr().out
     assert "s3cr3t-token-value" not in out and out.count("[secret]") == 2
+
+
+def test_credentials_in_a_url_never_appear_whatever_the_key(capsys: Any) -> None:
+    """Config refuses a base URL with credentials; whatever URL still carries some (in an
+    error's text, a structural key such as `upstream`) is logged without them."""
+    logs.configure("info", "json", pii=True)
+    logs.get().info(
+        "started",
+        upstream="http://user:TOPSECRET@127.0.0.1:18082/api",
+        detail="GET https://:TOPSECRET@x.example/v2 and redis://TOPSECRET@r:6379/0 failed",
+        url="https://x.com/@janedoe",  # an @ in a path is no credential
+    )
+    line = lines(capsys)[0]
+    assert "TOPSECRET" not in json.dumps(line)
+    assert line["upstream"] == "http://[secret]@127.0.0.1:18082/api"
+    assert line["detail"] == (
+        "GET https://[secret]@x.example/v2 and redis://[secret]@r:6379/0 failed"
+    )
+    assert line["url"] == "https://x.com/@janedoe"
 
 
 def test_pii_masked_by_default_and_shown_when_asked(capsys: Any) -> None:
@@ -136,3 +176,34 @@ def test_a_secret_learned_later_is_redacted_in_text_seen_before(capsys: Any) -> 
     first, second = lines(capsys)
     assert first["route"] == "/hooks/tok-123456789"
     assert second["route"] == "/hooks/[secret]"
+
+
+# -- the README names every event ------------------------------------------------------------------
+
+_LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
+
+
+def logged_events() -> dict[str, str]:
+    """Every event name the code logs (`log.info("reloaded", ...)`, `.log(level, "python_log")`),
+    with where: read from the source of gateway/."""
+    found: dict[str, str] = {}
+    for file in sorted((ROOT / "gateway").rglob("*.py")):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            args, name = node.args, node.func.attr
+            event = args[0] if name in _LEVELS and args else None
+            if name == "log" and len(args) > 1:
+                event = args[1]
+            if isinstance(event, ast.Constant) and re.fullmatch(r"[a-z][a-z_]+", str(event.value)):
+                found.setdefault(str(event.value), f"{file.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_every_event_the_code_logs_is_in_the_readmes_list() -> None:
+    section = (ROOT / "README.md").read_text().split("**Logs**", 1)[1].split("**Health.**", 1)[0]
+    listed = set(re.findall(r"`([a-z][a-z_]+)`", section))
+    events = logged_events()
+    assert len(events) > 40 and {"request", "upstream", "started", "python_log"} <= set(events)
+    missing = {name: where for name, where in events.items() if name not in listed}
+    assert not missing, f"events logged but not in README.md (Operating, Logs): {missing}"

@@ -7,14 +7,27 @@ import asyncio
 import json
 import os
 import signal
+import threading
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API, AUTH, events, free_port, gateway, gateway_env, wait_for
+from conftest import (
+    API,
+    AUTH,
+    alias_bomb,
+    events,
+    free_port,
+    gateway,
+    gateway_env,
+    read_log,
+    wait_for,
+)
 
-from gateway.config import load_config
+from gateway import yamlfile
+from gateway.config import Listen, load_config
 from gateway.reloading import HOLDER
 from gateway.sandbox.server import Faults
 
@@ -285,3 +298,159 @@ def test_sighup_of_a_broken_file_shows_nothing_and_keeps_serving(
     assert SECRET not in text and "Traceback" not in text and "Task exception" not in text
     refusals = [e for e in events(text) if e["event"] == "reload_refused"]
     assert len(refusals) == 4 and all(":" in p for e in refusals for p in e["problems"])
+
+
+# -- reloads that cost what a config may, off the event loop ---------------------------------------
+
+
+async def test_an_alias_bomb_is_refused_at_once_and_the_old_config_serves(
+    make_client: Any, sandbox_env: None, editable_files: tuple[Path, Path], capsys: Any
+) -> None:
+    """A 9-level "billion laughs" appended to the config took each worker to 8-10 GB and was
+    refused after 4 minutes."""
+    config_file, _ = editable_files
+    client = await make_client(load_config(config_file))
+    holder = client.server.app[HOLDER]
+    good = config_file.read_text()
+    config_file.write_text(good + alias_bomb(9))
+    tracemalloc.start()
+    try:
+        assert await holder.reload(config_file) is False
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, peak  # the files' nodes, never the expansion
+    (refused,) = [e for e in events(capsys.readouterr().out) if e["event"] == "reload_refused"]
+    line = len(good.splitlines()) + 6  # lol5: the first level past the limit
+    assert refused["problems"] == [
+        f"{config_file}:{line}: lol5: holds more than {yamlfile.MAX_VALUES:,} values once its "
+        "aliases are expanded: not loaded"
+    ]
+    assert (await client.get(f"{API}/customer/1001", headers=AUTH)).status == 200
+    assert holder.current.config.file == str(config_file)
+
+
+async def test_a_reload_reads_its_files_off_the_event_loop(
+    make_client: Any,
+    sandbox_env: None,
+    editable_files: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reload whose file takes its time (here the config file, read only once a request has
+    been answered meanwhile) does not hold up the requests of the process."""
+    config_file, _ = editable_files
+    watch_every(config_file, 0)  # this reload alone waits
+    client = await make_client(load_config(config_file))
+    holder = client.server.app[HOLDER]
+    answered = threading.Event()
+    read_text = yamlfile.read_text
+
+    def slow_read(path: Path) -> str:
+        if path == config_file:
+            answered.wait(10)  # if the loop is blocked, nothing answers: read anyway, and fail
+        return read_text(path)
+
+    monkeypatch.setattr(yamlfile, "read_text", slow_read)
+    reload = asyncio.create_task(holder.reload(config_file))
+    await asyncio.sleep(0.01)
+    resp = await client.get(f"{API}/customer/1001", headers=AUTH)
+    reloading_still = not reload.done()
+    answered.set()
+    assert resp.status == 200 and reloading_still
+    assert await reload is True
+
+
+def test_workers_refuse_an_alias_bomb_promptly_and_stay_small(
+    processes: Any, sandbox_process: str, editable_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The attack as it was made: a bomb appended to the watched config of `--workers 2`."""
+    config_file, _ = editable_files
+    watch_every(config_file, 0.1)
+    port, log = free_port(), tmp_path / "gateway.log"
+    supervisor = gateway("serve", "--config", str(config_file), "--port", str(port),
+                         "--workers", "2", env=gateway_env(sandbox_process), log=log)  # fmt: skip
+    processes.append(supervisor)
+    url = f"http://127.0.0.1:{port}/api/v1/customer/1001"
+    wait_for(url, AUTH)
+    for _ in range(150):  # both workers serving, and so watching
+        workers = [str(e["pid"]) for e in read_log(log) if e["event"] == "started"]
+        if len(workers) == 2:
+            break
+        time.sleep(0.1)
+    assert len(workers) == 2
+    config_file.write_text(config_file.read_text() + alias_bomb(9))
+    for _ in range(300):  # each worker refuses it (within a second or so; it took 4 minutes)
+        refused = [e for e in read_log(log) if e["event"] == "reload_refused"]
+        if len(refused) == 2:
+            break
+        time.sleep(0.1)
+    assert len(refused) == 2 and all("lol5" in e["problems"][0] for e in refused)
+    assert "name" in json.loads(wait_for(url, AUTH))
+    for pid in workers:  # the most memory each worker ever held: it was 8-10 GB
+        status = Path(f"/proc/{pid}/status").read_text()
+        peak_kb = int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1])
+        assert peak_kb < 300 * 1024, (pid, peak_kb)
+
+
+# -- what a reload cannot change, and what it is compared with -----------------------------------
+
+
+async def test_a_setting_only_a_restart_applies_is_named_and_kept(
+    make_client: Any, sandbox_env: None, editable_files: tuple[Path, Path], capsys: Any
+) -> None:
+    config_file, _ = editable_files
+    client = await make_client(load_config(config_file))
+    holder = client.server.app[HOLDER]
+    text = config_file.read_text()
+    config_file.write_text(text.replace("base_path: /api/v1", "base_path: /api/v2", 1))
+    capsys.readouterr()
+    assert await holder.reload(config_file) is True
+    warned = [e for e in events(capsys.readouterr().out) if e["event"] == "reload_needs_restart"]
+    assert [(e["setting"], e["kept"]) for e in warned] == [("server.base_path", "/api/v1")]
+    assert holder.current.config.server.base_path == "/api/v2"  # the routes still say /api/v1
+    assert (await client.get(f"{API}/customer/1001", headers=AUTH)).status == 200
+
+
+async def test_where_to_listen_given_at_start_is_kept_by_every_reload(
+    make_client: Any, sandbox_env: None, editable_files: tuple[Path, Path], capsys: Any
+) -> None:
+    """`--port`, `--host`, GATEWAY_PORT and GATEWAY_HOST beat the file at every reload too: a
+    reload compared the file's port with the one given and warned that it needed a restart."""
+    config_file, _ = editable_files
+    given = Listen(host="127.0.0.2", port=18099)
+    client = await make_client(load_config(config_file, listen=given))
+    holder = client.server.app[HOLDER]
+    text = config_file.read_text()
+    for edit in (text, text.replace("port: 8080", "port: 8081", 1)):
+        config_file.write_text(edit)
+        capsys.readouterr()
+        assert await holder.reload(config_file) is True
+        said = [e["event"] for e in events(capsys.readouterr().out)]
+        assert "reloaded" in said and "reload_needs_restart" not in said
+        server = holder.current.config.server
+        assert (server.host, server.port) == ("127.0.0.2", 18099)
+        assert holder.current.config.listen == given
+
+
+def test_a_reload_of_workers_started_with_a_port_warns_of_nothing(
+    processes: Any, sandbox_process: str, editable_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config_file, _ = editable_files
+    watch_every(config_file, 0)
+    port, log = free_port(), tmp_path / "gateway.log"
+    env = gateway_env(sandbox_process, GATEWAY_HOST="127.0.0.1")
+    supervisor = gateway("serve", "--config", str(config_file), "--port", str(port),
+                         "--workers", "2", env=env, log=log)  # fmt: skip
+    processes.append(supervisor)
+    for _ in range(150):  # both workers serving
+        if len([e for e in read_log(log) if e["event"] == "started"]) == 2:
+            break
+        time.sleep(0.1)
+    supervisor.send_signal(signal.SIGHUP)
+    for _ in range(100):
+        said = [e["event"] for e in read_log(log)]
+        if said.count("reloaded") == 2:
+            break
+        time.sleep(0.1)
+    assert said.count("reloaded") == 2 and "reload_needs_restart" not in said
+    assert "name" in json.loads(wait_for(f"http://127.0.0.1:{port}/api/v1/customer/1001", AUTH))

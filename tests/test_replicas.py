@@ -5,7 +5,9 @@ sandbox with its keys off, and a real RT5 under `make test-rt5`); a purge on one
 process's caches; an OAuth rotation over 3 replicas x 2 workers makes one refresh per expiry;
 and Redis stopped mid-run costs no request, reads or writes. Without Redis, the workers of one
 supervisor (`serve --workers 3`) do the same through their host: racing creates and updates
-spread over them land once, on a CRM without idempotency keys too."""
+spread over them land once, on a CRM without idempotency keys too. Through either, a create
+whose answer is late or lost is made once, and one whose outcome cannot be known yet is
+refused by every process rather than made again."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import itertools
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ from conftest import (
     until_up,
 )
 
-from gateway.sandbox.server import CREDENTIALS, FAULTS
+from gateway.sandbox.server import CALLS, CREDENTIALS, FAULTS, LOAD
 from gateway.sandbox.store import Store
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
@@ -297,6 +299,125 @@ async def test_racing_writes_through_the_workers_of_one_host_land_once_on_rt5(
             found = await rt.tickets(f"Requestor.id = {int(customer['id'])}")
             assert sorted(found) == sorted(made), rep  # one ticket for each 30 creates
             assert once_each(await rt.comments(case), list(once)) == once, rep
+
+
+SHORT = {"deadlines": {"default_seconds": 1.0, "share": 1.0},
+         "upstream": {"attempt_timeout_seconds": 0.6}}  # fmt: skip
+
+
+@pytest.fixture
+async def short_processes(
+    request: pytest.FixtureRequest,
+    watched_sandbox: Any,
+    redis_binary: str,
+    tmp_path: Path,
+    processes: list[Any],
+    logs_dir: Path,
+) -> AsyncIterator[list[int]]:
+    """Three gateway processes with a short budget (1 s) and attempt cap (0.6 s), that
+    share their locks and memory of creates through Redis (`shared` "redis": three replicas)
+    or through their host (`shared` "host": three workers of one supervisor, no Redis); the
+    test's parameter `shared` says which. Their ports."""
+    shared = request.node.callspec.params["shared"]
+    env = gateway_env(str(watched_sandbox.make_url("")).rstrip("/"))
+    config = process_config(logs_dir, **SHORT)
+    if shared == "host":
+        yield await start_workers(processes, config, env, logs_dir)
+        return
+    server = RedisServer(redis_binary, tmp_path / "redis")
+    server.start()
+    try:
+        yield await start_fleet(processes, config, {**env, "REDIS_URL": server.url}, logs_dir)
+    finally:
+        server.stop()
+
+
+def nameless() -> dict[str, str]:
+    """A customer with no unique value: only the gateway can tell a repeat from a second one."""
+    return {"name": f"Plain {uuid.uuid4().hex[:8]}", "notes": "Only a name and notes."}
+
+
+def holding(store: Store, body: dict[str, str]) -> list[int]:
+    return [u["id"] for u in store.users.values() if u["name"] == body["name"]]
+
+
+async def create_everywhere(
+    http: aiohttp.ClientSession, ports: list[int], body: dict[str, str]
+) -> list[tuple[int, Any]]:
+    return await asyncio.gather(
+        *(send(http, "POST", port, f"{API}/customer", body) for port in ports)
+    )
+
+
+async def made_once(
+    http: aiohttp.ClientSession, ports: list[int], sandbox: Any, store: Store, lost: str
+) -> None:
+    """Three racing creates of a customer with no unique value, the first applied at once and
+    its answer late (1.3 s: past the callers' budget of 1 s and one attempt's cap of 0.6 s,
+    inside the grace), dropped (`reset`) or replaced by a 500. The racing ones wait for it and
+    make nothing; every caller, then or on the repeat, gets the one customer it made."""
+    faults = sandbox.app[FAULTS]
+    faults.method, faults.path_prefix = "POST", "/api/v2/users"
+    faults.delay_after = 1.3 if lost == "late" else 0.0
+    faults.reset_after, faults.status_after = lost == "reset", 500 if lost == "500" else None
+    posts, body = len(posted(sandbox)), nameless()
+    first = await create_everywhere(http, ports, body)
+    # Late: every caller's budget ends first (504), and the create runs on. Lost: the create
+    # finds what it made, and the racing ones get it from the fleet's memory.
+    assert [s for s, _ in first] == ([504] if lost == "late" else [201]) * 3, (lost, first)
+    while not holding(store, body) or sandbox.app[LOAD].now:
+        await asyncio.sleep(0.02)
+    again = await create_everywhere(http, ports, body)  # (waiting, if need be, for the lock)
+    assert len(posted(sandbox)) == posts + 1 and len(holding(store, body)) == 1, lost
+    assert [s for s, _ in again] == [201] * 3, (lost, again)
+    answered = {m["id"] for s, m in [*first, *again] if s == 201}
+    assert answered == {str(u) for u in holding(store, body)}, lost
+
+
+async def refused_while_unseen(
+    http: aiohttp.ClientSession, ports: list[int], sandbox: Any, store: Store
+) -> None:
+    """The first of three racing creates is applied and its connection dropped, and the CRM's
+    search does not show new users yet (Zendesk's lags). No process can tell whether it was
+    made: none makes it again, each says so (502 for the create that lost its answer, 503
+    `CreatePending` for the others and the repeats), and once the search shows it every repeat
+    gets it."""
+    faults = sandbox.app[FAULTS]
+    faults.method, faults.path_prefix, faults.reset_after = "POST", "/api/v2/users", True
+    faults.delay_after, faults.status_after = 0.0, None
+    later = [0.0]
+    store.clock = lambda: time.monotonic() + later[0]
+    store.index_lag = 600.0
+    posts, body = len(posted(sandbox)), nameless()
+    first = await create_everywhere(http, ports, body)
+    # The create that lost its answer is a 502; a racing one through the same process shares
+    # its outcome, one through another process waits for it and is refused.
+    assert 502 in [s for s, _ in first] and {s for s, _ in first} <= {502, 503}, first
+    assert {m["error"] for s, m in first if s == 503} <= {"CreatePending"}
+    assert [s for s, _ in await create_everywhere(http, ports, body)] == [503] * 3
+    later[0] = 700.0  # the search shows it now
+    again = await create_everywhere(http, ports, body)
+    assert len(posted(sandbox)) == posts + 1 and len(holding(store, body)) == 1
+    assert [s for s, _ in again] == [201] * 3, again
+    assert {m["id"] for _, m in again} == {str(u) for u in holding(store, body)}
+
+
+def posted(sandbox: Any) -> list[str]:
+    return [c for c in sandbox.app[CALLS] if c.startswith("POST")]
+
+
+@pytest.mark.parametrize("shared", ["redis", "host"])
+async def test_a_create_whose_answer_is_late_or_lost_is_made_once_through_every_process(
+    shared: str, watched_sandbox: Any, store: Store, short_processes: list[int]
+) -> None:
+    """Customers with no unique value, created through three processes at once, whose first
+    create's answer is late, dropped, or a 500 (`made_once`), and then one whose outcome no
+    process can know yet (`refused_while_unseen`): each made once, through replicas sharing a
+    Redis and through the workers of one host."""
+    async with each_request_its_connection() as http:
+        for lost in ("late", "reset", "500"):
+            await made_once(http, short_processes, watched_sandbox, store, lost)
+        await refused_while_unseen(http, short_processes, watched_sandbox, store)
 
 
 async def test_a_purge_reaches_every_replica_and_redis_trouble_costs_no_request(

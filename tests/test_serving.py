@@ -5,18 +5,22 @@ SIGTERM lets requests in flight finish before everything stops cleanly."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import json
+import os
 import signal
 import subprocess
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from conftest import (
+    API_KEY,
     AUTH,
     EF_AUTH,
     TIMELINE,
@@ -252,3 +256,98 @@ async def test_sigterm_turns_readyz_503_while_requests_are_still_answered(
     lines = [e["event"] for e in read_log(log)]
     assert lines.count("draining") == lines.count("stopped") == int(workers)
     assert lines.index("draining") < lines.index("stopped")
+
+
+# -- signals from the first moment: a stop during start-up is a clean stop ------------------------
+
+
+def read_by_a_process(pipe: Path, timeout: float = 30) -> int:
+    """A descriptor to write the named pipe, once a process has opened it to read (reading its
+    config, here); fails rather than hangs when none does."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            return os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO or time.monotonic() > end:
+                raise
+            time.sleep(0.01)
+
+
+def keys_in_a_pipe(tmp_path: Path) -> tuple[Path, Path]:
+    """A config whose API keys come from a secret file that is a named pipe: a process reading
+    it waits there until the test writes the keys."""
+    pipe = tmp_path / "keys"
+    os.mkfifo(pipe)
+    return process_config(tmp_path, auth={"api_keys": f"${{file:{pipe}}}"}), pipe
+
+
+def write(fd: int, text: str) -> None:
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_sigterm_during_start_up_is_a_clean_exit(
+    processes: Any, tmp_path: Path, workers: str
+) -> None:
+    """A SIGTERM in the first half second (imports, the config, the set-up) ended the process
+    with 143. Here it comes while the process reads its config: the process stops once it can,
+    exit 0, and a supervisor starts no worker."""
+    config, pipe = keys_in_a_pipe(tmp_path)
+    port, log = free_port(), tmp_path / "gateway.log"
+    proc = gateway("serve", "--config", str(config), "--port", str(port), "--workers", workers,
+                   env=gateway_env("http://127.0.0.1:9"), log=log)  # fmt: skip
+    processes.append(proc)
+    reading = read_by_a_process(pipe)
+    proc.send_signal(signal.SIGTERM)
+    write(reading, API_KEY)
+    assert proc.wait(30) == 0
+    said = [e["event"] for e in read_log(log)]
+    if workers == "1":
+        assert said[-1] == "stopped"
+    else:
+        assert said == ["supervisor_stopped"]
+
+
+def test_workers_stopped_while_they_start_exit_cleanly(processes: Any, tmp_path: Path) -> None:
+    """A worker SIGTERMed before it installed its handlers died silently. The supervisor starts
+    them with the signals held back; each acts on it once it can, and exits 0."""
+    port, log = free_port(), tmp_path / "gateway.log"
+    env = gateway_env("http://127.0.0.1:9")
+    supervisor = gateway("serve", "--config", "config.example.yaml", "--port", str(port),
+                         "--workers", "2", env=env, log=log)  # fmt: skip
+    processes.append(supervisor)
+    for _ in range(300):
+        started = [e for e in read_log(log) if e["event"] == "supervisor_started"]
+        if started:
+            break
+        time.sleep(0.01)
+    supervisor.send_signal(signal.SIGTERM)  # the workers are still importing: 0.3 s at least
+    assert supervisor.wait(30) == 0
+    lines = read_log(log)
+    stopped = {e["pid"] for e in lines if e["event"] == "stopped"}
+    assert stopped == set(started[0]["pids"])
+    assert "worker_exited" not in [e["event"] for e in lines]
+
+
+def test_a_sighup_during_start_up_reloads_once_it_serves(processes: Any, tmp_path: Path) -> None:
+    """SIGHUP's default ended a process that had not installed its handler yet (a `systemctl
+    reload` as it starts, a worker restarted by its supervisor)."""
+    config, pipe = keys_in_a_pipe(tmp_path)
+    port, log = free_port(), tmp_path / "gateway.log"
+    proc = gateway("serve", "--config", str(config), "--port", str(port),
+                   env=gateway_env("http://127.0.0.1:9"), log=log)  # fmt: skip
+    processes.append(proc)
+    reading = read_by_a_process(pipe)
+    proc.send_signal(signal.SIGHUP)
+    write(reading, API_KEY)
+    wait_for(f"http://127.0.0.1:{port}/healthz")  # served: it has read the pipe to its end
+    write(read_by_a_process(pipe), API_KEY)  # and the reload reads it again
+    for _ in range(100):
+        if "reloaded" in [e["event"] for e in read_log(log)]:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None and "reloaded" in [e["event"] for e in read_log(log)]

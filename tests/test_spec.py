@@ -37,6 +37,9 @@ def test_zendesk_mapping_compiles() -> None:
     assert [s.score for s in spec.strategies] == [100] * 5 + [30] * 3 + [10]
     assert spec.search_cases is not None and "search_cases" not in spec.operations
     assert spec.interactions.marker_suffix == "]" and spec.interactions.parse is not None
+    # A lost create's repeat: a user may stay out of search for minutes; a ticket's repeat
+    # carries its idempotency key, and needs no wait.
+    assert [spec.objects[k].settle_seconds for k in ("customer", "case")] == [600, 0]
 
 
 @pytest.mark.parametrize(
@@ -89,6 +92,12 @@ def test_zendesk_mapping_compiles() -> None:
             "(?s)(?P<author_age>x)|(?:Unknown author|",
             "interactions.parse",
             "no part of an interaction is named author_age",
+        ),
+        (
+            "    settle_seconds: 0\n",
+            "    created_at: created_at\n",
+            "objects.case.created_at",
+            "only a customer has it",
         ),
         (
             "method: PUT",
@@ -152,6 +161,7 @@ def test_rt5_mapping_and_config_load() -> None:
 
     spec = load_mapping(ROOT / "mappings/rt5.yaml")
     assert spec.name == "rt5" and spec.verify_writes
+    assert [spec.objects[k].settle_seconds for k in ("customer", "case")] == [60, 60]
     routing = spec.priority_routing
     assert routing is not None and routing.labels.lookup is not None
     env = {

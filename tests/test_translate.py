@@ -123,6 +123,18 @@ def test_a_read_refused_by_the_crm_is_502_and_its_words_stay_in_the_log(resp: Re
         assert description in err.detail and description not in err.message
 
 
+@pytest.mark.parametrize(
+    ("status", "refused"),
+    [(401, True), (403, True), (409, True), (413, True), (418, True),
+     (408, False), (499, False), (500, False), (502, False), (503, False)],
+)  # fmt: skip
+def test_a_write_the_crm_refused_is_known_not_applied(status: int, refused: bool) -> None:
+    """A 4xx is the CRM refusing the call: a write it refused made nothing. A 5xx may come from
+    a proxy after the CRM applied it, and so may a 408 or nginx's 499: those are not known."""
+    err = run(response(status, {"error": "Whatever"}), method="POST")
+    assert isinstance(err, BadGateway) and err.not_applied is refused
+
+
 def test_403_object_error_is_logged_by_its_title(capsys: Any) -> None:
     run(response(403, {"error": {"title": "Forbidden", "message": "Scope missing"}}))
     (line,) = events(capsys.readouterr().out)

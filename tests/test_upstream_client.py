@@ -90,6 +90,24 @@ async def open_breaker(up: Upstream, transport: FakeTransport, clock: FakeClock)
     transport.calls.clear()
 
 
+async def test_a_write_stopped_before_it_went_out_is_known_not_applied() -> None:
+    """An error that ends a call before any attempt reached the transport (the circuit, a
+    hold) says the CRM cannot have applied it; one after an attempt went out does not."""
+    clock, transport = FakeClock(), FakeTransport(answer(503))
+    up = client(transport, clock)
+    for _ in range(2):
+        assert (await get(up)).status == 503
+    transport.calls.clear()
+    with pytest.raises(UpstreamUnavailable) as raised:  # the circuit is open
+        await put(up)
+    assert raised.value.not_applied and transport.calls == []
+    clock.advance(10)
+    transport.script = [DeadlineExceeded()]  # it went out, and got no answer in time
+    with pytest.raises(DeadlineExceeded) as late:
+        await up.request("POST", "/users", route="/users", body={})
+    assert not late.value.not_applied and len(transport.calls) == 1
+
+
 async def never(call: Call) -> Response:
     await asyncio.Event().wait()
     raise AssertionError

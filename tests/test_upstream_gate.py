@@ -145,8 +145,9 @@ async def test_calls_in_flight_are_capped() -> None:
 async def test_no_slot_within_the_budget_is_a_timeout() -> None:
     g = gate(FakeClock(), max_in_flight=1)
     async with g.admit(GET_1):
-        with deadline.budget(0.15, 0.1), pytest.raises(DeadlineExceeded):
+        with deadline.budget(0.15, 0.1), pytest.raises(DeadlineExceeded) as raised:
             await pass_through(g, PUT_2)
+    assert raised.value.not_applied  # it never went out
     await pass_through(g, PUT_2)  # the slot came back
 
 

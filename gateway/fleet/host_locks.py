@@ -39,7 +39,7 @@ SUFFIX = ".lock"
 class HostLocks:
     def __init__(self, files: HostFiles, local: LocalLocks | None = None) -> None:
         self.files = files
-        self.local = local or LocalLocks()
+        self.local = local if local is not None else LocalLocks()
 
     def path(self, key: str) -> Path:
         """The key's lock file: its hash, so any key makes a short, safe file name."""

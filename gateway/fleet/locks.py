@@ -3,8 +3,10 @@ the creates of one identity, run one at a time whichever process they came throu
 
 A holder first takes this process's lock for the key (the host's, for a worker of a
 supervisor: `host_locks`), so that one task per process (or host) at most asks Redis; then a
-lease lock in Redis, for no longer than what is left of its request's
-budget (and a second to give it back), waiting for it at most what is left of the budget. A
+lease lock in Redis, lasting what the holder asked for when it came (what is left of its
+request's budget, the grace a create runs on past it, and a second to give it back:
+`gateway.mapping.once.lease`), less the time it waited for that first lock; it waits for the
+lease at most what is left of the budget. A
 wait that runs out is the gateway's timeout (504), never a write without the lock. When Redis
 is away that first lock alone serialises the writers, of this host or this process, as
 without Redis (SharedRedis logs it and counts it); a lease whose holder died ends with its
@@ -12,6 +14,7 @@ lease."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,20 +23,22 @@ from gateway.errors import DeadlineExceeded
 from gateway.fleet.redis import LeaseTimeout, SharedRedis, Unavailable
 from gateway.locks import KeyedLocks, LocalLocks
 
-RELEASE_SECONDS = 1.0  # a lease outlives its holder's budget by this much: time to give it back
+RELEASE_SECONDS = 1.0  # a lease is never shorter: time to give it back
 
 
 class RedisLocks:
     def __init__(self, redis: SharedRedis, local: KeyedLocks | None = None) -> None:
         """``local``: the lock taken first, and alone while Redis is away."""
         self.redis = redis
-        self.local = local or LocalLocks()
+        self.local = local if local is not None else LocalLocks()
 
     @asynccontextmanager
     async def hold(self, key: str, lease_seconds: float) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
         async with self.local.hold(key, lease_seconds):
             name = self.redis.key("lock", key)
-            token = await self._acquire(name, lease_seconds)
+            token = await self._acquire(name, lease_seconds - (loop.time() - asked))
             try:
                 yield
             finally:
@@ -43,9 +48,9 @@ class RedisLocks:
     async def _acquire(self, name: str, lease_seconds: float) -> str | None:
         """The lease's token; None when Redis is away (the first lock alone)."""
         budget = deadline.current()
-        lease, wait = lease_seconds, lease_seconds
+        lease = max(lease_seconds, RELEASE_SECONDS)  # what is left of what the holder asked
+        wait = lease_seconds
         if budget is not None:  # measured now, after waiting for this process's lock
-            lease = min(lease, max(budget.remaining(), 0.0) + RELEASE_SECONDS)
             wait = max(budget.remaining() - budget.margin, 0.0)
         try:
             return await self.redis.acquire(name, lease, wait)

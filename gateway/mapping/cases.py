@@ -3,27 +3,25 @@
 - one writer per case: updates of a case run one at a time (keyed locks), each
   reading the record after the one before wrote, so an interaction on it is not added again;
 - creates: identical creates in flight share one; creates of one identity (customer, title,
-  interactions) run one at a time; a repeat finds the case the first made (remembered, or
-  the upstream's idempotency key), and a repeat with other values applies them to it;
+  interactions; without interactions, every value) run one at a time, through any process,
+  each running on past its caller's deadline for its grace; a repeat finds the case the first
+  made (remembered, or the upstream's idempotency key), and a repeat with other values applies
+  them to it; a case closed since is not changed or reopened by a repeat (409);
 - interactions past what one write may record are added by further writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.cache import SingleFlight
-from gateway.errors import (
-    AttemptTimedOut,
-    BadGateway,
-    FieldError,
-    IdempotencyMismatch,
-    NotFound,
-    ValidationFailed,
-)
+from gateway.errors import CaseClosed, FieldError, IdempotencyMismatch, NotFound, ValidationFailed
 from gateway.locks import KeyedLocks
+from gateway.mapping import fields as fm
 from gateway.mapping import interactions as im
+from gateway.mapping import lost
 from gateway.mapping.engine import Engine
 from gateway.mapping.once import lease, past_deadline
 from gateway.recall import Recall
@@ -40,13 +38,21 @@ def custom(body: Mapping[str, Any]) -> dict[str, Any]:
 
 class CaseWrites:
     def __init__(
-        self, engine: Engine, *, locks: KeyedLocks, recall: Recall, grace_seconds: float
+        self,
+        engine: Engine,
+        *,
+        locks: KeyedLocks,
+        recall: Recall,
+        grace_seconds: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """``locks``: one writer per case (and per create); ``recall``: what creates made, for
         their repeats; ``grace_seconds``: how long a create may run on past its caller's
-        deadline (one attempt's time), so that what it made is known to its repeat."""
+        deadline (one attempt's time), so that what it made is known to its repeat; ``clock``:
+        seconds since the epoch, as the CRM's timestamps count them."""
         self.engine = engine
         self.locks, self.recall, self.grace_seconds = locks, recall, grace_seconds
+        self.clock = clock
         self._inflight: SingleFlight[dict[str, Any]] = SingleFlight()
 
     # -- updates ---------------------------------------------------------------------------
@@ -79,26 +85,31 @@ class CaseWrites:
 
     async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Identical creates in flight at once share one, which sees its writes through."""
-        grace = self.grace_seconds
+        key, grace = im.idempotency_key(body), self.grace_seconds
 
         async def seen_through() -> dict[str, Any]:
-            return await past_deadline(lambda: self._create(body), grace)
+            # Waited for within the caller's budget (then 504, nothing written); held as long
+            # as the create may run on past it.
+            async with self.locks.hold(f"create:{key}", lease(grace)):
+                return await past_deadline(lambda: self._create(body, key), grace)
 
         return await self._inflight.run(im.digest(body), seen_through)
 
-    async def _create(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        key, digest = im.idempotency_key(body), im.digest(body)
-        async with self.locks.hold(f"create:{key}", lease()):
-            seen = await self.recall.get(f"case:{key}")
-            if isinstance(seen, dict) and seen.get("unknown"):
-                # An earlier create of this case lost its answer: did it make the case?
-                found = await self._existing(body, self._writes(body)[0])
-                seen = {"id": found["id"], "digest": ""} if found else None
-            case = await self._again(seen, body, digest) if isinstance(seen, dict) else None
-            if case is None:
-                case = await self._new(body, key, digest)
-            await self._remember(key, case["id"], digest)
-            return case
+    async def _create(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
+        digest = im.digest(body)
+        seen = await self.recall.get(f"case:{key}")
+        if isinstance(seen, dict) and seen.get("unknown"):
+            # An earlier create of this case lost its answer: did it make the case? While the
+            # CRM may yet show it (it may still be finishing the write), not made again.
+            found = await self._existing(body, self._writes(body)[0], seen.get("started"))
+            if found is None:
+                lost.refuse_while_pending(seen, self.clock())
+            seen = {"id": found["id"], "digest": ""} if found else None
+        case = await self._again(seen, body, digest) if isinstance(seen, dict) else None
+        if case is None:
+            case = await self._new(body, key, digest)
+        await self._remember(key, case["id"], digest)
+        return case
 
     async def _remember(self, key: str, case_id: str, digest: str) -> None:
         entry = {"id": case_id, "digest": digest}
@@ -107,13 +118,26 @@ class CaseWrites:
     async def _again(
         self, seen: dict[str, Any], body: Mapping[str, Any], digest: str
     ) -> dict[str, Any] | None:
-        """A repeat of a create this gateway made: the same case, with the repeat's values."""
+        """A repeat of a create this gateway made: the same case, with the repeat's values;
+        refused when the case is closed since."""
         try:
+            case = self._open(await self.engine.find_case(str(seen["id"])))
             if seen.get("digest") == digest and len(self._writes(body)) == 1:
-                return await self.engine.find_case(str(seen["id"]))
-            return await self._apply(str(seen["id"]), body, changed=seen.get("digest") != digest)
+                return case
+            return await self._apply(case["id"], body, changed=seen.get("digest") != digest)
         except NotFound:
             return None  # deleted since: make it anew
+
+    def _open(self, case: dict[str, Any]) -> dict[str, Any]:
+        """The case an earlier create made, unless it is closed: a repeat does not change or
+        reopen a closed case, which may have been dealt with (docs/behaviour.md §1.7)."""
+        if case.get("status") == "closed":
+            raise CaseClosed(
+                f"Case {case['id']}, which this create made before, is closed: a repeat does not"
+                " change or reopen it. Reopen it in the CRM, or create a case with another title.",
+                detail=f"a repeated create found case {case['id']} closed",
+            )
+        return case
 
     async def _apply(self, id: str, body: Mapping[str, Any], *, changed: bool) -> dict[str, Any]:
         if changed:
@@ -135,14 +159,18 @@ class CaseWrites:
             "idempotency_key": key,
             **im.context(spec, writes[0]),
         }
+        started = self.clock()
         try:
             made = e.verified(obj, custom(body), await e.run_one("create_case", obj, given))
-        except (AttemptTimedOut, BadGateway) as lost:
-            if isinstance(lost, IdempotencyMismatch):
+        except lost.UNKNOWN as failed:
+            if isinstance(failed, IdempotencyMismatch):
                 return await self._mismatch(body, writes[0])
+            if not lost.unknown(failed):
+                raise
             # Made or not? Look before anyone tries again, and let the repeat look too.
-            await self.recall.put(f"case:{key}", {"unknown": True}, REMEMBER_SECONDS)
-            existing = await self._existing(body, writes[0])
+            entry = lost.entry(started, self.clock() + obj.settle_seconds)
+            await self.recall.put(f"case:{key}", entry, REMEMBER_SECONDS)
+            existing = await self._existing(body, writes[0], started)
             if existing is None:
                 raise
             e.log.info("case_create_found", case=existing["id"])
@@ -155,21 +183,30 @@ class CaseWrites:
 
     async def _mismatch(self, body: Mapping[str, Any], first: list[im.Prepared]) -> dict[str, Any]:
         """The upstream made this case for another request with the same identity."""
-        existing = await self._existing(body, first)
+        existing = await self._existing(body, first, None)
         if existing is None:
             raise ValidationFailed(
                 "This case was just created with other details; open it and edit it instead."
             )
         self.engine.log.warning("idempotency_mismatch", case=existing["id"])
-        return await self._apply(existing["id"], body, changed=True)
+        return await self._apply(self._open(existing)["id"], body, changed=True)
 
     async def _existing(
-        self, body: Mapping[str, Any], first: list[im.Prepared]
+        self, body: Mapping[str, Any], first: list[im.Prepared], started: Any
     ) -> dict[str, Any] | None:
         """The customer's case with this title whose first comment holds the first write's
-        markers (newest first)."""
-        for case in await self.engine.find_cases(str(body["customerId"])):
+        markers (newest first). Without interactions nothing marks it: the case holding every
+        value sent, made since the create began at ``started`` (seconds since the epoch)."""
+        e = self.engine
+        obj = await e.object("case")
+        for case in await e.find_cases(str(body["customerId"])):
             text = str(case.get("description", ""))
-            if case.get("title") == body.get("title") and all(p.marker in text for p in first):
+            if case.get("title") != body.get("title") or not all(p.marker in text for p in first):
+                continue
+            if first or (
+                isinstance(started, int | float)
+                and lost.made_since(case.get("created"), started)
+                and not fm.not_kept(obj.fields, custom(body), case, codecs=e.codecs)
+            ):
                 return case
         return None

@@ -2,24 +2,32 @@
 
 - a value of a `unique` field (an email, a handle) that another customer holds is refused
   (422) before anything is written, so an update is never half applied;
-- a create whose answer comes late is not abandoned: identical creates share one task that
-  runs on past the caller's deadline, and what it made is remembered under the body's digest,
-  so the repeat finds it. When the outcome stays unknown, the customer is looked up by its
-  unique fields (and so is every create's, before it is made);
+- a create is not abandoned when its answer comes late: identical creates share one task,
+  creates of one body (through any process) are held one at a time, and the create runs on
+  past the caller's deadline for its grace, its call to the CRM waiting for the answer rather
+  than give up at one attempt's cap. What it made is remembered under the body's digest, so
+  the repeat finds it;
+- when its outcome stays unknown (the answer lost), that is remembered, and the create and its
+  repeats look for what it may have made: by its unique fields, else by every value sent among
+  the records made since it began. While the CRM may yet show it, a repeat that finds nothing
+  is refused (503) rather than make it twice;
 - a create identical to a customer that exists (every value sent, a unique one among them) is
   that customer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from gateway.cache import SingleFlight
-from gateway.errors import AttemptTimedOut, BadGateway, FieldError, NotFound, ValidationFailed
+from gateway.errors import FieldError, NotFound, ValidationFailed
 from gateway.locks import KeyedLocks
 from gateway.mapping import fields as fm
 from gateway.mapping import interactions as im
+from gateway.mapping import lost
 from gateway.mapping.engine import Engine
 from gateway.mapping.model import FieldSpec, ObjectSpec
 from gateway.mapping.once import lease, past_deadline
@@ -30,12 +38,20 @@ REMEMBER_SECONDS = 15 * 60.0
 
 class CustomerWrites:
     def __init__(
-        self, engine: Engine, *, locks: KeyedLocks, recall: Recall, grace_seconds: float
+        self,
+        engine: Engine,
+        *,
+        locks: KeyedLocks,
+        recall: Recall,
+        grace_seconds: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """As `CaseWrites`: creates of one body are held one at a time, remembered, and run
-        on past their caller's deadline for ``grace_seconds``."""
+        on past their caller's deadline for ``grace_seconds``. ``clock``: seconds since the
+        epoch, as the CRM's timestamps count them."""
         self.engine = engine
         self.locks, self.recall, self.grace_seconds = locks, recall, grace_seconds
+        self.clock = clock
         self._inflight: SingleFlight[dict[str, Any]] = SingleFlight()
 
     async def update(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,43 +66,88 @@ class CustomerWrites:
         key, grace = im.digest(body), self.grace_seconds
 
         async def seen_through() -> dict[str, Any]:
-            return await past_deadline(lambda: self._create(body, key), grace)
+            obj = await self.engine.object("customer")
+            changes = self.engine.changes(obj, body)  # 400 and 422 before anything else
+            # Waited for within the caller's budget (then 504, nothing written); held as long
+            # as the create may run on past it.
+            async with self.locks.hold(f"customer:{key}", lease(grace)):
+                return await past_deadline(lambda: self._create(obj, body, changes, key), grace)
 
         return await self._inflight.run(key, seen_through)
 
-    async def _create(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
-        e = self.engine
-        obj = await e.object("customer")
-        changes = self.engine.changes(obj, body)  # 400 and 422 before anything else
-        async with self.locks.hold(f"customer:{key}", lease()):
-            seen = await self.recall.get(f"customer:{key}")
-            if isinstance(seen, dict) and seen.get("id"):
-                try:
-                    return await e.find_customer(str(seen["id"]))
-                except NotFound:
-                    await self.recall.forget(f"customer:{key}")
-            same = await self._taken(obj, body, me=None)
-            if same is not None:
-                e.log.info("customer_create_repeated", customer=same["id"])
-                made = same
-            else:
-                made = await self._make(obj, body, changes)
-            await self.recall.put(f"customer:{key}", {"id": made["id"]}, REMEMBER_SECONDS)
-            return e.verified(obj, body, made)
+    async def _create(
+        self, obj: ObjectSpec, body: Mapping[str, Any], changes: dict[str, Any], key: str
+    ) -> dict[str, Any]:
+        e, name = self.engine, f"customer:{key}"
+        seen = await self.recall.get(name)
+        made: dict[str, Any] | None = None
+        if isinstance(seen, dict) and seen.get("id"):
+            try:
+                made = await e.find_customer(str(seen["id"]))
+            except NotFound:
+                await self.recall.forget(name)  # deleted since: make it anew
+        elif isinstance(seen, dict) and seen.get("unknown"):
+            made = await self._looked_for(obj, body, seen)
+        if made is None and not (isinstance(seen, dict) and seen.get("unknown")):
+            made = await self._taken(obj, body, me=None)
+            if made is not None:
+                e.log.info("customer_create_repeated", customer=made["id"])
+        if made is None:
+            made = await self._make(obj, body, changes, name)
+        await self.recall.put(name, {"id": made["id"]}, REMEMBER_SECONDS)
+        return e.verified(obj, body, made)
 
     async def _make(
-        self, obj: ObjectSpec, body: Mapping[str, Any], changes: dict[str, Any]
+        self, obj: ObjectSpec, body: Mapping[str, Any], changes: dict[str, Any], name: str
     ) -> dict[str, Any]:
-        e = self.engine
+        e, started = self.engine, self.clock()
         try:
             return await e.run_one("create_customer", obj, {"changes": changes})
-        except (AttemptTimedOut, BadGateway):
-            # Made or not? Look it up by its unique values before anyone tries again.
-            found = await self._taken(obj, body, me=None)
+        except lost.UNKNOWN as exc:
+            if not lost.unknown(exc):
+                raise
+            # Made or not? Remembered first, so that a repeat looks too; then looked for.
+            entry = lost.entry(started, self.clock() + obj.settle_seconds)
+            await self.recall.put(name, entry, REMEMBER_SECONDS)
+            found = await self._made_since(obj, body, started)
             if found is None:
                 raise
             e.log.info("customer_create_found", customer=found["id"])
             return found
+
+    async def _looked_for(
+        self, obj: ObjectSpec, body: Mapping[str, Any], seen: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The customer an earlier create of this body, whose answer was lost, made; None when
+        there is none and the CRM's search would show it by now. While it may not yet, the
+        repeat is refused: making it again could make it twice."""
+        found = await self._made_since(obj, body, _number(seen.get("started")))
+        if found is not None:
+            self.engine.log.info("customer_create_found", customer=found["id"])
+            return found
+        lost.refuse_while_pending(seen, self.clock())
+        return None
+
+    async def _made_since(
+        self, obj: ObjectSpec, body: Mapping[str, Any], started: float
+    ) -> dict[str, Any] | None:
+        """The customer holding every value of ``body``, found by a unique value when it has
+        one, else among those the search by its searchable values finds that were made since
+        ``started`` (when the CRM says when it made them)."""
+        e = self.engine
+        same = await self._taken(obj, body, me=None)
+        if same is not None or _unique(obj, body):
+            return same
+        pairs = [(f, v) for f, v in _given(obj, body) if f.searchable and f.search]
+        if not pairs:
+            return None
+        for record in await e.find_records(obj, pairs):
+            if obj.created_at is not None and not lost.made_since(obj.created_at(record), started):
+                continue
+            found = fm.to_object(obj, record, e.base_ctx)
+            if not fm.not_kept(_as_written(obj), body, found, codecs=e.codecs):
+                return found
+        return None
 
     async def _taken(
         self, obj: ObjectSpec, body: Mapping[str, Any], *, me: str | None
@@ -94,13 +155,8 @@ class CustomerWrites:
         """For each unique field in ``body``: the customers already holding its value. One that
         is not ``me`` is a conflict (422), unless this is a create (``me`` None) and it holds
         every value sent: then it is the customer being created, and it is returned."""
-        unique = [
-            (f, str(body[f.name]).strip())
-            for f in obj.fields
-            if f.unique and isinstance(body.get(f.name), str | int) and str(body[f.name]).strip()
-        ]
         conflicts: list[FieldError] = []
-        for f, value in unique:
+        for f, value in _unique(obj, body):
             for record in await self.engine.find_records(obj, [(f, value)], f.match):
                 found = fm.to_object(obj, record, self.engine.base_ctx)
                 if found["id"] == me:
@@ -114,6 +170,31 @@ class CustomerWrites:
         if conflicts:
             raise ValidationFailed("Some values belong to another customer.", fields=conflicts)
         return None
+
+
+def _given(obj: ObjectSpec, body: Mapping[str, Any]) -> list[tuple[FieldSpec, str]]:
+    """The fields of ``body`` with a value of text or a number, and that value."""
+    return [
+        (f, str(value).strip())
+        for f in obj.fields
+        if isinstance(value := body.get(f.name), str | int)
+        and not isinstance(value, bool)
+        and str(value).strip()
+    ]
+
+
+def _as_written(obj: ObjectSpec) -> list[FieldSpec]:
+    """The fields, each compared as a create writes it: a name word for word (a search finds
+    it by the first letters of its words, and "Jo" must not find "John Smith")."""
+    return [replace(f, match="exact") if f.match == "words" else f for f in obj.fields]
+
+
+def _unique(obj: ObjectSpec, body: Mapping[str, Any]) -> list[tuple[FieldSpec, str]]:
+    return [(f, value) for f, value in _given(obj, body) if f.unique]
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def _taken(f: FieldSpec, value: str) -> FieldError:

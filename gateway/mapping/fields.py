@@ -223,17 +223,19 @@ def _put(changes: dict[str, Any], where: str | ListWrite, value: Any) -> None:
 def search_pairs(
     fields: Iterable[FieldSpec], body: Mapping[str, Any]
 ) -> list[tuple[FieldSpec, str]]:
-    """Validate a search body: searchable fields with non-empty text values."""
+    """Validate a search body: searchable fields, each value of its field's type as a write
+    takes it (text for text, true or false for a checkbox), as the text it is searched as;
+    empty values are left out."""
     by_name = {f.name: f for f in fields if f.searchable}
     pairs, bad = [], []
     for key, value in body.items():
         f = by_name.get(key)
         if f is None:
             bad.append(FieldError(key, "Not a searchable field."))
-        elif isinstance(value, bool) or not isinstance(value, str | int | float):
-            bad.append(FieldError(key, "Must be text."))
-        elif str(value).strip():
-            pairs.append((f, str(value).strip()))
+        elif not FIELD_TYPES[f.type].accepts(value):
+            bad.append(FieldError(key, f"Must be {FIELD_TYPES[f.type].wants}."))
+        elif searched := FIELD_TYPES[f.type].searched(value):
+            pairs.append((f, searched))
     if bad:
         raise BadRequest("Some search fields are not valid.", fields=bad)
     if not pairs:

@@ -154,13 +154,22 @@ def drop_on_record(
 
 
 def idempotency_key(body: Mapping[str, Any]) -> str:
-    """Same customer, title and interactions: same key, so a repeat returns the same record."""
-    identity = [
+    """Same customer, title and interactions: same key, so a repeat returns the same record.
+    Without interactions, a customer and a title name no one case (a customer may have many
+    "Call back"), so every value of the body is part of its identity: only the whole repeat
+    is the same case, and other values make another (docs/behaviour.md §1.7)."""
+    interactions = body.get("interactions") or []
+    identity: list[Any] = [
         str(body.get("customerId", "")),
         str(body.get("title", "")),
-        sorted(key_of(i) for i in body.get("interactions") or []),
+        sorted(key_of(i) for i in interactions),
     ]
-    digest = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+    if not interactions:
+        skip = ("customerId", "customId", "interactions")
+        identity.append({k: v for k, v in body.items() if k not in skip})
+    # (With interactions, the text is what it always was: keys made before still match.)
+    text = json.dumps(identity, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return f"crm-gateway-{digest[:40]}"
 
 

@@ -79,6 +79,11 @@ class Join:
     one: bool
 
 
+# Without the mapping's word: how long a CRM may still be finishing a write whose answer was
+# lost, before its search shows what it made.
+SETTLE_SECONDS = 60.0
+
+
 @dataclass(frozen=True)
 class ObjectSpec:
     kind: str
@@ -87,6 +92,11 @@ class ObjectSpec:
     fields: tuple[FieldSpec, ...]
     joins: Mapping[str, Join]
     custom_fields: CustomFields | None
+    # A customer's: when the CRM made a record. A customer's and a case's: how long after a
+    # create's answer was lost what it made may stay out of what the gateway looks through
+    # for it (docs/behaviour.md §1.4, §1.7).
+    created_at: Path | None = None
+    settle_seconds: float = SETTLE_SECONDS
 
 
 @dataclass(frozen=True)

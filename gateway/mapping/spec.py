@@ -11,27 +11,25 @@ from typing import Any
 from gateway import yamlfile
 from gateway.api import OPERATIONS
 from gateway.mapping import interactions as im
-from gateway.mapping import recorded
+from gateway.mapping import recorded, routing_spec
 from gateway.mapping.codecs import CODECS, MATCHES
 from gateway.mapping.compiler import Compiler
 from gateway.mapping.expr import Path
 from gateway.mapping.field_types import FIELD_TYPES
 from gateway.mapping.model import (
+    SETTLE_SECONDS,
     AuthRule,
     CustomFields,
     ErrorSpec,
     FieldSpec,
     Interactions,
     Join,
-    LabelSource,
     ListWrite,
     MappingSpec,
     ObjectSpec,
     OperationSpec,
     Paging,
-    PriorityRoutingSpec,
     RateLimitSpec,
-    Request,
     Step,
     Strategy,
     WrittenInteractions,
@@ -109,8 +107,13 @@ class _Compiler(Compiler):
             )
             for name, j in (raw.get("join") or {}).items()
         }
+        if kind != "customer" and "created_at" in raw:
+            raise self.doc.error((*path, "created_at"), "only a customer has it")
+        if kind not in ("customer", "case") and "settle_seconds" in raw:
+            raise self.doc.error((*path, "settle_seconds"), "only a customer and a case have it")
         custom = raw.get("custom_fields")
         cpath = (*path, "custom_fields")
+        created = raw.get("created_at")
         return ObjectSpec(
             kind=kind,
             id=self.jmespath(raw["id"], (*path, "id")),
@@ -126,6 +129,8 @@ class _Compiler(Compiler):
                 field=self._checked_field_template(custom["field"], (*cpath, "field")),
                 types=custom["types"],
             ),
+            created_at=None if created is None else self.jmespath(created, (*path, "created_at")),
+            settle_seconds=float(raw.get("settle_seconds", SETTLE_SECONDS)),
         )
 
     def _checked_field_template(self, raw: Mapping[str, Any], path: PathKey) -> Mapping[str, Any]:
@@ -207,52 +212,6 @@ class _Compiler(Compiler):
             values = self.expression(s["values"], (*sp, "values"))
             out.append(Strategy(find, field, values, s.get("match"), int(s.get("score", 1))))
         return tuple(out)
-
-    def priority_routing(
-        self, raw: Mapping[str, Any], customer_fields: set[str]
-    ) -> PriorityRoutingSpec:
-        path: PathKey = ("expertflow",)
-        if raw["phone_field"] not in customer_fields:
-            problem = f"no customer field named '{raw['phone_field']}'"
-            raise self.doc.error((*path, "phone_field"), problem)
-        customer = raw.get("customer", {})
-        return PriorityRoutingSpec(
-            phone_field=raw["phone_field"],
-            updated=self.jmespath(raw.get("updated", "updated_at"), (*path, "updated")),
-            customer={
-                k: self.template(v, (*path, "customer", k))
-                for k, v in customer.items()
-                if k != "phones"
-            },
-            phones=self.template(customer["phones"], (*path, "customer", "phones"))
-            if "phones" in customer
-            else None,
-            labels=self.label_source(raw["labels"], (*path, "labels")),
-        )
-
-    def label_source(self, raw: Mapping[str, Any], path: PathKey) -> LabelSource:
-        if ("request" in raw) == ("declared" in raw):
-            raise self.doc.error(path, "give either `request` and `items`, or `declared`")
-        if "request" in raw and "items" not in raw:
-            raise self.doc.error((*path, "items"), "labels read from a request need `items`")
-
-        def request(key: str) -> Request | None:
-            return self.request(raw[key], (*path, key)) if key in raw else None
-
-        return LabelSource(
-            lookup=request("lookup"),
-            request=request("request"),
-            declared=tuple(
-                (str(d["key"]), str(d.get("name", d["key"]))) for d in raw.get("declared", [])
-            ),
-            items=self.jmespath(raw["items"], (*path, "items")) if "items" in raw else None,
-            key=self.jmespath(raw.get("key", "value"), (*path, "key")),
-            name=self.jmespath(raw.get("name", "name"), (*path, "name")),
-            of_customer=self.jmespath(raw["of_customer"], (*path, "of_customer")),
-            names=raw.get("names", {}),
-            colors=raw.get("colors", {}),
-            default_color=raw.get("default_color", "#a9a9a9"),
-        )
 
     def operation(
         self, name: str, raw: Mapping[str, Any], result: str, at: PathKey = ()
@@ -365,7 +324,7 @@ def load_mapping(file: str | FilePath) -> MappingSpec:
         interactions=c.interactions(inter),
         operations=operations,
         strategies=c.strategies(bestmatch, objects),
-        priority_routing=c.priority_routing(raw["expertflow"], customer_fields)
+        priority_routing=routing_spec.priority_routing(c, raw["expertflow"], customer_fields)
         if "expertflow" in raw
         else None,
         verify_writes=bool(raw.get("verify_writes", False)),

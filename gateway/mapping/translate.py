@@ -19,6 +19,7 @@ from gateway.errors import (
     IdempotencyMismatch,
     NotFound,
     UpdateConflict,
+    UpstreamError,
     UpstreamUnavailable,
     ValidationFailed,
 )
@@ -37,7 +38,28 @@ def translate(
     fields: Iterable[FieldSpec],
 ) -> GatewayError:
     """``method`` and ``route`` (the path template) are the request's; ``not_found`` names
-    what a 404 means on it; ``fields`` are the fields of the object the request was about."""
+    what a 404 means on it; ``fields`` are the fields of the object the request was about.
+    A 4xx is the CRM refusing the call: what a write asked for was not applied."""
+    error = _translated(spec, resp, method, route, not_found, fields)
+    if isinstance(error, UpstreamError) and _refused(resp.status):
+        error.unapplied()
+    return error
+
+
+def _refused(status: int) -> bool:
+    """A 4xx, but for those a proxy may answer after it passed the call on (408 Request
+    Timeout; nginx's 499, the client closed the connection first)."""
+    return 400 <= status < 500 and status not in (408, 499)
+
+
+def _translated(
+    spec: ErrorSpec,
+    resp: Response,
+    method: str,
+    route: str,
+    not_found: str | None,
+    fields: Iterable[FieldSpec],
+) -> GatewayError:
     where = f"{method} {route}"
     payload = resp.data if resp.data is not None else {}
     upstream_type = _text(spec.type(payload)) if spec.type else None

@@ -22,6 +22,11 @@ class Faults:
 
     delay: float = 0.0  # before handling: a slow or hanging upstream
     delay_after: float = 0.0  # after handling: the write is applied, the answer comes late
+    # After handling (and `delay_after`): the write is applied, then its answer is lost to a
+    # dropped connection (`reset_after`) or replaced by an error of this status
+    # (`status_after`, with `body`), as a proxy in front of the CRM may do.
+    reset_after: bool = False
+    status_after: int | None = None
     status: int | None = None  # answer this status instead of handling
     body: str | None = None  # the body of that answer (default: a Zendesk JSON error)
     content_type: str = "application/json"

@@ -66,14 +66,7 @@ async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
     if faulty and faults.garbage:
         return web.Response(text='{"user": {"id": 1', content_type="application/json")
     if faulty and faults.status:
-        headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
-        headers.update(faults.headers)
-        body = faults.body
-        if body is None:
-            body = json.dumps({"error": "ServerError", "description": "injected"})
-        return web.Response(
-            status=faults.status, text=body, content_type=faults.content_type, headers=headers
-        )
+        return _injected(faults, faults.status)
     if request.path != "/oauth/tokens" and not app[CREDENTIALS].accepts(
         request.headers.get("Authorization")
     ):
@@ -91,7 +84,21 @@ async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = api.answer({"error": "InvalidEndpoint", "description": "Not found"}, 404)
     if faulty and faults.delay_after:
         await asyncio.sleep(faults.delay_after)
+    if faulty and faults.reset_after and request.transport is not None:
+        request.transport.abort()  # applied, and its answer lost
+        return web.Response()
+    if faulty and faults.status_after:
+        return _injected(faults, faults.status_after)  # applied, and answered with an error
     return response
+
+
+def _injected(faults: Faults, status: int) -> web.Response:
+    headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
+    headers.update(faults.headers)
+    body = faults.body
+    if body is None:
+        body = json.dumps({"error": "ServerError", "description": "injected"})
+    return web.Response(status=status, text=body, content_type=faults.content_type, headers=headers)
 
 
 def _error(exc: ZendeskError) -> web.Response:

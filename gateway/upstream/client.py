@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.errors import UpstreamError
 from gateway.exchange import Response
 from gateway.upstream.auth import Auth, StaticAuth
 from gateway.upstream.breaker import Breaker
@@ -70,16 +71,23 @@ class Upstream:
         repeating the call cannot apply it twice (a read, or a keyed or guarded write)."""
         scope = self.limits.scope(method, path, route)
         call = Call(method, path, route, query or {}, headers or {}, body, retry_safe, scope)
-        with self.breaker.guard() as guard:
-            guard.answer = await retrying(self.policy, call, self._attempt)
+        reached: list[Call] = []  # the attempts that got as far as the transport
+
+        async def admitted(call: Call) -> Response:
+            async with self.gate.admit(call):
+                reached.append(call)
+                sent = call.with_headers({**self.headers, **call.headers}) if self.headers else call
+                answer = await self.transport.send(sent)
+            await self.gate.observe(call, answer)
+            return answer
+
+        try:
+            with self.breaker.guard() as guard:
+                guard.answer = await retrying(
+                    self.policy, call, lambda call: self.auth.send(call, admitted)
+                )
+        except UpstreamError as exc:
+            if not reached:  # stopped before it went out: the circuit, a hold, a slot, a token
+                exc.unapplied()
+            raise
         return guard.answer
-
-    async def _attempt(self, call: Call) -> Response:
-        return await self.auth.send(call, self._admitted)
-
-    async def _admitted(self, call: Call) -> Response:
-        async with self.gate.admit(call):
-            sent = call.with_headers({**self.headers, **call.headers}) if self.headers else call
-            answer = await self.transport.send(sent)
-        await self.gate.observe(call, answer)
-        return answer

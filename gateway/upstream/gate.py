@@ -46,7 +46,7 @@ class RateGate:
             if not self.settings.fits(deadline.left(), wait):
                 raise UpstreamUnavailable.rate_limited(
                     wait, detail=f"{call.method} {call.route}: rate limited for {wait:.1f}s more"
-                )
+                ).unapplied()
             await self.clock.sleep(wait)
 
     async def observe(self, call: Call, resp: Response) -> None:
@@ -72,7 +72,9 @@ class RateGate:
             async with asyncio.timeout(max(left, 0)):
                 await self._slots.acquire()
         except TimeoutError:
-            raise DeadlineExceeded(detail="no upstream slot free within the budget") from None
+            raise DeadlineExceeded(
+                detail="no upstream slot free within the budget"
+            ).unapplied() from None
         return True
 
 

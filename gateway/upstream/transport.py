@@ -64,7 +64,7 @@ class HttpTransport:
 
     async def send(self, call: Call) -> Response:
         """One attempt, traced: a log line, metrics, the request's stats."""
-        timeout = self._timeout()
+        timeout = self._timeout(repeatable=call.retry_safe)
         with trace.attempt(self.name, call) as attempt:
             if attempt.headers:
                 call = replace(call, headers={**call.headers, **attempt.headers})
@@ -84,11 +84,14 @@ class HttpTransport:
         whose body holds the client secret)."""
         return await self._exchange(call, self._timeout())
 
-    def _timeout(self) -> float:
+    def _timeout(self, *, repeatable: bool = True) -> float:
         """The attempt's timeout: the cap, or less when the budget is short (DeadlineExceeded
-        when it is spent)."""
+        when it is spent); a call that cannot be repeated may have all of a budget seen
+        through (`Deadline.attempt_timeout`)."""
         budget = deadline.current()
-        return budget.attempt_timeout(self.attempt_timeout) if budget else self.attempt_timeout
+        if budget is None:
+            return self.attempt_timeout
+        return budget.attempt_timeout(self.attempt_timeout, repeatable=repeatable)
 
     async def _exchange(self, call: Call, timeout: float) -> Response:
         assert self._session is not None, "HttpTransport.start() was not awaited"
@@ -118,7 +121,10 @@ class HttpTransport:
             raise AttemptTimedOut(detail=f"{where} timed out after {timeout:.1f}s") from None
         except aiohttp.ClientError as exc:
             name = type(exc).__name__
-            raise AttemptFailed(detail=f"{where}: {name}", cause=name) from None
+            failed = AttemptFailed(detail=f"{where}: {name}", cause=name)
+            if isinstance(exc, aiohttp.ClientConnectorError):  # no connection: nothing was sent
+                failed.unapplied()
+            raise failed from None
 
     async def _read(self, resp: aiohttp.ClientResponse, call: Call) -> str:
         """The answer's text, read no further than the cap: past it (by its Content-Length, or
