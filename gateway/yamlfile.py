@@ -157,11 +157,14 @@ class _NotText(ValueError):
         super().__init__(f"not UTF-8 text (line {line}, column {column}): save the file as UTF-8")
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, *, pipe: bool = False) -> str:
     """A file's text. A file that is not UTF-8 (one saved as Latin-1, say) is refused by the
     line of its first bad byte, never shown: it may hold secrets. One over `MAX_FILE_BYTES`
-    is not read past that."""
-    if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or a device would block or never end
+    is not read past that. A config or mapping must be a regular file: a FIFO would hold its
+    reader until someone writes it, a device may never end. A secret file may be a pipe
+    (``pipe``: a secret manager may hand its secret through one), waited on as asked."""
+    mode = path.stat().st_mode
+    if not (stat.S_ISREG(mode) or (pipe and stat.S_ISFIFO(mode))):
         raise _NotAFile()
     with path.open("rb") as f:
         raw = f.read(MAX_FILE_BYTES + 1)
@@ -199,7 +202,7 @@ def _expand(
 
         def read(m: re.Match[str]) -> str:
             try:
-                return read_text(Path(m.group(1).strip())).rstrip("\r\n")
+                return read_text(Path(m.group(1).strip()), pipe=True).rstrip("\r\n")
             except _NotText:
                 raise doc.error(path, f"secret file {m.group(1)} is not UTF-8 text") from None
             except (_TooLarge, _NotAFile) as exc:
