@@ -3,6 +3,7 @@ constant time, and the limit on failed authentications from one client address."
 
 from __future__ import annotations
 
+import functools
 import hmac
 import time
 from collections.abc import Callable
@@ -26,10 +27,15 @@ def authorized(header: str | None, keys: tuple[Secret, ...]) -> bool:
     given = header.encode()
     bearer = header[7:].strip().encode() if header[:7].lower() == "bearer " else b""
     ok = False
-    for key in keys:
-        secret = key.reveal().encode()
+    for secret in _encoded(keys):
         ok |= hmac.compare_digest(given, secret) | hmac.compare_digest(bearer, secret)
     return ok
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded(keys: tuple[Secret, ...]) -> tuple[bytes, ...]:
+    """The keys as bytes, once per config (Secrets hash by identity) rather than a request."""
+    return tuple(key.reveal().encode() for key in keys)
 
 
 def header(request: web.Request, name: str) -> str | None:

@@ -81,9 +81,14 @@ class AsyncTTLCache(Generic[V]):
         self._purges = 0  # a load that began before a purge must not fill the cache after it
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
-        if self._data is not None and key in self._data:
-            _record(self.name, "hit")
-            return self._data[key]
+        if self._data is not None:
+            try:
+                found = self._data[key]  # one lookup (each reads the clock, drops what expired)
+            except KeyError:
+                pass
+            else:
+                _record(self.name, "hit")
+                return found
         last = self._last.get(key) if self._last is not None else None
         purges = self._purges
         if last is not None and self._age(last) <= self._servable:
@@ -178,7 +183,7 @@ class Caches:
 
 
 def _record(cache: str, outcome: str) -> None:
-    metrics.CACHE.labels(cache, outcome).inc()
+    metrics.child(metrics.CACHE, cache, outcome).inc()
     stats = logs.stats()
     if stats is not None:
         stats.cache.append(outcome)

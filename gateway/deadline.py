@@ -4,15 +4,13 @@ gateway answers (504 at worst) before the caller's own limit, even when the upst
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 
 from gateway.errors import DeadlineExceeded
 
 
 class Deadline:
-    __slots__ = ("end", "margin", "seconds", "seen_through")
+    __slots__ = ("_time", "end", "margin", "seconds", "seen_through")
 
     def __init__(self, seconds: float, margin: float, *, seen_through: bool = False) -> None:
         """``seen_through``: the budget of a write seen through past its caller's deadline
@@ -21,10 +19,11 @@ class Deadline:
         self.seconds = seconds
         self.margin = margin
         self.seen_through = seen_through
-        self.end = asyncio.get_running_loop().time() + seconds
+        self._time = asyncio.get_running_loop().time  # the loop's clock, read often
+        self.end = self._time() + seconds
 
     def remaining(self) -> float:
-        return self.end - asyncio.get_running_loop().time()
+        return self.end - self._time()
 
     def attempt_timeout(self, cap: float, *, repeatable: bool = True) -> float:
         """The timeout for one upstream attempt: the cap, or less when the budget is short.
@@ -50,10 +49,23 @@ def left() -> float | None:
     return None if budget is None else budget.remaining() - budget.margin
 
 
-@contextmanager
-def budget(seconds: float, margin: float, *, seen_through: bool = False) -> Iterator[Deadline]:
-    token = _current.set(Deadline(seconds, margin, seen_through=seen_through))
-    try:
-        yield _current.get()  # type: ignore[misc]
-    finally:
-        _current.reset(token)
+class _Current:
+    """The deadline, current inside ``with`` (a class: a generator-based context manager
+    costs more than the rest of a cached answer's budget)."""
+
+    __slots__ = ("_deadline", "_token")
+
+    def __init__(self, deadline: Deadline) -> None:
+        self._deadline = deadline
+
+    def __enter__(self) -> Deadline:
+        self._token = _current.set(self._deadline)
+        return self._deadline
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)
+
+
+def budget(seconds: float, margin: float, *, seen_through: bool = False) -> _Current:
+    """``with budget(s, m) as d``: d is the current deadline inside."""
+    return _Current(Deadline(seconds, margin, seen_through=seen_through))

@@ -13,16 +13,20 @@ tokens) and the credentials of any URL are replaced wherever they appear, and cu
 from __future__ import annotations
 
 import atexit
+import datetime
 import logging
+import math
 import re
 import sys
-from collections.abc import Callable, Iterable, MutableMapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from aiohttp.http_exceptions import HttpProcessingError
+from structlog.processors import format_exc_info
 
 from gateway import jsonio
 from gateway.logwriter import BackgroundWriter
@@ -30,6 +34,7 @@ from gateway.logwriter import BackgroundWriter
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 # International numbers (+41 79..., 0041...) and long digit runs; not dates, not short ids.
 _PHONE = re.compile(r"(?<![\w.:-])(?:\+|00)\d[\d ()-]{6,}\d|(?<![\w.:-])\d{9,}(?![\w.:-])")
+_DIGIT = re.compile(r"\d")
 # The credentials of a URL (`scheme://user:password@`): never a log line's, whatever the key.
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@]*@")
 PII_KEYS = frozenset({"email", "phone", "name", "body", "agent_email", "first_name", "last_name"})
@@ -41,22 +46,34 @@ STRUCTURAL = frozenset(
 )  # fmt: skip
 
 
+_PLAIN = frozenset({int, float, bool})  # values with nothing to redact
+# Keys whose values come back line after line (a route, a method, an event's name): each
+# value is redacted once, then looked up.
+_REPEATED = frozenset(
+    {"event", "level", "method", "route", "path", "operation", "cache", "upstream", "status",
+     "retry_reason", "reason"}
+)  # fmt: skip
+
+
 class Redactor:
-    """The last processor: what it returns is what gets written."""
+    """Applied to every line last: what it returns is what gets written."""
 
     def __init__(self) -> None:
         self.secrets: list[str] = []
         self.pii = False
+        self._seen: dict[tuple[str, str], str] = {}  # (key, text) -> redacted, see `event`
 
     def configure(self, secrets: Iterable[str], *, pii: bool) -> None:
         # Longest first, so a secret containing another is replaced whole.
         self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
         self.pii = pii
+        self._seen = {}
 
     def add(self, secret: str) -> None:
         """A secret learned at run time (a refreshed token)."""
         if len(secret) >= 4 and secret not in self.secrets:
             self.secrets = sorted([*self.secrets, secret], key=len, reverse=True)
+            self._seen = {}
 
     def text(self, value: str, *, structural: bool = False) -> str:
         if "@" in value and "://" in value:
@@ -65,8 +82,7 @@ class Redactor:
             if secret in value:
                 value = value.replace(secret, "[secret]")
         if not self.pii and not structural:
-            value = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", value)
-            value = _PHONE.sub(lambda m: "***" + re.sub(r"\D", "", m.group())[-2:], value)
+            value = _masked(value)
         return value
 
     def value(self, key: str, value: Any) -> Any:
@@ -80,10 +96,46 @@ class Redactor:
             return [self.value(key, v) for v in value]
         return value
 
-    def __call__(
-        self, logger: Any, method: str, event: MutableMapping[str, Any]
-    ) -> MutableMapping[str, Any]:
-        return {k: self.value(k, v) for k, v in event.items()}
+    def event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The line's fields, redacted, as `value` redacts each (a new dict). Inlined for the
+        common values, plain text and numbers, and the text of keys whose values repeat
+        (routes, methods, event names) redacted once: every line passes here."""
+        secrets, mask, seen = self.secrets, not self.pii, self._seen
+        out = {}
+        for k, v in event.items():
+            kind = type(v)
+            if kind is str:
+                if mask and v and k in PII_KEYS:
+                    v = "***"
+                elif k in _REPEATED and (done := seen.get((k, v))) is not None:
+                    v = done
+                else:
+                    given = v
+                    if "@" in v and "://" in v:
+                        v = _USERINFO.sub(r"\1[secret]@", v)
+                    for secret in secrets:
+                        if secret in v:
+                            v = v.replace(secret, "[secret]")
+                    if mask and k not in STRUCTURAL:
+                        v = _masked(v)
+                    if k in _REPEATED:
+                        if len(seen) >= 4096:  # a caller's text may land here: bounded
+                            seen.clear()
+                        seen[(k, given)] = v
+            elif v is not None and kind not in _PLAIN:
+                v = self.value(k, v)
+            out[k] = v
+        return out
+
+
+def _masked(value: str) -> str:
+    """Emails and phone numbers masked. Each pattern needs an @ or a digit: most values have
+    neither, and skip the scans."""
+    if "@" in value:
+        value = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", value)
+    if _DIGIT.search(value):
+        value = _PHONE.sub(lambda m: "***" + re.sub(r"\D", "", m.group())[-2:], value)
+    return value
 
 
 redactor = Redactor()
@@ -96,7 +148,7 @@ class _Printer:
     """Hands the line to the background writer, or writes to the stdout of the moment (so a
     logger built once still follows a redirect)."""
 
-    def msg(self, message: str) -> None:
+    def __call__(self, message: str) -> None:
         writer = _writer
         if writer is not None:
             writer.put(message)
@@ -107,11 +159,108 @@ class _Printer:
         for sink in SINKS:
             sink(message)
 
-    log = debug = info = warn = warning = error = critical = exception = fatal = failure = msg
+
+def _returned(line: str) -> str:
+    return line
 
 
-_logger: Any = None
-_reporter: Any = None  # the same pipeline, returning the line: for the writer's own warnings
+# What is bound to every line of the current request (its id, its trace): see `bind`.
+_bound: ContextVar[dict[str, Any]] = ContextVar("log_context", default={})  # noqa: B039
+
+
+def bind(**values: Any) -> None:
+    """Add keys to every line written in the current context (the request's task)."""
+    _bound.set({**_bound.get(), **values})
+
+
+def unbind(*keys: str) -> None:
+    bound = _bound.get()
+    if any(k in bound for k in keys):
+        _bound.set({k: v for k, v in bound.items() if k not in keys})
+
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+_NAMES = {n: name for name, n in _LEVELS.items()}
+_UTC = datetime.UTC
+
+
+_second: list[Any] = [None, ""]  # the last whole second stamped, and its text
+
+
+def _timestamp() -> str:
+    """Now, as `datetime.now(UTC).isoformat()` writes it (microseconds rounded half to even,
+    left out when 0), with Z for +00:00; the date and time of a second are formatted once."""
+    fraction, whole = math.modf(time.time())
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    if whole != _second[0]:
+        when = datetime.datetime.fromtimestamp(whole, _UTC)
+        _second[:] = [whole, when.strftime("%Y-%m-%dT%H:%M:%S")]
+    return f"{_second[1]}.{micros:06d}Z" if micros else f"{_second[1]}Z"
+
+
+class Logger:
+    """What `get()` returns: ``log.info("event", key=value, ...)`` writes one line. The line is
+    the fields, then ``event``, the bound context, ``level`` and ``timestamp`` (ISO, UTC), in
+    that order (structlog's), an exception's traceback under ``exception``; redacted; rendered
+    as JSON or for the console. One dict a line, no processor chain: a busy worker writes two
+    lines a request."""
+
+    __slots__ = ("_console", "_min", "_out")
+
+    def __init__(self, min_level: int, console: Any, out: Callable[[str], Any]) -> None:
+        self._min = min_level
+        self._console = console  # structlog's ConsoleRenderer, or None for JSON
+        self._out = out
+
+    def _emit(self, level: str, event: str, args: tuple[Any, ...], fields: dict[str, Any]) -> Any:
+        if args:  # printf-style arguments, as structlog reads them
+            one = len(args) == 1 and isinstance(args[0], Mapping) and args[0]
+            event = event % (args[0] if one else args)
+        fields["event"] = event
+        for key, value in _bound.get().items():
+            fields.setdefault(key, value)
+        fields["level"] = level
+        fields["timestamp"] = _timestamp()
+        if "exc_info" in fields:
+            fields = dict(format_exc_info(None, level, fields))
+        line = redactor.event(fields)
+        if self._console is not None:
+            return self._out(self._console(None, level, line))
+        return self._out(jsonio.dumps(line))
+
+    def log(self, level: int, event: str, *args: Any, **fields: Any) -> Any:
+        if level < self._min:
+            return None
+        return self._emit(_NAMES[level], event, args, fields)
+
+    def debug(self, event: str, *args: Any, **fields: Any) -> Any:
+        return None if self._min > 10 else self._emit("debug", event, args, fields)
+
+    def info(self, event: str, *args: Any, **fields: Any) -> Any:
+        return None if self._min > 20 else self._emit("info", event, args, fields)
+
+    def warning(self, event: str, *args: Any, **fields: Any) -> Any:
+        return None if self._min > 30 else self._emit("warning", event, args, fields)
+
+    warn = warning
+
+    def error(self, event: str, *args: Any, **fields: Any) -> Any:
+        return None if self._min > 40 else self._emit("error", event, args, fields)
+
+    def exception(self, event: str, *args: Any, **fields: Any) -> Any:
+        fields.setdefault("exc_info", True)
+        return self.error(event, *args, **fields)
+
+    def critical(self, event: str, *args: Any, **fields: Any) -> Any:
+        return None if self._min > 50 else self._emit("critical", event, args, fields)
+
+    fatal = critical
+
+
+_logger: Logger | None = None
+_reporter: Logger | None = None  # the same, returning the line: for the writer's own warnings
 _writer: BackgroundWriter | None = None
 
 
@@ -119,38 +268,26 @@ def configure(
     level: str = "info", fmt: str = "json", *, secrets: Iterable[str] = (), pii: bool = False
 ) -> None:
     redactor.configure(secrets, pii=pii)
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer()
-        if fmt == "console"
-        # jsonio.dumps never fails: a line with broken text is written repaired.
-        else structlog.processors.JSONRenderer(serializer=jsonio.dumps)
-    )
-    processors = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
-        redactor,
-        renderer,
-    ]
-    wrapper = structlog.make_filtering_bound_logger(logging.getLevelName(level.upper()))
+    # jsonio.dumps never fails: a line with broken text is written repaired.
+    console = structlog.dev.ConsoleRenderer() if fmt == "console" else None
+    min_level = logging.getLevelName(level.upper())
     global _logger, _reporter
     # Built once per configuration: a logger per call would cost more than the line it writes.
-    _logger = structlog.wrap_logger(_Printer(), processors=processors, wrapper_class=wrapper).bind()
-    _reporter = structlog.wrap_logger(
-        structlog.ReturnLogger(), processors=processors, wrapper_class=wrapper
-    ).bind()
+    _logger = Logger(min_level, console, _Printer())
+    _reporter = Logger(min_level, console, _returned)
 
 
-def get() -> Any:
+def get() -> Logger:
     if _logger is None:
         configure()
+    assert _logger is not None
     return _logger
 
 
 def _dropped_line(count: int) -> str | None:
     if _reporter is None:
         configure()
+    assert _reporter is not None
     line: str | None = _reporter.warning("log_lines_dropped", dropped=count)
     return line
 

@@ -23,6 +23,11 @@ from gateway import metrics
 # out a log shipper's restart.
 CAPACITY = 20_000
 REPORT_EVERY_SECONDS = 10.0
+# After writing, the writer lets lines gather this long before it sleeps again: a busy worker's
+# lines then go out in batches, and `put` wakes the writer (a lock, a notify, a thread switch
+# for the GIL) at most this often rather than once a line. Lines reach the output this much
+# later at most.
+LINGER_SECONDS = 0.005
 
 
 class BackgroundWriter:
@@ -105,10 +110,13 @@ class BackgroundWriter:
                     self._write(batch)
                     batch = []
                     item.set()
+            wrote = bool(batch)
             self._write(batch)
             self._report_drops()
             if self._closing and not self._queue:
                 return
+            if wrote and not self._closing:
+                time.sleep(LINGER_SECONDS)
 
     def _until_report(self) -> float | None:
         """How long the writer may sleep: for ever, unless dropped lines wait to be reported."""

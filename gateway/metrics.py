@@ -4,6 +4,8 @@ multiprocess mode)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 7.5, 10, 20)
@@ -57,3 +59,16 @@ LOG_LINES_DROPPED = Counter(
     "crm_gateway_log_lines_dropped_total",
     "Log lines dropped because the output did not keep up (its reader stalled or went away)",
 )
+
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, resolved once per label values: `labels()` takes a lock and
+    checks its arguments on every call, and a request makes several. The label values of this
+    gateway are few (operations, statuses, caches, upstreams), so the children kept are too."""
+    key = (metric, values)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*values)
+    return found

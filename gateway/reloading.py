@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import logs, runtime
+from gateway import collector, logs, runtime
 from gateway.config import Config, Listen, load_config, secrets_of
 from gateway.errors import ConfigError
 from gateway.fleet.state import Fleet
@@ -101,6 +101,7 @@ class Holder:
             task = asyncio.create_task(_retire(old, old.config.deadlines.budget("meta") + 1))
             self._retired.add(task)
             task.add_done_callback(self._retired.discard)
+            task.add_done_callback(lambda _: collector.refreeze())
             log.info("reloaded", config=config.file, mapping=str(config.upstream.mapping))
             return True
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import logs, reloading, shipped, signals
+from gateway import collector, logs, reloading, shipped, signals
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.connections import HeadDeadline
@@ -119,6 +119,7 @@ async def serve(
     assert runner.server is not None  # made by setup()
     live = app[reloading.HOLDER]  # a reload's header timeout applies at once
     heads = HeadDeadline(runner.server, lambda: live.current.config.server.header_timeout_seconds)
+    collector.settle()
     await web.SockSite(runner, sock).start()
     sweeping = asyncio.create_task(heads.run())
     logs.get().info(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT
@@ -76,3 +77,54 @@ def test_digits_keep_only_the_number(value: str) -> None:
     out = digits(value)
     assert out == "" or out.isdigit()
     assert digits("+" + out) == out and digits("00" + out) == out if out else True
+
+
+FAST_SOURCES = [
+    "/api/v2/users/{{ id }}",
+    "{{ upstream_url }}/agent/users/{{ record.id }}",
+    "{{ method }} {{ path }}",
+    '{{ a["b"] }}',
+    "{{ a.items }}",
+    '{{ a["items"] }}',
+    "{{ a.b.c }}",
+    "x{{ a.b.c }}y",
+    "{{ record }}",
+    " {{ record.id }} ",
+    "{{ n }}",
+    "{{ t }}",
+    "p{{ t }}",
+    "{{ s.x }}",
+    "{{- id }} z\n",
+    "name:{{ a.b | quote }}",
+    "phone:{{ s | digits | quote }}",
+    "{{ n | quote }}",
+    "{{ id | digits }}",
+]
+CONTEXTS: list[dict[str, Any]] = [
+    {},
+    {
+        "id": 7,
+        "upstream_url": "http://u",
+        "record": {"id": 3, "x": None},
+        "method": "GET",
+        "path": "/p",
+        "a": {"b": {"c": [1]}, "items": 5},
+        "n": None,
+        "t": (1, (2, 3)),
+        "s": "text",
+    },
+    {"id": None, "record": {"id": {"k": (1,)}}, "a": {"b": 1}, "s": {"x": 1}},
+    {"record": [1], "a": {"b": {"c": None}}},
+]
+
+
+@pytest.mark.parametrize("source", FAST_SOURCES)
+def test_plain_templates_render_as_jinja_renders_them(source: str) -> None:
+    """Text and plain reads are rendered without Jinja: the same value, of the same type, as
+    Jinja's sandbox gives, undefined and non-dict values included."""
+    template = Template(source)
+    assert template._fast is not None
+    for ctx in CONTEXTS:
+        want = template._fn(ctx)
+        got = template(ctx)
+        assert (got, type(got)) == (want, type(want)), ctx

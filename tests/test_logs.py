@@ -159,6 +159,25 @@ def test_the_leak_scan_can_fail() -> None:
     assert leaked(["ok"], {"test-key-1"}) == []
 
 
+def test_a_secret_is_replaced_once_even_inside_its_own_mark(capsys: Any) -> None:
+    logs.configure("info", "json", secrets=["secret"])
+    logs.get().info("oops", detail="my secret, mailed to a@example.com")
+    (line,) = lines(capsys)
+    assert line["detail"] == "my [secret], mailed to a***@example.com"
+
+
+def test_a_secret_learned_later_is_redacted_in_text_seen_before(capsys: Any) -> None:
+    """Repeated values (a route, an event's name) are redacted once and kept: a secret learned
+    at run time (a refreshed token) still reaches them."""
+    logs.configure("info", "json")
+    logs.get().info("call", route="/hooks/tok-123456789")
+    logs.redactor.add("tok-123456789")
+    logs.get().info("call", route="/hooks/tok-123456789")
+    first, second = lines(capsys)
+    assert first["route"] == "/hooks/tok-123456789"
+    assert second["route"] == "/hooks/[secret]"
+
+
 # -- the README names every event ------------------------------------------------------------------
 
 _LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}

@@ -262,3 +262,23 @@ def test_the_mapping_and_the_upstream_client_do_not_import_each_other() -> None:
     assert not {m for m in imports(gateway / "mapping") if m.startswith("gateway.upstream")}
     assert not {m for m in imports(gateway / "upstream") if m.startswith("gateway.mapping")}
     assert "gateway.config" not in imports(gateway / "upstream")  # plain settings come in
+
+
+def test_a_call_with_other_headers_is_the_call_replace_makes() -> None:
+    """Call.with_headers copies every field but the headers (a field added to Call must be
+    copied there too)."""
+    values = {
+        f.name: f"v-{f.name}" if f.type in ("str", "str | None") else None
+        for f in dataclasses.fields(Call)
+    }
+    call = Call(
+        **{
+            **values,
+            "query": {"q": "1"},
+            "headers": {"a": "1"},
+            "body": {"b": 1},
+            "retry_safe": True,
+            "attempt": 3,
+        }
+    )
+    assert call.with_headers({"x": "y"}) == dataclasses.replace(call, headers={"x": "y"})

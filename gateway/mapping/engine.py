@@ -67,6 +67,8 @@ class Engine:
         self.upstream_url = upstream_url
         self.base_ctx = {"settings": dict(settings), "upstream_url": upstream_url}
         self.log = logs.get()
+        # Each object with its discovered fields, made once for each load of them.
+        self._with_fields: dict[str, tuple[tuple[FieldSpec, ...], ObjectSpec]] = {}
 
     # -- objects and meta ------------------------------------------------------------------
 
@@ -76,7 +78,10 @@ class Engine:
         if obj.custom_fields is None:
             return obj
         extra = await self.caches["field_definitions"].get(kind, lambda: self._discover(obj))
-        return with_fields(obj, extra)
+        made = self._with_fields.get(kind)
+        if made is None or made[0] is not extra:
+            made = self._with_fields[kind] = (extra, with_fields(obj, extra))
+        return made[1]
 
     async def _discover(self, obj: ObjectSpec) -> tuple[FieldSpec, ...]:
         spec = obj.custom_fields
@@ -136,7 +141,8 @@ class Engine:
         def found(data: dict[str, Any]) -> list[dict[str, Any]]:
             listed = op.result(data)
             records = listed if isinstance(listed, list) else []
-            joined = (fm.join(obj, r, data) for r in records if isinstance(r, Mapping))
+            join = fm.joiner(obj, data)
+            joined = (join(r) for r in records if isinstance(r, Mapping))
             return [r for r in joined if fm.matches(r, pairs, match, codecs=self.codecs)]
 
         unique = any(f.unique for f, _ in pairs)
@@ -153,8 +159,9 @@ class Engine:
         op = self.mapping.operations["find_cases"]
         records, data, ctx = await self._records(op, {"id": customer_id}, obj)
         cases = {}
+        join = fm.joiner(obj, data)
         for r in records:  # a record listed on two pages is one case
-            case = fm.to_object(obj, fm.join(obj, r, data), ctx)
+            case = fm.to_object(obj, join(r), ctx)
             cases[case["id"]] = case
         return sorted(cases.values(), key=_newest, reverse=True)
 

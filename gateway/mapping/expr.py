@@ -17,10 +17,9 @@ import jinja2
 import jmespath
 import jmespath.exceptions
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jmespath.visitor import Options, TreeInterpreter
 
 from gateway.errors import MappingFailed
-from gateway.mapping import codecs
+from gateway.mapping import codecs, jmes
 
 
 class ExprError(ValueError):
@@ -102,29 +101,146 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class Template:
-    """A compiled string: constant, template, or single expression keeping its type."""
+class _Unsure(Exception):
+    """A read the fast path leaves to Jinja (an attribute of an object, a key that is also a
+    method of dict)."""
 
-    __slots__ = ("_fn", "source")
+
+_MISSING = object()  # what Jinja reads as undefined
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+Getter = Callable[[Mapping[str, Any]], Any]
+
+
+def _getter(node: jinja2.nodes.Node) -> Getter | None:
+    """For `name`, `a.b` and `a["b"]` over plain dicts: a function of the context giving what
+    the sandbox gives (`_MISSING` for undefined, which chains), or raising _Unsure where only
+    Jinja knows. None: another kind of expression."""
+    steps: list[tuple[bool, str]] = []  # (an attribute, not an item; its name)
+    while not isinstance(node, jinja2.nodes.Name):
+        if isinstance(node, jinja2.nodes.Getattr):
+            steps.append((True, node.attr))
+        elif (
+            isinstance(node, jinja2.nodes.Getitem)
+            and isinstance(node.arg, jinja2.nodes.Const)
+            and isinstance(node.arg.value, str)
+        ):
+            steps.append((False, node.arg.value))
+        else:
+            return None
+        node = node.node
+    name = node.name
+    if name in _env.globals:
+        return None
+    steps.reverse()
+
+    def get(ctx: Mapping[str, Any]) -> Any:
+        value = ctx.get(name, _MISSING)
+        for attribute, key in steps:
+            if value is _MISSING:
+                return value
+            if type(value) is not dict:
+                raise _Unsure
+            # The sandbox tries an attribute before a key for `a.b`, a key first for `a["b"]`.
+            if key in value and not (attribute and key in _DICT_ATTRIBUTES):
+                value = value[key]
+            elif key in _DICT_ATTRIBUTES:
+                raise _Unsure
+            else:
+                value = _MISSING
+        return value
+
+    return get
+
+
+# The mapping's own filters, each a plain function of one value (Jinja's own, with their
+# arguments and their handling of undefined values, are left to Jinja).
+_OWN_FILTERS = ("quote", "digits")
+
+
+def _filtered(node: jinja2.nodes.Node) -> Getter | None:
+    """`_getter`, or a read passed through the mapping's own filters (``value | quote``): an
+    undefined value is left to Jinja."""
+    if not isinstance(node, jinja2.nodes.Filter):
+        return _getter(node)
+    plain = not (node.args or node.kwargs or node.dyn_args or node.dyn_kwargs)
+    inner = _filtered(node.node) if plain and node.node is not None else None
+    if inner is None or node.name not in _OWN_FILTERS:
+        return None
+    apply = _env.filters[node.name]
+
+    def get(ctx: Mapping[str, Any]) -> Any:
+        value = inner(ctx)
+        if value is _MISSING:
+            raise _Unsure
+        return apply(value)
+
+    return get
+
+
+def _fast(source: str, whole: bool) -> Getter | None:
+    """A template of text and plain reads (``/users/{{ id }}``, ``{{ record.id }}``) as a
+    function that does what Jinja would, without a Jinja context a call; None for any other."""
+    output = _env.parse(source).body
+    if len(output) != 1 or not isinstance(output[0], jinja2.nodes.Output):
+        return None
+    parts: list[str | Getter] = []
+    for node in output[0].nodes:
+        if isinstance(node, jinja2.nodes.TemplateData):
+            parts.append(node.data)
+        elif (read := _filtered(node)) is not None:
+            parts.append(read)
+        else:
+            return None
+    if whole:
+        if len(parts) != 1 or isinstance(parts[0], str):
+            return None
+        read = parts[0]
+        return lambda ctx: None if (value := read(ctx)) is _MISSING else _plain(value)
+
+    def render(ctx: Mapping[str, Any]) -> str:
+        out = []
+        for part in parts:
+            if isinstance(part, str):
+                out.append(part)
+            elif (value := part(ctx)) is not _MISSING:
+                out.append(str(value))
+        return "".join(out)
+
+    return render
+
+
+class Template:
+    """A compiled string: constant, template, or single expression keeping its type. Plain
+    reads are done without Jinja (`_fast`), which then only answers what they leave to it."""
+
+    __slots__ = ("_fast", "_fn", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         self._fn: Callable[[Mapping[str, Any]], Any]
+        self._fast: Getter | None = None
         _refuse_unsafe(source)
         try:
             whole = _WHOLE.match(source)
             if whole and "{{" not in whole.group(1) and "{%" not in source:
                 expr = _env.compile_expression(whole.group(1), undefined_to_none=True)
                 self._fn = lambda ctx: _plain(expr(**ctx))
+                self._fast = _fast("{{" + whole.group(1) + "}}", whole=True)
             elif "{{" in source or "{%" in source:
                 tmpl = _env.from_string(source)
                 self._fn = lambda ctx: tmpl.render(**ctx)
+                self._fast = _fast(source, whole=False)
             else:
                 self._fn = lambda ctx: source
         except jinja2.TemplateSyntaxError as exc:
             raise ExprError(f"template does not compile: {exc.message}") from None
 
     def __call__(self, ctx: Mapping[str, Any]) -> Any:
+        if self._fast is not None:
+            try:
+                return self._fast(ctx)
+            except _Unsure:
+                pass
         try:
             return self._fn(ctx)
         except jinja2.TemplateError as exc:
@@ -158,38 +274,59 @@ _PLAIN = re.compile(
 _SEGMENT = re.compile(r'[A-Za-z_][A-Za-z0-9_]*|"([^"\\]*)"')
 
 
+def _plain_reader(keys: tuple[str, ...]) -> Callable[[Any], Any]:
+    """A plain path's read: each key of a dict in turn; anything else reads as nothing."""
+    if len(keys) == 1:
+        (key,) = keys
+        return lambda data: data.get(key) if isinstance(data, dict) else None
+
+    def read(data: Any) -> Any:
+        for key in keys:
+            if not isinstance(data, dict):
+                return None
+            data = data.get(key)
+        return data
+
+    return read
+
+
+def _guarded(read: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def guarded(data: Any) -> Any:
+        try:
+            return read(data)
+        except jmespath.exceptions.JMESPathError:
+            # A type error on unexpected upstream data reads as "no value", never as a crash.
+            return None
+
+    return guarded
+
+
 class Path:
     """A compiled JMESPath expression. Plain field paths are read directly (they are most of a
-    mapping's reads, and the interpreter costs more than the rest of a request)."""
+    mapping's reads, and the interpreter costs more than the rest of a request); the others
+    through closures (gateway.mapping.jmes). ``get`` is the read itself, for callers that
+    read many."""
 
-    __slots__ = ("_expr", "_interpreter", "_keys", "source")
+    __slots__ = ("get", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         try:
-            self._expr = jmespath.compile(source)
+            expr = jmespath.compile(source)
         except jmespath.exceptions.JMESPathError as exc:
             raise ExprError(f"JMESPath does not compile: {exc}") from None
-        self._keys: tuple[str, ...] | None = None
+        self.get: Callable[[Any], Any]
         if _PLAIN.match(source.strip()):
-            self._keys = tuple(
+            keys = tuple(
                 m.group(1) if m.group(1) is not None else m.group(0)
                 for m in _SEGMENT.finditer(source)
             )
-        self._interpreter = TreeInterpreter(Options())
+            self.get = _plain_reader(keys)
+        else:
+            self.get = _guarded(jmes.compile_node(expr.parsed))
 
     def __call__(self, data: Any) -> Any:
-        if self._keys is not None:
-            for key in self._keys:
-                if not isinstance(data, dict):
-                    return None
-                data = data.get(key)
-            return data
-        try:
-            return self._interpreter.visit(self._expr.parsed, data)
-        except jmespath.exceptions.JMESPathError:
-            # A type error on unexpected upstream data reads as "no value", never as a crash.
-            return None
+        return self.get(data)
 
 
 def compile_tree(value: Any) -> Callable[[Mapping[str, Any]], Any]:

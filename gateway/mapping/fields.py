@@ -4,13 +4,13 @@ bodies to upstream changes, search terms and the re-check of search results."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from gateway.errors import BadRequest, FieldError, ValidationFailed
 from gateway.mapping.codecs import CODECS, Codecs, Malformed
 from gateway.mapping.field_types import FIELD_TYPES
-from gateway.mapping.model import FieldSpec, ListWrite, ObjectSpec
+from gateway.mapping.model import FieldSpec, Join, ListWrite, ObjectSpec
 
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
 # A record id that may go into an upstream path: anything else could address another resource.
@@ -44,13 +44,29 @@ def meta_of(obj: ObjectSpec) -> dict[str, Any]:
 
 def join(obj: ObjectSpec, record: Mapping[str, Any], data: Any) -> dict[str, Any]:
     """The record with each declared join attached under its name."""
-    out = dict(record)
-    for name, j in obj.joins.items():
-        key = j.equals(record)
-        source = j.source(data) or []
-        found = [x for x in source if isinstance(x, Mapping) and x.get(j.where) == key]
-        out[name] = (found[0] if found else None) if j.one else found
-    return out
+    return joiner(obj, data)(record)
+
+
+def joiner(obj: ObjectSpec, data: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """`join` for the records of one answer: each join's source is read once (at the first
+    record), not once a record."""
+    sources: list[tuple[str, Join, list[Mapping[str, Any]]]] | None = None
+
+    def joined(record: Mapping[str, Any]) -> dict[str, Any]:
+        nonlocal sources
+        if sources is None:
+            sources = [
+                (name, j, [x for x in j.source(data) or [] if isinstance(x, Mapping)])
+                for name, j in obj.joins.items()
+            ]
+        out = dict(record)
+        for name, j, candidates in sources:
+            key = j.equals(record)
+            found = [x for x in candidates if x.get(j.where) == key]
+            out[name] = (found[0] if found else None) if j.one else found
+        return out
+
+    return joined
 
 
 def read_value(f: FieldSpec, record: Mapping[str, Any]) -> Any:
@@ -62,6 +78,39 @@ def read_value(f: FieldSpec, record: Mapping[str, Any]) -> Any:
     return CODECS[f.codec][0](value)
 
 
+def _reader(f: FieldSpec) -> Callable[[Mapping[str, Any]], Any]:
+    """`read_value` of one field, with its path, map and codec looked up once."""
+    get, mapped, decode = f.read.get, f.map, CODECS[f.codec][0]
+
+    def read(record: Mapping[str, Any]) -> Any:
+        value = get(record)
+        if value in _EMPTY:
+            return None
+        return decode(mapped.get(str(value), value) if mapped else value)
+
+    return read
+
+
+_CASE_REQUIRED = ("number", "customerId", "title", "description")
+# The readers of an object's fields, by the object (kept while it is: its id alone may be
+# taken again by another once it is gone).
+_READERS: dict[int, tuple[ObjectSpec, list[tuple[str, Callable[[Any], Any], bool]]]] = {}
+
+
+def _readers(obj: ObjectSpec) -> list[tuple[str, Callable[[Any], Any], bool]]:
+    """Each field's name, reader, and whether an empty value is written as "" (the required
+    keys of the case object)."""
+    kept = _READERS.get(id(obj))
+    if kept is not None and kept[0] is obj:
+        return kept[1]
+    if len(_READERS) >= 256:  # objects are made per mapping and per load of custom fields
+        _READERS.clear()
+    case = obj.kind == "case"
+    readers = [(f.name, _reader(f), case and f.name in _CASE_REQUIRED) for f in obj.fields]
+    _READERS[id(obj)] = (obj, readers)
+    return readers
+
+
 def to_object(obj: ObjectSpec, record: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:
     """The caller's object for one upstream record: core properties, then populated fields."""
     url = str(obj.url({**ctx, "record": record}))
@@ -70,12 +119,12 @@ def to_object(obj: ObjectSpec, record: Mapping[str, Any], ctx: Mapping[str, Any]
         out.update(url=url, uri=url)
     else:
         out.update(url=url, linkUrl=url)
-    for f in obj.fields:
-        value = read_value(f, record)
+    for name, read, required in _readers(obj):
+        value = read(record)
         if value is not None:
-            out[f.name] = value
-        elif obj.kind == "case" and f.name in ("number", "customerId", "title", "description"):
-            out[f.name] = ""  # required keys of the case object
+            out[name] = value
+        elif required:
+            out[name] = ""  # required keys of the case object
     return out
 
 

@@ -27,6 +27,8 @@ class PriorityRouting:
         self.engine = engine
         self.not_found = not_found
         self.log = logs.get()
+        # The label objects of the entries last cached: made once per load of them.
+        self._objects: tuple[list[tuple[str, str]], list[dict[str, Any]]] | None = None
 
     async def _entries(self) -> list[tuple[str, str]]:
         source = self.spec.labels
@@ -43,7 +45,12 @@ class PriorityRouting:
         return found
 
     async def labels(self) -> list[dict[str, Any]]:
-        return label_objects(self.spec.labels, self.engine.mapping.name, await self.entries())
+        entries = await self.entries()
+        made = self._objects
+        if made is None or made[0] is not entries:
+            objects = label_objects(self.spec.labels, self.engine.mapping.name, entries)
+            made = self._objects = (entries, objects)
+        return made[1]
 
     @property
     def phones(self) -> PhoneNumbers:

@@ -19,7 +19,7 @@ class Auth(Protocol):
 
 def _with(call: Call, auth: Mapping[str, str]) -> Call:
     """The call with auth headers under its own (a request's own headers win)."""
-    return replace(call, headers={**auth, **call.headers})
+    return call.with_headers({**auth, **call.headers})
 
 
 class StaticAuth:

@@ -23,6 +23,14 @@ class Call:
     attempt: int = 1
     retry_reason: str | None = None  # why this attempt is a retry
 
+    def with_headers(self, headers: Mapping[str, str]) -> Call:
+        """The call with these headers: what `dataclasses.replace` makes, at a third of its
+        cost (every attempt passes two layers that add headers)."""
+        return Call(
+            self.method, self.path, self.route, self.query, headers, self.body,
+            self.retry_safe, self.scope, self.attempt, self.retry_reason,
+        )  # fmt: skip
+
 
 Send = Callable[[Call], Awaitable[Response]]
 

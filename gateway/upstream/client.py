@@ -7,7 +7,6 @@ CRM and no mapping: what it needs from them comes in as plain data and functions
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from gateway.errors import UpstreamError
@@ -77,9 +76,8 @@ class Upstream:
         async def admitted(call: Call) -> Response:
             async with self.gate.admit(call):
                 reached.append(call)
-                answer = await self.transport.send(
-                    replace(call, headers={**self.headers, **call.headers})
-                )
+                sent = call.with_headers({**self.headers, **call.headers}) if self.headers else call
+                answer = await self.transport.send(sent)
             await self.gate.observe(call, answer)
             return answer
 

@@ -5,8 +5,6 @@ from the callers does not become a 429 storm. Answers teach it the holds."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from gateway import deadline
 from gateway.errors import DeadlineExceeded, UpstreamUnavailable
@@ -34,19 +32,12 @@ class RateGate:
         self.clock = clock
         self._slots = asyncio.Semaphore(max_in_flight)
 
-    @asynccontextmanager
-    async def admit(self, call: Call) -> AsyncIterator[None]:
-        """Wait out the holds on this call if they fit the budget, then hold a slot, and look
-        at the holds again: a call queued for a slot while the calls in flight learned a limit
-        must not go and ask for a 429 of its own (a burst would reach the CRM whole)."""
-        await self._wait_out_holds(call)
-        queued = await self._take_slot(deadline.left())
-        try:
-            if queued:  # holding the slot: after the hold, no more go than the slots
-                await self._wait_out_holds(call)
-            yield
-        finally:
-            self._slots.release()
+    def admit(self, call: Call) -> _Admission:
+        """``async with gate.admit(call)``: wait out the holds on this call if they fit the
+        budget, then hold a slot, and look at the holds again: a call queued for a slot while
+        the calls in flight learned a limit must not go and ask for a 429 of its own (a burst
+        would reach the CRM whole)."""
+        return _Admission(self, call)
 
     async def _wait_out_holds(self, call: Call) -> None:
         """Sleep until no hold covers the call (a hold may grow meanwhile), or raise 503 at
@@ -77,9 +68,34 @@ class RateGate:
             await self._slots.acquire()
             return queued
         try:
-            await asyncio.wait_for(self._slots.acquire(), max(left, 0))
+            # asyncio.timeout, not wait_for: wait_for runs the wait as a task of its own.
+            async with asyncio.timeout(max(left, 0)):
+                await self._slots.acquire()
         except TimeoutError:
             raise DeadlineExceeded(
                 detail="no upstream slot free within the budget"
             ).unapplied() from None
         return True
+
+
+class _Admission:
+    """A class rather than an async generator: every upstream attempt passes here."""
+
+    __slots__ = ("_call", "_gate")
+
+    def __init__(self, gate: RateGate, call: Call) -> None:
+        self._gate, self._call = gate, call
+
+    async def __aenter__(self) -> None:
+        gate, call = self._gate, self._call
+        await gate._wait_out_holds(call)
+        queued = await gate._take_slot(deadline.left())
+        if queued:  # holding the slot: after the hold, no more go than the slots
+            try:
+                await gate._wait_out_holds(call)
+            except BaseException:
+                gate._slots.release()
+                raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._gate._slots.release()

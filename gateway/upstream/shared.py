@@ -43,6 +43,8 @@ class LocalHolds:
         self._until: dict[str, float] = {}
 
     async def until(self, keys: Iterable[str]) -> float:
+        if not self._until:  # nothing held: the common case, asked before every attempt
+            return 0.0
         return max((self._until.get(k, 0.0) for k in keys), default=0.0)
 
     async def hold(self, key: str, until: float) -> None:

@@ -43,6 +43,7 @@ class HttpTransport:
         self.attempt_timeout = attempt_timeout
         self.max_answer_bytes = max_answer_bytes
         self._max_connections = max_connections
+        self._full_timeout = client_timeout(attempt_timeout)  # most attempts have the cap
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -103,7 +104,11 @@ class HttpTransport:
                 params=call.query or None,
                 headers=call.headers,
                 json=call.body,
-                timeout=client_timeout(timeout),
+                timeout=(
+                    self._full_timeout
+                    if timeout == self.attempt_timeout
+                    else client_timeout(timeout)
+                ),
             ) as resp:
                 text = await self._read(resp, call)
                 data = _json(text)
@@ -127,11 +132,16 @@ class HttpTransport:
         declared = resp.content_length
         if declared is not None and declared > self.max_answer_bytes:
             raise self._too_large(resp, call, declared)
-        body = bytearray()
-        async for chunk in resp.content.iter_chunked(64 * 1024):
-            body += chunk
-            if len(body) > self.max_answer_bytes:
-                raise self._too_large(resp, call, declared)
+        body: bytes | bytearray
+        if declared is not None and not resp.headers.get("Content-Encoding"):
+            # Its length is known and within the cap (the parser reads no further): whole.
+            body = await resp.read()
+        else:
+            body = bytearray()
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > self.max_answer_bytes:
+                    raise self._too_large(resp, call, declared)
         try:
             encoding = resp.get_encoding()
         except RuntimeError:  # no charset it knows: aiohttp's own fallback, had it read the body

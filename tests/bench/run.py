@@ -185,9 +185,11 @@ def profile(server: Server, name: str) -> Path:
     seconds = max(10, int(2 * SECONDS))
     spy = str(Path(sys.executable).with_name("py-spy"))
     pid = str(worker_pids(server.proc)[0])
-    # --gil: only the thread running Python, so that the log writer waiting for lines is not
-    # drawn as work; --function: one box a function, not one a line.
-    command = [spy, "record", "--gil", "--function", "-o", str(out), "-p", pid, "-d", str(seconds)]
+    # Every thread: with --gil, the event loop's socket writes (uvloop keeps the GIL through
+    # the syscall) were drawn several times larger than the CPU time they take. The log
+    # writer's thread shows apart, mostly asleep between batches. --function: one box a
+    # function, not one a line.
+    command = [spy, "record", "--function", "-o", str(out), "-p", pid, "-d", str(seconds)]
     with started(*command) as proc:
         time.sleep(1)  # py-spy attached
         wrk(server.url, (FIND,), seconds=seconds + 1, connections=32)
