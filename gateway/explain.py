@@ -19,6 +19,7 @@ from gateway.mapping.expr import Path
 from gateway.mapping.model import MappingSpec
 from gateway.mapping.spec import load_mapping
 from gateway.operation import Args, Operation
+from gateway.redaction import Redactor
 from gateway.upstream import trace
 from gateway.upstream.call import Call
 
@@ -61,7 +62,7 @@ async def explain(
         dry = replace(config, upstream=replace(config.upstream, oauth=None))
         mapping = _reading_no_definitions(load_mapping(config.upstream.mapping))
         built = runtime.build(dry, mapping, transport=DryTransport())
-    secrets = logs.Redactor()  # secrets only: the integrator sees their own data
+    secrets = Redactor()  # secrets only: the integrator sees their own data
     secrets.configure(secrets_of(config), pii=True)
     stats = logs.start_request()
     stats.keep_bodies = True
