@@ -556,7 +556,7 @@ async def test_a_purge_reaches_every_replica_and_redis_trouble_costs_no_request(
             async with http.post(url(ports[1], "/admin/cache/purge"), headers=ADMIN) as resp:
                 return int((await resp.json())["processes"])
 
-        end = time.monotonic() + 10
+        end = time.monotonic() + 20  # each reconnects by itself; a loaded machine takes its time
         while await reached() != 3:
             assert time.monotonic() < end, "the replicas did not all come back to Redis"
             await asyncio.sleep(0.2)
