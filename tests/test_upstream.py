@@ -80,7 +80,9 @@ async def test_a_limit_that_fits_makes_only_that_write_wait(
         timed(gw.get(f"{API}/customer/1002", headers=AUTH)),
     )
     assert [status for status, _ in others] == [201, 200]
-    assert all(took < 0.5 for _, took in others)
+    # Answered while user 1002's write still waits out its second; held, they would have
+    # waited the 0.95 s left of it.
+    assert not update.done() and all(took < 0.8 for _, took in others)
     status, took = await update
     assert status == 201 and 1.0 <= took < FAST_BUDGET
     assert calls(sandbox, PUT_1002) == 2
