@@ -8,11 +8,14 @@ implementation (Redis) can replace ``LocalRecall``, which remembers within one p
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from cachetools import TLRUCache
+
+from gateway import logs
 
 
 class Recall(Protocol):
@@ -42,3 +45,16 @@ class LocalRecall:
 
     async def forget(self, key: str) -> None:
         self._data.pop(key, None)
+
+
+async def shared_or_local(text: str | bytes | None, local: Recall, key: str, event: str) -> Any:
+    """What a shared memory (Redis, the host's database) held for ``key``, as its JSON ``text``;
+    where it held nothing, or something unreadable (said in an ``event`` warning), what this
+    process's ``local`` memory holds: an entry made while the shared one was away."""
+    if text is None:
+        return await local.get(key)
+    try:
+        return json.loads(text)
+    except ValueError:
+        logs.get().warning(event, action="the local memory is used")
+        return await local.get(key)

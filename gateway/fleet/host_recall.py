@@ -27,10 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway import deadline, logs
+from gateway import deadline
 from gateway.errors import DeadlineExceeded
 from gateway.fleet.host_files import HostFiles
-from gateway.recall import LocalRecall
+from gateway.recall import LocalRecall, shared_or_local
 from gateway.upstream.clock import SYSTEM, Clock
 
 T = TypeVar("T")
@@ -74,13 +74,7 @@ class HostRecall:
             ) from None
         except FAILURES:
             return await self.local.get(key)
-        if text is None:
-            return await self.local.get(key)
-        try:
-            return json.loads(text)
-        except ValueError:
-            logs.get().warning("host_recall_unreadable", action="the local memory is used")
-            return await self.local.get(key)
+        return await shared_or_local(text, self.local, key, "host_recall_unreadable")
 
     async def put(self, key: str, value: Any, ttl_seconds: float) -> None:
         await self.local.put(key, value, ttl_seconds)

@@ -14,10 +14,9 @@ import contextlib
 import json
 from typing import Any
 
-from gateway import logs
 from gateway.errors import DeadlineExceeded
 from gateway.fleet.redis import SharedRedis, Unavailable
-from gateway.recall import LocalRecall, Recall
+from gateway.recall import LocalRecall, Recall, shared_or_local
 
 
 class RedisRecall:
@@ -37,13 +36,7 @@ class RedisRecall:
                     detail="the request's budget ran out while reading the fleet's memory"
                 ) from None
             return await self.local.get(key)
-        if text is None:
-            return await self.local.get(key)
-        try:
-            return json.loads(text)
-        except ValueError:
-            logs.get().warning("shared_recall_unreadable", action="the local memory is used")
-            return await self.local.get(key)
+        return await shared_or_local(text, self.local, key, "shared_recall_unreadable")
 
     async def put(self, key: str, value: Any, ttl_seconds: float) -> None:
         await self.local.put(key, value, ttl_seconds)
