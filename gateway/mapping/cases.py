@@ -14,12 +14,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from gateway.cache import SingleFlight
 from gateway.errors import (
     CaseClosed,
     FieldError,
@@ -28,13 +25,11 @@ from gateway.errors import (
     NotFound,
     ValidationFailed,
 )
-from gateway.locks import KeyedLocks
 from gateway.mapping import fields as fm
 from gateway.mapping import interactions as im
 from gateway.mapping import lost
 from gateway.mapping.engine import Engine
-from gateway.mapping.once import lease, past_deadline
-from gateway.recall import Recall
+from gateway.mapping.once import Writes, lease, past_deadline
 
 # As long as the shipped upstreams keep an idempotency key (docs/behaviour.md §1.7).
 REMEMBER_SECONDS = 2 * 3600.0
@@ -63,29 +58,8 @@ def custom(body: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in STRUCTURAL}
 
 
-class CaseWrites:
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        locks: KeyedLocks,
-        recall: Recall,
-        grace_seconds: float,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        """``locks``: one writer per case (and per create); ``recall``: what creates made, for
-        their repeats; ``grace_seconds``: how long a create may run on past its caller's
-        deadline (one attempt's time), so that what it made is known to its repeat; ``clock``:
-        seconds since the epoch, as the CRM's timestamps count them."""
-        self.engine = engine
-        self.locks, self.recall, self.grace_seconds = locks, recall, grace_seconds
-        self.clock = clock
-        self._inflight: SingleFlight[dict[str, Any]] = SingleFlight()
-
-    def in_flight(self) -> list[asyncio.Task[dict[str, Any]]]:
-        """The creates running now, some of them past their callers' deadlines for their
-        grace: a stopping process waits for them (`gateway.serving`)."""
-        return self._inflight.running()
+class CaseWrites(Writes):
+    """Case creates and updates, each made once (see the module)."""
 
     # -- updates ---------------------------------------------------------------------------
 

@@ -18,48 +18,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from gateway.cache import SingleFlight
 from gateway.errors import FieldError, NotFound, ValidationFailed
-from gateway.locks import KeyedLocks
 from gateway.mapping import fields as fm
 from gateway.mapping import interactions as im
 from gateway.mapping import lost
-from gateway.mapping.engine import Engine
 from gateway.mapping.model import FieldSpec, ObjectSpec
-from gateway.mapping.once import lease, past_deadline
-from gateway.recall import Recall
+from gateway.mapping.once import Writes, lease, past_deadline
 
 REMEMBER_SECONDS = 15 * 60.0
 
 
-class CustomerWrites:
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        locks: KeyedLocks,
-        recall: Recall,
-        grace_seconds: float,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        """As `CaseWrites`: creates of one body are held one at a time, remembered, and run
-        on past their caller's deadline for ``grace_seconds``. ``clock``: seconds since the
-        epoch, as the CRM's timestamps count them."""
-        self.engine = engine
-        self.locks, self.recall, self.grace_seconds = locks, recall, grace_seconds
-        self.clock = clock
-        self._inflight: SingleFlight[dict[str, Any]] = SingleFlight()
-
-    def in_flight(self) -> list[asyncio.Task[dict[str, Any]]]:
-        """The creates running now, some of them past their callers' deadlines for their
-        grace: a stopping process waits for them (`gateway.serving`)."""
-        return self._inflight.running()
+class CustomerWrites(Writes):
+    """Customer creates and updates, made once and whole (see the module)."""
 
     async def update(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         e = self.engine
