@@ -37,9 +37,9 @@ SUFFIX = ".lock"
 
 
 class HostLocks:
-    def __init__(self, files: HostFiles, local: LocalLocks | None = None) -> None:
+    def __init__(self, files: HostFiles) -> None:
         self.files = files
-        self.local = local if local is not None else LocalLocks()
+        self.local = LocalLocks()
 
     def path(self, key: str) -> Path:
         """The key's lock file: its hash, so any key makes a short, safe file name."""
@@ -59,8 +59,8 @@ class HostLocks:
     async def _acquire(self, path: Path, lease_seconds: float) -> int | None:
         """The locked file's descriptor; None when the host's files fail (this process's lock
         alone, said loudly)."""
-        budget = deadline.current()  # measured now, after waiting for this process's lock
-        wait = lease_seconds if budget is None else max(budget.remaining() - budget.margin, 0.0)
+        left = deadline.left()  # measured now, after waiting for this process's lock
+        wait = lease_seconds if left is None else max(left, 0.0)
         loop = asyncio.get_running_loop()
         end, pause = loop.time() + wait, FIRST_PAUSE_SECONDS
         while True:

@@ -48,11 +48,9 @@ CREATE INDEX IF NOT EXISTS recall_expiry ON recall (expires_at);
 
 
 class HostRecall:
-    def __init__(
-        self, files: HostFiles, local: LocalRecall | None = None, clock: Clock = SYSTEM
-    ) -> None:
+    def __init__(self, files: HostFiles, clock: Clock = SYSTEM) -> None:
         self.files, self.clock = files, clock
-        self.local = local or LocalRecall()
+        self.local = LocalRecall()
         self._db: sqlite3.Connection | None = None
         self._file: tuple[int, int] | None = None  # the database file it is connected to
         # One thread: the connection stays on it, and a busy database holds up no other work

@@ -47,11 +47,9 @@ class RedisLocks:
 
     async def _acquire(self, name: str, lease_seconds: float) -> str | None:
         """The lease's token; None when Redis is away (the first lock alone)."""
-        budget = deadline.current()
         lease = max(lease_seconds, RELEASE_SECONDS)  # what is left of what the holder asked
-        wait = lease_seconds
-        if budget is not None:  # measured now, after waiting for this process's lock
-            wait = max(budget.remaining() - budget.margin, 0.0)
+        left = deadline.left()  # measured now, after waiting for this process's lock
+        wait = lease_seconds if left is None else max(left, 0.0)
         try:
             return await self.redis.acquire(name, lease, wait)
         except LeaseTimeout:

@@ -65,12 +65,14 @@ class Fleet:
         # host-wide behind it (and without it) for the workers of a supervisor.
         self.host_locks: HostLocks | None = None
         self.host_recall: HostRecall | None = None
-        locks: KeyedLocks = LocalLocks()
-        recall: Recall = LocalRecall()
+        locks: KeyedLocks
+        recall: Recall
         if state_dir is not None:
             files = HostFiles(state_dir)
             locks = self.host_locks = HostLocks(files)
             recall = self.host_recall = HostRecall(files)
+        else:
+            locks, recall = LocalLocks(), LocalRecall()
         self.locks: KeyedLocks = RedisLocks(redis, locks) if redis is not None else locks
         self.recall: Recall = RedisRecall(redis, recall) if redis is not None else recall
         self._host_sock = host

@@ -33,7 +33,6 @@ from gateway.mapping.once import Writes, lease, past_deadline
 
 # As long as the shipped upstreams keep an idempotency key (docs/behaviour.md §1.7).
 REMEMBER_SECONDS = 2 * 3600.0
-STRUCTURAL = ("customerId", "customId", "interactions")
 
 
 def keyed(engine: Engine, operation: str, given: Mapping[str, Any]) -> bool:
@@ -53,11 +52,6 @@ def keyed(engine: Engine, operation: str, given: Mapping[str, Any]) -> bool:
     return bool(sent) and all(h.get("idempotency-key") for h in sent)
 
 
-def custom(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A case body without its structural keys: what is left are the case's fields."""
-    return {k: v for k, v in body.items() if k not in STRUCTURAL}
-
-
 class CaseWrites(Writes):
     """Case creates and updates, each made once (see the module)."""
 
@@ -66,7 +60,7 @@ class CaseWrites(Writes):
     async def update(self, id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         e, spec = self.engine, self.engine.mapping.interactions
         obj = await e.object("case")
-        changes = e.changes(obj, custom(body))
+        changes = e.changes(obj, im.custom(body))
         writes = im.batches(spec, im.prepare(spec, body.get("interactions") or []))
         seen_body = im.clean(dict(body), spec.marker_prefix)
         result: dict[str, Any] = {}
@@ -74,7 +68,7 @@ class CaseWrites(Writes):
             for n, batch in enumerate(writes):
                 given = {
                     "id": id,
-                    "body": seen_body if n == 0 else custom(seen_body),
+                    "body": seen_body if n == 0 else im.custom(seen_body),
                     "changes": changes if n == 0 else {},
                     **im.context(spec, batch),
                 }
@@ -85,7 +79,7 @@ class CaseWrites(Writes):
                 "The CRM did not move the case.",
                 fields=[FieldError("customerId", "The case was not moved to this customer.")],
             )
-        return e.verified(obj, custom(body), result)
+        return e.verified(obj, im.custom(body), result)
 
     # -- creates ---------------------------------------------------------------------------
 
@@ -147,8 +141,8 @@ class CaseWrites(Writes):
 
     async def _apply(self, id: str, body: Mapping[str, Any], *, changed: bool) -> dict[str, Any]:
         if changed:
-            self.engine.log.info("case_create_repeated", case=id, applied=sorted(custom(body)))
-        update = {**(custom(body) if changed else {}), "interactions": body.get("interactions")}
+            self.engine.log.info("case_create_repeated", case=id, applied=sorted(im.custom(body)))
+        update = {**(im.custom(body) if changed else {}), "interactions": body.get("interactions")}
         return await self.update(id, update)
 
     def _writes(self, body: Mapping[str, Any]) -> list[list[im.Prepared]]:
@@ -161,7 +155,7 @@ class CaseWrites(Writes):
         writes = self._writes(body)
         given = {
             "body": im.clean(dict(body), spec.marker_prefix),
-            "changes": e.changes(obj, custom(body)),
+            "changes": e.changes(obj, im.custom(body)),
             "idempotency_key": key,
             **im.context(spec, writes[0]),
         }
@@ -178,7 +172,7 @@ class CaseWrites(Writes):
                 raw = await lost.written_ahead(
                     self.recall, f"case:{key}", ahead, REMEMBER_SECONDS, sent
                 )
-            made = e.verified(obj, custom(body), raw)
+            made = e.verified(obj, im.custom(body), raw)
         except lost.UNKNOWN as failed:
             if isinstance(failed, IdempotencyMismatch):
                 return await self._mismatch(body, writes[0])
@@ -223,7 +217,7 @@ class CaseWrites(Writes):
             if first or (
                 isinstance(started, int | float)
                 and lost.made_since(case.get("created"), started)
-                and not fm.not_kept(obj.fields, custom(body), case, codecs=e.codecs)
+                and not fm.not_kept(obj.fields, im.custom(body), case, codecs=e.codecs)
             ):
                 return case
         return None

@@ -61,15 +61,17 @@ class CustomerWrites(Writes):
     ) -> dict[str, Any]:
         e, name = self.engine, f"customer:{key}"
         seen = await self.recall.get(name)
+        seen = seen if isinstance(seen, dict) else {}  # another process's JSON: anything
         made: dict[str, Any] | None = None
-        if isinstance(seen, dict) and seen.get("id"):
+        unknown = bool(seen.get("unknown"))
+        if seen.get("id"):
             try:
                 made = await e.find_customer(str(seen["id"]))
             except NotFound:
                 await self.recall.forget(name)  # deleted since: make it anew
-        elif isinstance(seen, dict) and seen.get("unknown"):
+        elif unknown:
             made = await self._looked_for(obj, body, seen)
-        if made is None and not (isinstance(seen, dict) and seen.get("unknown")):
+        if made is None and not unknown:
             made = await self._taken(obj, body, me=None)
             if made is not None:
                 e.log.info("customer_create_repeated", customer=made["id"])
@@ -111,7 +113,7 @@ class CustomerWrites(Writes):
         """The customer an earlier create of this body, whose answer was lost, made; None when
         there is none and the CRM's search would show it by now. While it may not yet, the
         repeat is refused: making it again could make it twice."""
-        found = await self._made_since(obj, body, _number(seen.get("started")))
+        found = await self._made_since(obj, body, lost.number(seen.get("started")))
         if found is not None:
             self.engine.log.info("customer_create_found", customer=found["id"])
             return found
@@ -181,10 +183,6 @@ def _as_written(obj: ObjectSpec) -> list[FieldSpec]:
 
 def _unique(obj: ObjectSpec, body: Mapping[str, Any]) -> list[tuple[FieldSpec, str]]:
     return [(f, value) for f, value in _given(obj, body) if f.unique]
-
-
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def _taken(f: FieldSpec, value: str) -> FieldError:

@@ -153,6 +153,14 @@ def drop_on_record(
     ctx.update(context(spec, left))
 
 
+CASE_STRUCTURE = ("customerId", "customId", "interactions")  # a case body's keys that are no field
+
+
+def custom(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A case body without its structural keys: what is left are the case's fields."""
+    return {k: v for k, v in body.items() if k not in CASE_STRUCTURE}
+
+
 def idempotency_key(body: Mapping[str, Any]) -> str:
     """Same customer, title and interactions: same key, so a repeat returns the same record.
     Without interactions, a customer and a title name no one case (a customer may have many
@@ -165,8 +173,7 @@ def idempotency_key(body: Mapping[str, Any]) -> str:
         sorted(key_of(i) for i in interactions),
     ]
     if not interactions:
-        skip = ("customerId", "customId", "interactions")
-        identity.append({k: v for k, v in body.items() if k not in skip})
+        identity.append(custom(body))
     # (With interactions, the text is what it always was: keys made before still match.)
     text = json.dumps(identity, sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode()).hexdigest()

@@ -82,8 +82,8 @@ def refuse_while_pending(seen: Mapping[str, Any], now: float) -> None:
     """Refuse a repeat (503 CreatePending) while the CRM may yet show what the earlier create
     remembered in ``seen``, whose answer was lost, made: making it again could make it twice.
     Past its time, what was not found is taken as not made."""
-    until = seen.get("until")
-    if isinstance(until, int | float) and not isinstance(until, bool) and until > now:
+    until = number(seen.get("until"))
+    if until > now:
         raise CreatePending.until(
             min(until - now, RETRY_AFTER_SECONDS),
             detail="an earlier create of these values lost its answer; the CRM may yet show it",
@@ -103,3 +103,8 @@ def made_since(created: Any, started: float) -> bool:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.timestamp() >= started - SKEW_SECONDS
+
+
+def number(value: Any) -> float:
+    """A remembered time (JSON from another process, so anything): 0.0 when it is no number."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

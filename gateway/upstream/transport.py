@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -67,7 +66,7 @@ class HttpTransport:
         timeout = self._timeout(repeatable=call.retry_safe)
         with trace.attempt(self.name, call) as attempt:
             if attempt.headers:
-                call = replace(call, headers={**call.headers, **attempt.headers})
+                call = call.with_headers({**call.headers, **attempt.headers})
             try:
                 answer = await self._exchange(call, timeout)
             except (AttemptFailed, DeadlineExceeded) as exc:
