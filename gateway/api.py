@@ -194,7 +194,7 @@ READINESS: Schema = {
     },
 }
 ASK_UPSTREAM: Schema = {
-    "enum": ["0", "1", "false", "true"],
+    "enum": sorted(ops.ASK_UPSTREAM),
     "default": "0",
     "description": "1: the CRM must answer the mapping's readiness request too",
 }

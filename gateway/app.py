@@ -193,7 +193,7 @@ def create_app(
     )
     fleet = fleet or fleet_state.build(config)
     mapping = mapping or load_mapping(config.upstream.mapping)
-    holder = reloading.Holder(runtime.build(config, mapping, fleet=fleet), fleet)
+    holder = reloading.Holder(runtime.build(config, mapping, fleet=fleet))
     app = web.Application(
         middlewares=[_serve],
         client_max_size=MAX_BODY_BYTES,
@@ -203,7 +203,7 @@ def create_app(
     app[reloading.HOLDER] = holder
     app[fleet_state.FLEET] = fleet
     app[access.FAILURES] = access.FailureLimit()
-    app[SERVED] = {op.name: op for op in api.OPERATIONS}
+    app[SERVED] = api.BY_NAME
     app[TRACING] = tracing = tracing or Tracing.from_environment()
     served_under = prefixes(config)
     for op in api.OPERATIONS:

@@ -17,9 +17,7 @@ def dumps(value: Any, **_: Any) -> str:
     try:
         return orjson.dumps(value, default=str).decode()
     except orjson.JSONEncodeError:
-        # What orjson refuses and a caller or the CRM can still bring in: a string that is not
-        # text (repaired to U+FFFD), an integer over 64 bits, nesting over 255 levels.
-        return json.dumps(repaired(value), default=str, ensure_ascii=False, separators=(",", ":"))
+        return _refused_by_orjson(value)
 
 
 def encoded(value: Any) -> bytes:
@@ -27,7 +25,13 @@ def encoded(value: Any) -> bytes:
     try:
         return orjson.dumps(value, default=str)
     except orjson.JSONEncodeError:
-        return dumps(value).encode()
+        return _refused_by_orjson(value).encode()
+
+
+def _refused_by_orjson(value: Any) -> str:
+    # What orjson refuses and a caller or the CRM can still bring in: a string that is not
+    # text (repaired to U+FFFD), an integer over 64 bits, nesting over 255 levels.
+    return json.dumps(repaired(value), default=str, ensure_ascii=False, separators=(",", ":"))
 
 
 def response(

@@ -12,19 +12,15 @@ from aiohttp import web
 from gateway import collector, logs, runtime
 from gateway.config import Config, Listen, load_config, secrets_of
 from gateway.errors import ConfigError
-from gateway.fleet.state import Fleet
-from gateway.lifecycle import Lifecycle
 from gateway.mapping.model import MappingSpec
 from gateway.mapping.spec import load_mapping
 from gateway.runtime import Runtime
 
 
-def load(
-    config_file: str | Path, fleet: Fleet | None = None, lifecycle: Lifecycle | None = None
-) -> Runtime:
+def load(config_file: str | Path) -> Runtime:
     """The Runtime the files make as they are now; raises ConfigError."""
     config, mapping = load_files(config_file)
-    return runtime.build(config, mapping, fleet=fleet, lifecycle=lifecycle)
+    return runtime.build(config, mapping)
 
 
 def load_files(config_file: str | Path, listen: Listen | None = None) -> tuple[Config, MappingSpec]:
@@ -60,9 +56,8 @@ RESTART_ONLY = ("server.host", "server.port", "server.base_path", "server.watch_
 class Holder:
     """The live Runtime of an app, swapped atomically by `reload`."""
 
-    def __init__(self, live: Runtime, fleet: Fleet | None = None) -> None:
+    def __init__(self, live: Runtime) -> None:
         self.current = live
-        self.fleet = fleet
         self._lock = asyncio.Lock()
         self._retired: set[asyncio.Task[None]] = set()
 
@@ -77,7 +72,7 @@ class Holder:
                 # the requests this process serves meanwhile.
                 given = old.config.listen  # where the process was told to listen, kept
                 config, mapping = await asyncio.to_thread(load_files, config_file, given)
-                new = runtime.build(config, mapping, fleet=self.fleet, lifecycle=old.lifecycle)
+                new = runtime.build(config, mapping, fleet=old.fleet, lifecycle=old.lifecycle)
             except ConfigError as exc:
                 # Each problem names file, line and key, never the file's content.
                 log.error("reload_refused", config=str(config_file), problems=str(exc).splitlines())

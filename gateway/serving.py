@@ -103,10 +103,11 @@ async def serve(
         config, host=line, state_dir=Path(state_dir) if state_dir is not None else None
     )
     app = create_app(config, fleet=fleet)
+    live = app[reloading.HOLDER]
     limit = creates_seconds(config)
 
     async def creates_done(app: web.Application) -> None:
-        await _creates_done(app[reloading.HOLDER], limit)
+        await _creates_done(live, limit)
 
     # Once the requests are done, before the upstream's connections close (the first cleanup).
     app.on_cleanup.insert(0, creates_done)
@@ -117,7 +118,7 @@ async def serve(
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=meta, keepalive_timeout=keepalive)
     await runner.setup()
     assert runner.server is not None  # made by setup()
-    live = app[reloading.HOLDER]  # a reload's header timeout applies at once
+    # A reload's header timeout applies at once.
     heads = HeadDeadline(runner.server, lambda: live.current.config.server.header_timeout_seconds)
     collector.settle()
     await web.SockSite(runner, sock).start()
@@ -133,7 +134,7 @@ async def serve(
         loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
     )
     reloading.warn_about_access(config)
-    holder = app[reloading.HOLDER]
+    holder = live  # from now on a SIGHUP reloads at once
     if reload_asked:
         reload()
     watch = asyncio.create_task(_orphaned(stop)) if worker else None

@@ -112,10 +112,9 @@ class Tracing:
             logs.get().warning("tracing_off", detail=problem)
         if not on:
             return cls()
-        for header in env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "").split(","):
-            logs.redactor.add(header.partition("=")[2].strip())  # a collector's key, as like as not
-        for header in env.get("OTEL_EXPORTER_OTLP_HEADERS", "").split(","):
-            logs.redactor.add(header.partition("=")[2].strip())
+        for name in ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"):
+            for header in env.get(name, "").split(","):
+                logs.redactor.add(header.partition("=")[2].strip())  # a collector's key, likely
         tracing = cls(_provider())
         where = urlsplit(collector(env) or "")
         logs.get().info(
