@@ -203,7 +203,7 @@ def create_app(
     app[reloading.HOLDER] = holder
     app[fleet_state.FLEET] = fleet
     app[access.FAILURES] = access.FailureLimit()
-    app[SERVED] = api.BY_NAME
+    app[SERVED] = {op.name: op for op in api.OPERATIONS}  # as the table is when the app is made
     app[TRACING] = tracing = tracing or Tracing.from_environment()
     served_under = prefixes(config)
     for op in api.OPERATIONS:

@@ -27,8 +27,11 @@ def shared(url: str, **more: Any) -> SharedRedis:
 
 @pytest.fixture
 async def replicas(redis_server: RedisServer) -> AsyncIterator[list[SharedRedis]]:
-    """Three clients of one Redis, each with its own connections, as three replicas have."""
-    made = [shared(redis_server.url) for _ in range(3)]
+    """Three clients of one Redis, each with its own connections, as three replicas have.
+    What these tests show is atomicity, not timeouts (those have their own tests): a wider
+    timeout than the shipped 0.25 s, so that thirty first connections racing on a loaded
+    machine are not refused."""
+    made = [shared(redis_server.url, timeout=2.0) for _ in range(3)]
     yield made
     for r in made:
         await r.close()
